@@ -1,0 +1,233 @@
+//! Kafka v2 record batch headers: parsing, validation and the broker's stamping of offsets.
+//!
+//! Layout of the 61-byte header (big-endian), from the Kafka protocol's "Record Batch" spec:
+//! `baseOffset i64 | batchLength i32 | partitionLeaderEpoch i32 | magic i8 | crc u32 |
+//! attributes i16 | lastOffsetDelta i32 | baseTimestamp i64 | maxTimestamp i64 | producerId i64
+//! | producerEpoch i16 | baseSequence i32 | recordCount i32`. The CRC32C covers everything from
+//! `attributes` to the end, so the broker may rewrite `baseOffset` and `partitionLeaderEpoch`
+//! without recomputing it.
+
+use shoal_model::constants::{BATCH_BYTES_MAX, BATCH_HEADER_BYTES};
+use shoal_model::{Offset, Term, TimestampMs};
+
+/// Bytes up to and including the batch length field.
+pub(crate) const LENGTH_FIELD_END: usize = 12;
+const EPOCH_AT: usize = 12;
+const MAGIC_AT: usize = 16;
+const CRC_AT: usize = 17;
+const CRC_COVERED_FROM: usize = 21;
+const LAST_OFFSET_DELTA_AT: usize = 23;
+const MAX_TIMESTAMP_AT: usize = 35;
+const RECORD_COUNT_AT: usize = 57;
+
+/// Why bytes are not a valid batch. `Corrupt` means the bytes were damaged (CRC or framing);
+/// `Invalid` means they are well-formed but not acceptable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchDefect {
+    Truncated,
+    LengthOutOfRange,
+    CrcMismatch,
+    UnsupportedMagic,
+    InconsistentCounts,
+}
+
+impl BatchDefect {
+    pub fn is_corruption(self) -> bool {
+        matches!(self, BatchDefect::Truncated | BatchDefect::LengthOutOfRange | BatchDefect::CrcMismatch)
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            BatchDefect::Truncated => "batch shorter than its header or its length field",
+            BatchDefect::LengthOutOfRange => "batch length field out of range",
+            BatchDefect::CrcMismatch => "batch CRC32C does not match its contents",
+            BatchDefect::UnsupportedMagic => "record batch magic is not 2",
+            BatchDefect::InconsistentCounts => "record count disagrees with lastOffsetDelta",
+        }
+    }
+}
+
+/// The header fields the log needs, read from a validated batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: Offset,
+    /// Total bytes of the batch including the offset and length fields.
+    pub size_bytes: usize,
+    pub term: Term,
+    /// Number of offsets the batch occupies (`lastOffsetDelta + 1`).
+    pub offset_count: i64,
+    pub max_timestamp: TimestampMs,
+}
+
+impl BatchHeader {
+    pub fn last_offset(&self) -> Offset {
+        self.base_offset.plus(self.offset_count - 1)
+    }
+
+    pub fn next_offset(&self) -> Offset {
+        self.base_offset.plus(self.offset_count)
+    }
+}
+
+fn be_i32(bytes: &[u8], at: usize) -> i32 {
+    let mut raw = [0u8; 4];
+    raw.copy_from_slice(&bytes[at..at + 4]);
+    i32::from_be_bytes(raw)
+}
+
+fn be_i64(bytes: &[u8], at: usize) -> i64 {
+    let mut raw = [0u8; 8];
+    raw.copy_from_slice(&bytes[at..at + 8]);
+    i64::from_be_bytes(raw)
+}
+
+/// Reads the total size of the batch starting at `bytes[0]` from its length field, without
+/// validating anything else. `None` if fewer than 12 bytes are present or the length is out of
+/// range (a zero length is how pre-allocated, never-written space reads back).
+pub(crate) fn peek_size_bytes(bytes: &[u8]) -> Option<usize> {
+    if bytes.len() < LENGTH_FIELD_END {
+        return None;
+    }
+    let length = be_i32(bytes, 8);
+    let size = usize::try_from(length).ok()? + LENGTH_FIELD_END;
+    (BATCH_HEADER_BYTES..=BATCH_BYTES_MAX).contains(&size).then_some(size)
+}
+
+/// Validates the single batch that starts at `bytes[0]` (framing, magic, CRC32C, counts) and
+/// returns its header. Bytes past the batch are ignored.
+pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchDefect> {
+    if bytes.len() < LENGTH_FIELD_END {
+        return Err(BatchDefect::Truncated);
+    }
+    let size_bytes = peek_size_bytes(bytes).ok_or(BatchDefect::LengthOutOfRange)?;
+    if bytes.len() < size_bytes {
+        return Err(BatchDefect::Truncated);
+    }
+    let batch = &bytes[..size_bytes];
+    if batch[MAGIC_AT] != 2 {
+        return Err(BatchDefect::UnsupportedMagic);
+    }
+    let crc_stored = u32::from_be_bytes([
+        batch[CRC_AT],
+        batch[CRC_AT + 1],
+        batch[CRC_AT + 2],
+        batch[CRC_AT + 3],
+    ]);
+    if crc32c::crc32c(&batch[CRC_COVERED_FROM..]) != crc_stored {
+        return Err(BatchDefect::CrcMismatch);
+    }
+    let last_offset_delta = be_i32(batch, LAST_OFFSET_DELTA_AT);
+    let record_count = be_i32(batch, RECORD_COUNT_AT);
+    // Producers write one offset per record, so the two counts must agree. Compacted batches
+    // (later) may hold fewer records than offsets, never more.
+    if last_offset_delta < 0 || record_count < 0 || record_count > last_offset_delta + 1 {
+        return Err(BatchDefect::InconsistentCounts);
+    }
+    Ok(BatchHeader {
+        base_offset: Offset(be_i64(batch, 0)),
+        size_bytes,
+        term: Term(be_i32(batch, EPOCH_AT)),
+        offset_count: i64::from(last_offset_delta) + 1,
+        max_timestamp: TimestampMs(be_i64(batch, MAX_TIMESTAMP_AT)),
+    })
+}
+
+/// Writes the broker-assigned base offset and leader epoch into a batch. The CRC does not cover
+/// these fields, so the batch stays valid; the caller re-validates after the copy.
+pub(crate) fn stamp(batch: &mut [u8], base_offset: Offset, term: Term) {
+    assert!(batch.len() >= BATCH_HEADER_BYTES);
+    batch[0..8].copy_from_slice(&base_offset.0.to_be_bytes());
+    batch[EPOCH_AT..EPOCH_AT + 4].copy_from_slice(&term.0.to_be_bytes());
+}
+
+/// Builds a valid v2 batch of `record_count` uncompressed records with the given values.
+/// Used by tests, benchmarks and the crash-test writer; the broker never builds batches.
+pub fn build(values: &[&[u8]], base_timestamp_ms: i64) -> Vec<u8> {
+    assert!(!values.is_empty());
+    let mut records = Vec::new();
+    for (index, value) in values.iter().enumerate() {
+        let mut record = Vec::new();
+        record.push(0u8); // Record attributes.
+        put_varint(&mut record, 0); // Timestamp delta.
+        put_varint(&mut record, index as i64); // Offset delta.
+        put_varint(&mut record, -1); // Null key.
+        put_varint(&mut record, value.len() as i64);
+        record.extend_from_slice(value);
+        put_varint(&mut record, 0); // No headers.
+        put_varint(&mut records, record.len() as i64);
+        records.extend_from_slice(&record);
+    }
+    let count = i32::try_from(values.len()).expect("test batches are small");
+    let mut batch = Vec::with_capacity(BATCH_HEADER_BYTES + records.len());
+    batch.extend_from_slice(&0i64.to_be_bytes());
+    let length = i32::try_from(BATCH_HEADER_BYTES - LENGTH_FIELD_END + records.len())
+        .expect("batch fits in i32");
+    batch.extend_from_slice(&length.to_be_bytes());
+    batch.extend_from_slice(&(-1i32).to_be_bytes()); // Leader epoch, stamped by the broker.
+    batch.push(2); // Magic.
+    batch.extend_from_slice(&0u32.to_be_bytes()); // CRC placeholder.
+    batch.extend_from_slice(&0i16.to_be_bytes()); // Attributes: no compression, create time.
+    batch.extend_from_slice(&(count - 1).to_be_bytes());
+    batch.extend_from_slice(&base_timestamp_ms.to_be_bytes());
+    batch.extend_from_slice(&base_timestamp_ms.to_be_bytes()); // Max timestamp.
+    batch.extend_from_slice(&(-1i64).to_be_bytes()); // Producer id.
+    batch.extend_from_slice(&(-1i16).to_be_bytes()); // Producer epoch.
+    batch.extend_from_slice(&(-1i32).to_be_bytes()); // Base sequence.
+    batch.extend_from_slice(&count.to_be_bytes());
+    batch.extend_from_slice(&records);
+    let crc = crc32c::crc32c(&batch[CRC_COVERED_FROM..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+fn put_varint(out: &mut Vec<u8>, value: i64) {
+    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+    loop {
+        let byte = (zigzag & 0x7f) as u8;
+        zigzag >>= 7;
+        if zigzag == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_batch_validates_and_stamping_keeps_crc() {
+        let mut batch = build(&[b"a", b"bc", b"def"], 1_000);
+        let header = validate(&batch).expect("valid");
+        assert_eq!(header.offset_count, 3);
+        assert_eq!(header.size_bytes, batch.len());
+        stamp(&mut batch, Offset(42), Term(7));
+        let header = validate(&batch).expect("still valid after stamping");
+        assert_eq!(header.base_offset, Offset(42));
+        assert_eq!(header.term, Term(7));
+        assert_eq!(header.last_offset(), Offset(44));
+        assert_eq!(header.max_timestamp, TimestampMs(1_000));
+    }
+
+    #[test]
+    fn every_single_bit_flip_in_covered_bytes_is_caught() {
+        let batch = build(&[b"hello world"], 5);
+        for at in CRC_COVERED_FROM..batch.len() {
+            let mut damaged = batch.clone();
+            damaged[at] ^= 0x10;
+            assert!(validate(&damaged).is_err(), "flip at {at} not caught");
+        }
+    }
+
+    #[test]
+    fn framing_defects_are_reported() {
+        let batch = build(&[b"x"], 0);
+        assert_eq!(validate(&batch[..batch.len() - 1]), Err(BatchDefect::Truncated));
+        assert_eq!(validate(&[0u8; 70]), Err(BatchDefect::LengthOutOfRange));
+        let mut bad_magic = batch.clone();
+        bad_magic[MAGIC_AT] = 1;
+        assert_eq!(validate(&bad_magic), Err(BatchDefect::UnsupportedMagic));
+    }
+}

@@ -1,0 +1,78 @@
+//! Per-log (per-topic) configuration. Kafka topic config names are noted on each field; the
+//! broker translates topic configs into this struct.
+
+use shoal_model::constants::{
+    BATCH_BYTES_MAX, INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT,
+    WRITE_CHUNK_BYTES_DEFAULT,
+};
+use shoal_model::Term;
+
+/// When an append completes, relative to the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The default. An append completes after an `fdatasync` that covers it returned. Appends
+    /// that arrive while a sync is in flight share the next one (group commit).
+    Fsync,
+    /// Kafka `flush.messages`/`flush.ms` > 1, Redpanda `write.caching=true`. An append completes
+    /// once its DMA write completed (survives kill -9, not a power loss); syncs happen after
+    /// `flush_messages` appends or when the owner calls [`crate::Log::sync`] on its
+    /// `flush_ms` timer.
+    Relaxed { flush_messages: u64, flush_ms: u64 },
+}
+
+/// How the active segment's blocks are reserved ahead of the writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallocation {
+    /// Every write that passes the end grows the file.
+    None,
+    /// `fallocate(KEEP_SIZE)` ahead in steps: blocks reserved, size unchanged.
+    FallocateAhead,
+    /// `fallocate` ahead and grow the size, so writes do not change the file size.
+    ExtendAhead,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// Kafka `segment.bytes`: roll once the active segment holds this many bytes.
+    pub segment_bytes_max: u64,
+    /// Kafka `segment.ms`: roll a non-empty active segment older than this.
+    pub segment_ms_max: Option<u64>,
+    /// Kafka `retention.bytes`: delete oldest sealed segments while the log is larger.
+    pub retention_bytes: Option<u64>,
+    /// Kafka `retention.ms`: delete sealed segments whose newest record is older.
+    pub retention_ms: Option<u64>,
+    /// Kafka `index.interval.bytes`: bytes between sparse index entries.
+    pub index_interval_bytes: u64,
+    /// Kafka `max.message.bytes`.
+    pub batch_bytes_max: usize,
+    pub durability: Durability,
+    pub fallocation: Fallocation,
+    /// Largest fallocation step; it shrinks as free space runs low (see `segment.rs`).
+    pub fallocation_step_bytes_max: u64,
+    /// Keep up to this many deleted segment files and reuse them at roll: overwriting blocks
+    /// that already hold data syncs cheaper than appending on some file systems.
+    pub recycled_segments_max: usize,
+    /// Minimum capacity of a write chunk taken from the buffer pool.
+    pub write_chunk_bytes: usize,
+    /// Leader epoch stamped into appended batches and segment names.
+    pub term: Term,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            segment_bytes_max: SEGMENT_BYTES_DEFAULT,
+            segment_ms_max: None,
+            retention_bytes: None,
+            retention_ms: Some(7 * 24 * 3600 * 1000),
+            index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
+            batch_bytes_max: BATCH_BYTES_MAX,
+            durability: Durability::Fsync,
+            fallocation: Fallocation::None,
+            fallocation_step_bytes_max: 32 * 1024 * 1024,
+            recycled_segments_max: 0,
+            write_chunk_bytes: WRITE_CHUNK_BYTES_DEFAULT,
+            term: Term(0),
+        }
+    }
+}

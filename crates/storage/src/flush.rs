@@ -1,0 +1,135 @@
+//! The flusher: the one task per log that writes chunks and syncs (group commit).
+//!
+//! The owner spawns [`Log::run_flusher`] on the partition's core. It sleeps until there is
+//! work, then runs rounds: write every queued chunk in order (one O_DIRECT write each, never
+//! two writes of the same block in flight), then, if the durability mode asks for it, one
+//! `fdatasync` that covers all of them. Appends that arrive during a round wait for the next
+//! one, so the number of syncs per second stays bounded by the device while the number of
+//! acknowledged batches per sync grows with concurrency.
+
+use std::rc::Rc;
+
+use shoal_io::{Disk, DmaFile};
+
+use crate::config::{Durability, Fallocation};
+use crate::error::OfflineReason;
+use crate::log::Log;
+use crate::segment::{align_up, path_of, LOG_SUFFIX};
+
+impl<D: Disk> Log<D> {
+    /// Runs until the log is closed or goes offline. Spawn it once, on the owning core.
+    pub async fn run_flusher(&self) {
+        loop {
+            let listener = self.inner.work.listen();
+            let (has_work, done) = {
+                let mut state = self.inner.state.borrow_mut();
+                // An open chunk is written as soon as the flusher is free: waiting for it to
+                // fill would only add latency, and both modes acknowledge no earlier than the
+                // write. Batches that arrive meanwhile go to the next chunk (group commit).
+                state.writer.seal_open();
+                let unwritten = !state.writer.queued.is_empty();
+                let unsynced = state.writer.synced_bytes < state.writer.written_bytes;
+                let wants_sync = state.sync_requested && unsynced;
+                if state.sync_requested && !unwritten && !unsynced {
+                    state.sync_requested = false;
+                }
+                (unwritten || wants_sync, state.offline.is_some() || state.closed)
+            };
+            if has_work && !done {
+                if self.flush_round().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            if done {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Writes all queued chunks, then syncs if due. `Err` means the log went offline.
+    async fn flush_round(&self) -> Result<(), ()> {
+        let (chunks, file, path) = {
+            let mut state = self.inner.state.borrow_mut();
+            let chunks: Vec<_> = state.writer.queued.drain(..).collect();
+            let active = state.active();
+            let path = path_of(&self.inner.dir, &active.stem(), LOG_SUFFIX);
+            (chunks, active.file.clone(), path)
+        };
+        for chunk in chunks {
+            let end = chunk.end_pos();
+            let padded = align_up(end);
+            self.ensure_allocated(&file, padded, &path).await?;
+            let buf = Rc::new(chunk.buf);
+            let expected = padded - chunk.file_pos;
+            match file.write_at(buf, chunk.file_pos).await {
+                Ok(written) if written as u64 >= expected => {}
+                Ok(written) => {
+                    let detail = format!("short DMA write: {written} of {expected} bytes");
+                    let error = std::io::Error::other(detail);
+                    return Err(self.fail("write", path, &error));
+                }
+                Err(error) => return Err(self.fail("write", path, &error)),
+            }
+            drop(chunk.lease);
+            let mut state = self.inner.state.borrow_mut();
+            assert!(end > state.writer.written_bytes, "writes complete in order");
+            state.writer.written_bytes = end;
+            state.written_next = chunk.next_offset;
+            state.stats.dma_writes += 1;
+            drop(state);
+            self.inner.progress.notify();
+        }
+        let sync_target = {
+            let state = self.inner.state.borrow();
+            let fsync = self.inner.config.borrow().durability == Durability::Fsync;
+            let unsynced = state.writer.synced_bytes < state.writer.written_bytes;
+            (unsynced && (fsync || state.sync_requested))
+                .then_some((state.written_next, state.writer.written_bytes, state.batches_unsynced))
+        };
+        if let Some((next, bytes, batches)) = sync_target {
+            if let Err(error) = file.fdatasync().await {
+                return Err(self.fail("fdatasync", path, &error));
+            }
+            let mut state = self.inner.state.borrow_mut();
+            state.synced_next = next;
+            state.writer.synced_bytes = bytes;
+            state.batches_unsynced -= batches.min(state.batches_unsynced);
+            state.stats.syncs += 1;
+            let drained = state.writer.queued.is_empty() && state.writer.open.is_none();
+            if drained && state.synced_next == state.log_end {
+                state.sync_requested = false;
+            }
+            drop(state);
+            self.inner.progress.notify();
+        }
+        Ok(())
+    }
+
+    /// Reserves blocks ahead of a write, per the fallocation policy. The step shrinks when
+    /// free space is short (an eighth of what is free, at least one block), so a nearly full
+    /// disk is not filled by reservations alone.
+    async fn ensure_allocated(&self, file: &Rc<D::File>, end: u64, path: &std::path::Path) -> Result<(), ()> {
+        let (policy, step_max) = self.fallocation();
+        if policy == Fallocation::None {
+            return Ok(());
+        }
+        if end <= self.inner.state.borrow().writer.allocated_bytes {
+            return Ok(());
+        }
+        let free = self.inner.disk.free_bytes(&self.inner.dir).unwrap_or(0);
+        let step = align_up((free / 8).min(step_max)).max(4096);
+        let target = end + step;
+        let keep_size = policy == Fallocation::FallocateAhead;
+        if let Err(error) = file.allocate(target, keep_size).await {
+            return Err(self.fail("fallocate", path.to_path_buf(), &error));
+        }
+        self.inner.state.borrow_mut().writer.allocated_bytes = target;
+        Ok(())
+    }
+
+    fn fail(&self, op: &str, path: std::path::PathBuf, error: &std::io::Error) {
+        self.go_offline(OfflineReason::from_io(op, path, error));
+    }
+}

@@ -1,0 +1,34 @@
+//! Shoal's storage engine: a durable, segmented log per partition, generic over
+//! [`shoal_io::Disk`] so it runs on glommio DMA files in production and on a simulated disk
+//! that loses un-synced writes in tests.
+//!
+//! Data flow (all on the core that owns the partition):
+//! `Log::append` → validate (CRC32C) → wait for a chunk from the per-core [`BufferPool`] →
+//! stamp offset/term, copy into the chunk, index, insert into the per-core [`BatchCache`] →
+//! the log's flusher writes chunks with O_DIRECT and fdatasyncs (group commit) → the append
+//! completes with the [`Guarantee`] it reached. Reads come from the cache or from segments
+//! through the sparse index. See `README.md` for the durability contract.
+
+mod batch;
+mod cache;
+mod config;
+mod error;
+mod flush;
+mod index;
+mod log;
+mod pool;
+mod read;
+mod recovery;
+mod retention;
+mod roll;
+mod segment;
+mod sync;
+mod writer;
+
+pub use batch::{build as build_batch, validate as validate_batch, BatchDefect, BatchHeader};
+pub use cache::BatchCache;
+pub use config::{Durability, Fallocation, LogConfig};
+pub use error::{Error, OfflineKind, OfflineReason, Result};
+pub use log::{Appended, Guarantee, Log, LogOffsets, LogStats, ReadBatches, Wait};
+pub use pool::BufferPool;
+pub use recovery::LogContext;

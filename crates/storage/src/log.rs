@@ -1,0 +1,359 @@
+//! One partition's log: appends, the flusher (group commit), reads, rolls, retention.
+//!
+//! A `Log` is owned by the core that owns the partition; it is `!Send` and every method runs
+//! on that core. Offsets are assigned here and nowhere else, in arrival order.
+//!
+//! ## When an append completes, and what is on the device then
+//! 1. [`Log::append`] validates the batch (framing, CRC32C) and waits, in arrival order, for
+//!    room in a write chunk (pages leased from the per-core [`BufferPool`]).
+//! 2. It stamps the base offset and term into the batch and copies it into the chunk. The
+//!    batch is now *buffered*: in memory only. `Wait::Buffered` returns here (acks=0).
+//! 3. The log's flusher task ([`Log::run_flusher`]) writes chunks in order with O_DIRECT.
+//!    When a write completes the batch is *written*: it survives kill -9, not a power loss.
+//! 4. In `Durability::Fsync` the flusher then calls `fdatasync`; when it returns, every batch
+//!    written before the call is *synced* and survives a power loss. Batches that arrived while
+//!    that sync was in flight are written and synced together in the next round: one
+//!    `fdatasync` for many batches (group commit).
+//!
+//! `Wait::Durable` returns at 4 in `Fsync` mode and at 3 in `Relaxed` mode; the returned
+//! [`Appended::guarantee`] says which one was reached. The high watermark (what readers see)
+//! is the synced end in `Fsync` mode and the written end in `Relaxed` mode, so a consumer never
+//! reads a batch that a crash could take back under the topic's contract.
+//!
+//! A failed write, sync, truncate or allocation takes the log offline: every waiter and every
+//! later call gets [`Error::Offline`] with the reason. Nothing is retried on the same file.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use shoal_io::{Clock, Disk, DmaFile};
+use shoal_model::{Offset, TimestampMs};
+
+use crate::batch;
+use crate::cache::{BatchCache, CachedBatch, LogUid};
+use crate::config::{Durability, Fallocation, LogConfig};
+use crate::error::{Error, OfflineReason, Result};
+use crate::pool::BufferPool;
+use crate::segment::Segment;
+use crate::sync::{Event, FifoSemaphore};
+use crate::writer::Writer;
+
+/// How long [`Log::append`] waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Return once the batch has an offset and is in memory (Kafka acks=0).
+    Buffered,
+    /// Return once the topic's durability mode is met (acks=1 and acks=all).
+    Durable,
+}
+
+/// What a completed append reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Guarantee {
+    /// In memory only: lost on a crash.
+    Buffered,
+    /// DMA write completed: survives kill -9, not a power loss.
+    Written,
+    /// Covered by a completed fdatasync: survives a power loss.
+    Synced,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: Offset,
+    pub last_offset: Offset,
+    pub guarantee: Guarantee,
+}
+
+/// Batches returned by [`Log::read`], each a complete stored batch (CRC verified).
+#[derive(Clone, Debug, Default)]
+pub struct ReadBatches {
+    pub batches: Vec<Bytes>,
+    pub high_watermark: Offset,
+    pub log_start: Offset,
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogStats {
+    pub appends: u64,
+    pub dma_writes: u64,
+    pub syncs: u64,
+    pub rolls: u64,
+    pub segments_deleted: u64,
+}
+
+/// Offsets of one log, as Kafka reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogOffsets {
+    pub log_start: Offset,
+    /// What readers may see (synced end in Fsync mode, written end in Relaxed mode).
+    pub high_watermark: Offset,
+    /// The next offset to assign.
+    pub log_end: Offset,
+}
+
+pub struct Log<D: Disk> {
+    pub(crate) inner: Rc<Inner<D>>,
+}
+
+impl<D: Disk> Clone for Log<D> {
+    fn clone(&self) -> Self {
+        Log { inner: self.inner.clone() }
+    }
+}
+
+pub(crate) struct Inner<D: Disk> {
+    pub(crate) disk: Rc<D>,
+    pub(crate) clock: Rc<dyn Clock>,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: RefCell<LogConfig>,
+    pub(crate) pool: BufferPool,
+    pub(crate) cache: BatchCache,
+    pub(crate) uid: LogUid,
+    pub(crate) state: RefCell<State<D::File>>,
+    /// Serialises placement (and structural changes) in arrival order.
+    pub(crate) placement: FifoSemaphore,
+    /// Notified when a watermark moves, the log goes offline or closes.
+    pub(crate) progress: Event,
+    /// Notified when the flusher has something to do.
+    pub(crate) work: Event,
+}
+
+pub(crate) struct State<F: DmaFile> {
+    /// All segments by base offset; the last one is active.
+    pub(crate) segments: BTreeMap<Offset, Segment<F>>,
+    pub(crate) writer: Writer<F::Buf>,
+    pub(crate) log_start: Offset,
+    pub(crate) log_end: Offset,
+    pub(crate) written_next: Offset,
+    pub(crate) synced_next: Offset,
+    pub(crate) batches_unsynced: u64,
+    pub(crate) sync_requested: bool,
+    pub(crate) offline: Option<Rc<OfflineReason>>,
+    pub(crate) closed: bool,
+    pub(crate) stats: LogStats,
+}
+
+impl<F: DmaFile> State<F> {
+    pub(crate) fn active(&self) -> &Segment<F> {
+        self.segments.values().next_back().expect("a log always has an active segment")
+    }
+
+    pub(crate) fn active_mut(&mut self) -> &mut Segment<F> {
+        self.segments.values_mut().next_back().expect("a log always has an active segment")
+    }
+
+    pub(crate) fn high_watermark(&self, durability: Durability) -> Offset {
+        match durability {
+            Durability::Fsync => self.synced_next,
+            Durability::Relaxed { .. } => self.written_next,
+        }
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        if let Some(reason) = &self.offline {
+            return Err(Error::Offline(reason.clone()));
+        }
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+}
+
+impl<D: Disk> Log<D> {
+    /// Appends one record batch (Kafka v2, as a producer sent it) and waits as `wait` says.
+    /// See the module documentation for exactly what is on the device when this returns.
+    pub async fn append(&self, mut batch: Vec<u8>, wait: Wait) -> Result<Appended> {
+        let limit_bytes = self.inner.config.borrow().batch_bytes_max;
+        if batch.len() > limit_bytes {
+            return Err(Error::BatchTooLarge { size_bytes: batch.len(), limit_bytes });
+        }
+        let header = batch::validate(&batch).map_err(|defect| {
+            if defect.is_corruption() {
+                Error::CorruptBatch(defect)
+            } else {
+                Error::InvalidBatch(defect)
+            }
+        })?;
+        if header.size_bytes != batch.len() {
+            // Produce v3+ carries exactly one batch per partition; trailing bytes are damage.
+            return Err(Error::CorruptBatch(batch::BatchDefect::LengthOutOfRange));
+        }
+        let appended = {
+            let _permit = self.inner.placement.acquire(1).await;
+            self.inner.state.borrow().check_usable()?;
+            self.roll_if_due(batch.len()).await?;
+            self.reserve_chunk(batch.len()).await?;
+            self.place(&mut batch, header.offset_count, header.max_timestamp)?
+        };
+        self.inner.work.notify();
+        match wait {
+            Wait::Buffered => Ok(appended),
+            Wait::Durable => self.wait_durable(appended).await,
+        }
+    }
+
+    /// Makes sure the open chunk has room for `len` bytes, leasing a new one if needed.
+    /// Runs with the placement permit held, so arrival order is kept while it waits.
+    async fn reserve_chunk(&self, len: usize) -> Result<()> {
+        let (chunk_bytes, file) = {
+            let state = self.inner.state.borrow();
+            if state.writer.fits(len) {
+                return Ok(());
+            }
+            let chunk_bytes_min = self.inner.config.borrow().write_chunk_bytes;
+            let chunk_bytes = state.writer.chunk_bytes_for(len, chunk_bytes_min);
+            (chunk_bytes.min(self.inner.pool.budget_bytes()), state.active().file.clone())
+        };
+        let lease = self.inner.pool.lease(chunk_bytes).await;
+        let buf = file.alloc_buf(chunk_bytes);
+        let mut state = self.inner.state.borrow_mut();
+        state.check_usable()?;
+        let next = state.log_end;
+        state.writer.start_chunk(buf, lease, next);
+        assert!(state.writer.fits(len), "a fresh chunk holds at least one batch");
+        drop(state);
+        // The previous chunk (if any) is now queued for the flusher.
+        self.inner.work.notify();
+        Ok(())
+    }
+
+    /// Assigns offsets, stamps and copies the batch, indexes and caches it.
+    fn place(&self, batch: &mut [u8], offset_count: i64, max_ts: TimestampMs) -> Result<Appended> {
+        let config = self.inner.config.borrow();
+        let mut state = self.inner.state.borrow_mut();
+        let base = state.log_end;
+        let next = base.plus(offset_count);
+        batch::stamp(batch, base, config.term);
+        let pos = state.writer.place(batch, next);
+        let segment = state.active_mut();
+        segment.index.observe(base, pos, max_ts, config.index_interval_bytes);
+        segment.size_bytes += batch.len() as u64;
+        segment.next_offset = next;
+        segment.max_timestamp = segment.max_timestamp.max(Some(max_ts));
+        state.log_end = next;
+        state.batches_unsynced += 1;
+        state.stats.appends += 1;
+        if let Durability::Relaxed { flush_messages, .. } = config.durability {
+            if state.batches_unsynced >= flush_messages {
+                state.sync_requested = true;
+            }
+        }
+        let stored = Bytes::copy_from_slice(batch);
+        debug_assert!(batch::validate(&stored).is_ok(), "CRC checked again after the copy");
+        self.inner.cache.insert(self.inner.uid, base, CachedBatch { bytes: stored, next_offset: next });
+        Ok(Appended { base_offset: base, last_offset: Offset(next.0 - 1), guarantee: Guarantee::Buffered })
+    }
+
+    async fn wait_durable(&self, appended: Appended) -> Result<Appended> {
+        let next = appended.last_offset.plus(1);
+        loop {
+            let listener = self.inner.progress.listen();
+            {
+                let state = self.inner.state.borrow();
+                if state.synced_next >= next {
+                    return Ok(Appended { guarantee: Guarantee::Synced, ..appended });
+                }
+                let relaxed = matches!(self.inner.config.borrow().durability, Durability::Relaxed { .. });
+                if relaxed && state.written_next >= next {
+                    return Ok(Appended { guarantee: Guarantee::Written, ..appended });
+                }
+                if let Some(reason) = &state.offline {
+                    return Err(Error::Offline(reason.clone()));
+                }
+            }
+            listener.await;
+        }
+    }
+
+    /// Requests a sync of everything written so far and waits for it (the `flush.ms` timer,
+    /// and shutdown, call this). Returns the synced end.
+    pub async fn sync(&self) -> Result<Offset> {
+        let target = {
+            let mut state = self.inner.state.borrow_mut();
+            state.check_usable()?;
+            state.sync_requested = true;
+            state.writer.seal_open();
+            state.log_end
+        };
+        self.inner.work.notify();
+        self.wait_synced(target).await
+    }
+
+    pub(crate) async fn wait_synced(&self, target: Offset) -> Result<Offset> {
+        loop {
+            let listener = self.inner.progress.listen();
+            {
+                let state = self.inner.state.borrow();
+                if let Some(reason) = &state.offline {
+                    return Err(Error::Offline(reason.clone()));
+                }
+                if state.synced_next >= target {
+                    return Ok(state.synced_next);
+                }
+            }
+            listener.await;
+        }
+    }
+
+    pub fn offsets(&self) -> LogOffsets {
+        let durability = self.inner.config.borrow().durability;
+        let state = self.inner.state.borrow();
+        LogOffsets {
+            log_start: state.log_start,
+            high_watermark: state.high_watermark(durability),
+            log_end: state.log_end,
+        }
+    }
+
+    pub fn stats(&self) -> LogStats {
+        self.inner.state.borrow().stats
+    }
+
+    /// Why the log is offline, if it is.
+    pub fn offline_reason(&self) -> Option<Rc<OfflineReason>> {
+        self.inner.state.borrow().offline.clone()
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.inner.config.borrow().clone()
+    }
+
+    /// Changes the configuration (topic config altered). Takes effect for the next append.
+    pub fn set_config(&self, config: LogConfig) {
+        *self.inner.config.borrow_mut() = config;
+        self.inner.work.notify();
+    }
+
+    /// Total bytes of stored batches across segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.inner.state.borrow().segments.values().map(|s| s.size_bytes).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.inner.state.borrow().segments.len()
+    }
+
+    /// Takes the log offline for `reason` and wakes every waiter.
+    pub(crate) fn go_offline(&self, reason: OfflineReason) {
+        tracing::error!(dir = %self.inner.dir.display(), %reason, "partition log offline");
+        {
+            let mut state = self.inner.state.borrow_mut();
+            if state.offline.is_none() {
+                state.offline = Some(Rc::new(reason));
+            }
+        }
+        self.inner.progress.notify();
+        self.inner.work.notify();
+    }
+
+    pub(crate) fn fallocation(&self) -> (Fallocation, u64) {
+        let config = self.inner.config.borrow();
+        (config.fallocation, config.fallocation_step_bytes_max)
+    }
+}

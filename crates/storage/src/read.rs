@@ -1,0 +1,163 @@
+//! The read path: batches by offset, from the per-core cache when they are recent, otherwise
+//! from the segment through its sparse index with one DMA read plus read-ahead.
+//!
+//! Reads never go past the high watermark, so they only touch bytes that are written (and, in
+//! `Fsync` mode, synced). Every batch read from disk is CRC-checked before it is returned; a
+//! mismatch takes the log offline (the data was acknowledged, so this is corruption).
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use shoal_io::{Disk, DmaFile};
+use shoal_model::{Offset, TimestampMs};
+
+use crate::batch;
+use crate::error::{Error, OfflineReason, Result};
+use crate::log::{Log, ReadBatches};
+use crate::segment::{path_of, LOG_SUFFIX};
+
+/// Bytes read beyond what was asked, so a consumer's next fetch is likely served from the same
+/// read. Bounded so a read never holds more than this plus `max_bytes`.
+const READ_AHEAD_BYTES: usize = 256 * 1024;
+
+/// Where a disk read starts and what it may cover.
+struct DiskPlan<F> {
+    file: Rc<F>,
+    stem: String,
+    pos: u64,
+    end_bytes: u64,
+}
+
+impl<D: Disk> Log<D> {
+    /// Returns whole batches starting with the one that contains `from`, up to `max_bytes`
+    /// (always at least one batch when any is visible, as Kafka requires so that a consumer can
+    /// make progress past a batch larger than its limit).
+    pub async fn read(&self, from: Offset, max_bytes: usize) -> Result<ReadBatches> {
+        let (hwm, log_start, log_end) = {
+            let durability = self.inner.config.borrow().durability;
+            let state = self.inner.state.borrow();
+            if let Some(reason) = &state.offline {
+                return Err(Error::Offline(reason.clone()));
+            }
+            (state.high_watermark(durability), state.log_start, state.log_end)
+        };
+        if from < log_start || from > log_end {
+            return Err(Error::OffsetOutOfRange { requested: from, start: log_start, end: log_end });
+        }
+        let mut out = ReadBatches { batches: Vec::new(), high_watermark: hwm, log_start };
+        if from >= hwm {
+            return Ok(out);
+        }
+        let mut next = from;
+        let mut total = 0usize;
+        while next < hwm && (total < max_bytes || out.batches.is_empty()) {
+            let Some(hit) = self.inner.cache.get(self.inner.uid, next) else { break };
+            total += hit.bytes.len();
+            next = hit.next_offset;
+            out.batches.push(hit.bytes);
+        }
+        if out.batches.is_empty() {
+            self.read_from_disk(from, hwm, max_bytes, &mut out.batches).await?;
+        }
+        Ok(out)
+    }
+
+    async fn read_from_disk(&self, from: Offset, hwm: Offset, max_bytes: usize, out: &mut Vec<Bytes>) -> Result<()> {
+        let plan = self.plan_disk_read(from);
+        let mut pos = plan.pos;
+        let mut total = 0usize;
+        while pos < plan.end_bytes && (total < max_bytes || out.is_empty()) {
+            let want = max_bytes.saturating_sub(total) + READ_AHEAD_BYTES;
+            let len = want.min((plan.end_bytes - pos) as usize);
+            let buf = Bytes::from(self.read_bytes(&plan, pos, len).await?);
+            let mut at = 0usize;
+            while at < buf.len() {
+                if at > 0 && buf.len() - at < batch::LENGTH_FIELD_END {
+                    break; // The next length field straddles this read.
+                }
+                let Some(size) = batch::peek_size_bytes(&buf[at..]) else {
+                    return Err(self.corrupt(&plan, pos + at as u64, "bad batch length below the high watermark"));
+                };
+                let batch_bytes = if at + size <= buf.len() {
+                    buf.slice(at..at + size)
+                } else if at == 0 {
+                    // A batch larger than this read: fetch it whole.
+                    Bytes::from(self.read_bytes(&plan, pos, size).await?)
+                } else {
+                    break; // Continue with a fresh read from this batch's start.
+                };
+                let header = self.checked_header(&plan, pos + at as u64, &batch_bytes)?;
+                at += size;
+                if header.next_offset() <= from {
+                    continue;
+                }
+                if header.base_offset >= hwm || (total >= max_bytes && !out.is_empty()) {
+                    return Ok(());
+                }
+                total += size;
+                out.push(batch_bytes);
+            }
+            pos += at as u64;
+        }
+        Ok(())
+    }
+
+    fn plan_disk_read(&self, from: Offset) -> DiskPlan<D::File> {
+        let state = self.inner.state.borrow();
+        let (&base, segment) = state
+            .segments
+            .range(..=from)
+            .next_back()
+            .expect("offsets within the log belong to a segment");
+        let is_active = base == state.active().base;
+        let end_bytes = if is_active { state.writer.written_bytes } else { segment.size_bytes };
+        let pos = segment.index.lookup(from).map_or(0, |(_, pos)| pos);
+        DiskPlan { file: segment.file.clone(), stem: segment.stem(), pos, end_bytes }
+    }
+
+    async fn read_bytes(&self, plan: &DiskPlan<D::File>, pos: u64, len: usize) -> Result<Vec<u8>> {
+        match plan.file.read_at(pos, len).await {
+            Ok(bytes) if bytes.len() == len => Ok(bytes),
+            Ok(bytes) => Err(self.corrupt(plan, pos, &format!("short read: {} of {len} bytes", bytes.len()))),
+            Err(error) => Err(self.offline_io("read", path_of(&self.inner.dir, &plan.stem, LOG_SUFFIX), &error)),
+        }
+    }
+
+    fn checked_header(&self, plan: &DiskPlan<D::File>, pos: u64, bytes: &[u8]) -> Result<batch::BatchHeader> {
+        batch::validate(bytes).map_err(|defect| self.corrupt(plan, pos, defect.describe()))
+    }
+
+    fn corrupt(&self, plan: &DiskPlan<D::File>, pos: u64, what: &str) -> Error {
+        let path = path_of(&self.inner.dir, &plan.stem, LOG_SUFFIX);
+        self.go_offline(OfflineReason::corruption(path, format!("at byte {pos}: {what}")));
+        Error::Offline(self.offline_reason().expect("just set"))
+    }
+
+    /// Kafka ListOffsets by timestamp: the first batch (below the high watermark) whose max
+    /// timestamp is at or after `target`, as (its base offset, its max timestamp). Record-level
+    /// precision inside a batch needs record decoding, which belongs to the broker.
+    pub async fn offset_for_timestamp(&self, target: TimestampMs) -> Result<Option<(Offset, TimestampMs)>> {
+        let start = {
+            let state = self.inner.state.borrow();
+            let Some(segment) = state.segments.values().find(|s| s.max_timestamp.is_some_and(|ts| ts >= target)) else {
+                return Ok(None);
+            };
+            let hint = segment.index.lookup_time(target).unwrap_or(segment.base);
+            hint.max(state.log_start)
+        };
+        let mut next = start;
+        loop {
+            let page = self.read(next, 1024 * 1024).await?;
+            if page.batches.is_empty() {
+                return Ok(None);
+            }
+            for bytes in &page.batches {
+                let header = batch::validate(bytes).expect("read returns validated batches");
+                if header.max_timestamp >= target {
+                    return Ok(Some((header.base_offset.max(next), header.max_timestamp)));
+                }
+                next = header.next_offset();
+            }
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! Opening a log: recovery after a clean stop, a crash or a power loss.
+//!
+//! 1. Leftover `*.tmp` files (an interrupted atomic write) are removed.
+//! 2. Sealed segments are trusted to be synced (a roll syncs before it seals). Their index
+//!    files are used when valid and cover the whole file; otherwise the segment is scanned and
+//!    every batch validated. Any defect in a sealed segment is corruption: the log is reported
+//!    offline with the reason, never silently shortened.
+//! 3. The last segment is scanned from its last checkpointed index entry (or its start),
+//!    checking each batch's length, CRC32C, offset continuity and term. The scan stops at the
+//!    first batch that fails. If that is below the checkpoint's synced position, synced data is
+//!    damaged: offline. Otherwise it is a torn or unsynced tail: the file is truncated there and
+//!    synced, so nothing after a hole is ever served and stale bytes cannot be re-read later.
+//! 4. The recovered tail is synced before the log serves it, because data that merely survived
+//!    a process crash may still be in a volatile device cache.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use shoal_io::{Clock, Disk, DmaFile, OpenMode};
+use shoal_model::{Offset, Term, TimestampMs};
+
+use crate::batch;
+use crate::cache::BatchCache;
+use crate::config::LogConfig;
+use crate::error::{Error, OfflineReason, Result};
+use crate::index::{self, IndexCheckpoint, SparseIndex};
+use crate::log::{Inner, Log, LogStats, State};
+use crate::pool::BufferPool;
+use crate::retention::{decode_log_start, LOG_START_FILE};
+use crate::segment::{align_down, parse_log_name, path_of, read_small_file, stem, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, TMP_SUFFIX};
+use crate::sync::{Event, FifoSemaphore};
+use crate::writer::Writer;
+
+/// Everything a log needs from its core.
+pub struct LogContext<D: Disk> {
+    pub disk: Rc<D>,
+    pub clock: Rc<dyn Clock>,
+    pub pool: BufferPool,
+    pub cache: BatchCache,
+}
+
+impl<D: Disk> Clone for LogContext<D> {
+    fn clone(&self) -> Self {
+        LogContext { disk: self.disk.clone(), clock: self.clock.clone(), pool: self.pool.clone(), cache: self.cache.clone() }
+    }
+}
+
+/// What a scan of one segment found.
+struct Scan {
+    end_bytes: u64,
+    next_offset: Offset,
+    max_timestamp: Option<TimestampMs>,
+    /// The first invalid batch (position, why), if the scan stopped before the file's end.
+    stopped: Option<(u64, String)>,
+}
+
+const SCAN_READ_BYTES: usize = 1024 * 1024;
+
+impl<D: Disk> Log<D> {
+    /// Opens (creating if needed) the log in `dir`, recovering it as described in the module
+    /// documentation. `Err(Error::Offline)` carries the reason a damaged log cannot be served.
+    pub async fn open(ctx: LogContext<D>, dir: PathBuf, config: LogConfig) -> Result<Log<D>> {
+        let io = |op: &str, path: &Path, e: std::io::Error| Error::Offline(Rc::new(OfflineReason::from_io(op, path.to_path_buf(), &e)));
+        let disk = ctx.disk.clone();
+        disk.create_dir_all(&dir).await.map_err(|e| io("create directory", &dir, e))?;
+        let names = disk.list(&dir).await.map_err(|e| io("list directory", &dir, e))?;
+        for name in names.iter().filter(|n| n.ends_with(TMP_SUFFIX)) {
+            disk.remove(&dir.join(name)).await.map_err(|e| io("remove temporary file", &dir.join(name), e))?;
+        }
+        let lso_path = dir.join(LOG_START_FILE);
+        let lso_bytes = read_small_file(&*disk, &lso_path).await.map_err(|e| io("read log start", &lso_path, e))?;
+        let log_start_saved = lso_bytes.as_deref().and_then(decode_log_start);
+        let mut bases: Vec<(Offset, Term)> = names.iter().filter_map(|n| parse_log_name(n)).collect();
+        bases.sort();
+
+        let now_ms = ctx.clock.now_ms();
+        let mut segments = BTreeMap::new();
+        let mut expected_next: Option<Offset> = None;
+        let last_index = bases.len().checked_sub(1);
+        let mut tail = None;
+        for (i, &(base, term)) in bases.iter().enumerate() {
+            if let Some(expected) = expected_next {
+                if base != expected {
+                    let path = path_of(&dir, &stem(base, term), LOG_SUFFIX);
+                    let detail = format!("segment starts at {base} but the previous one ends at {expected}");
+                    return Err(Error::Offline(Rc::new(OfflineReason::corruption(path, detail))));
+                }
+            }
+            let is_last = Some(i) == last_index;
+            let (segment, tail_bytes) = recover_segment(&*disk, &dir, base, term, is_last, now_ms).await?;
+            expected_next = Some(segment.next_offset);
+            if is_last {
+                tail = Some(tail_bytes);
+            }
+            let _ = segments.insert(base, segment);
+        }
+        let log = Log::assemble(ctx, dir, config, segments, log_start_saved, tail).await?;
+        log.delete_segments_below_start().await?;
+        Ok(log)
+    }
+
+    async fn assemble(
+        ctx: LogContext<D>,
+        dir: PathBuf,
+        config: LogConfig,
+        mut segments: BTreeMap<Offset, Segment<D::File>>,
+        log_start_saved: Option<Offset>,
+        tail: Option<(Vec<u8>, u64)>,
+    ) -> Result<Log<D>> {
+        let uid = ctx.cache.register_log();
+        let inner = Inner {
+            disk: ctx.disk.clone(),
+            clock: ctx.clock.clone(),
+            dir: dir.clone(),
+            config: RefCell::new(config),
+            pool: ctx.pool.clone(),
+            cache: ctx.cache.clone(),
+            uid,
+            state: RefCell::new(State {
+                segments: BTreeMap::new(),
+                writer: Writer::resume(0, &[], 0),
+                log_start: Offset(0),
+                log_end: Offset(0),
+                written_next: Offset(0),
+                synced_next: Offset(0),
+                batches_unsynced: 0,
+                sync_requested: false,
+                offline: None,
+                closed: false,
+                stats: LogStats::default(),
+            }),
+            placement: FifoSemaphore::new(1),
+            progress: Event::default(),
+            work: Event::default(),
+        };
+        let log = Log { inner: Rc::new(inner) };
+        let (tail_block, allocated) = match tail {
+            Some(tail) => tail,
+            None => {
+                let base = log_start_saved.unwrap_or(Offset(0));
+                let (segment, allocated) = log.create_segment(base).await?;
+                let _ = segments.insert(base, segment);
+                (Vec::new(), allocated)
+            }
+        };
+        let first_base = *segments.keys().next().expect("at least one segment");
+        let mut state = log.inner.state.borrow_mut();
+        state.segments = segments;
+        let active = state.active();
+        let (end_bytes, log_end) = (active.size_bytes, active.next_offset);
+        let log_start = log_start_saved.unwrap_or(first_base).max(first_base);
+        if log_start > log_end {
+            let detail = format!("log start offset {log_start} is past the recovered end {log_end}: synced data is missing");
+            return Err(Error::Offline(Rc::new(OfflineReason::corruption(dir.join(LOG_START_FILE), detail))));
+        }
+        state.writer = Writer::resume(end_bytes, &tail_block, allocated);
+        state.log_start = log_start;
+        state.log_end = log_end;
+        state.written_next = log_end;
+        state.synced_next = log_end;
+        drop(state);
+        Ok(log)
+    }
+}
+
+/// Recovers one segment. Returns it and, for the last segment, the bytes of its partial tail
+/// block and how many bytes the file holds (for the writer).
+async fn recover_segment<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    base: Offset,
+    term: Term,
+    is_last: bool,
+    now_ms: i64,
+) -> Result<(Segment<D::File>, (Vec<u8>, u64))> {
+    let stem_name = stem(base, term);
+    let path = path_of(dir, &stem_name, LOG_SUFFIX);
+    let io = |op: &str, e: std::io::Error| Error::Offline(Rc::new(OfflineReason::from_io(op, path.clone(), &e)));
+    let file = disk.open(&path, OpenMode::Existing).await.map_err(|e| io("open segment", e))?;
+    let file_bytes = file.size_bytes().await.map_err(|e| io("stat segment", e))?;
+    let saved = load_index(disk, dir, &stem_name).await;
+    let usable = saved.filter(|(_, cp)| if is_last { cp.covered_bytes <= file_bytes } else { cp.covered_bytes == file_bytes });
+    let (mut index, checkpoint) = match usable {
+        Some(found) => found,
+        None => (SparseIndex::default(), IndexCheckpoint { covered_bytes: 0, next_offset: base, max_timestamp: TimestampMs(-1) }),
+    };
+    if !is_last && checkpoint.covered_bytes == file_bytes && checkpoint.covered_bytes > 0 {
+        let max_timestamp = (checkpoint.max_timestamp.0 >= 0).then_some(checkpoint.max_timestamp);
+        let segment = Segment { base, term, file: Rc::new(file), index, size_bytes: file_bytes, next_offset: checkpoint.next_offset, max_timestamp, created_ms: now_ms };
+        return Ok((segment, (Vec::new(), file_bytes)));
+    }
+    let (start_offset, start_pos) = index.last_offset_entry().unwrap_or((base, 0));
+    let interval = shoal_model::constants::INDEX_INTERVAL_BYTES_DEFAULT;
+    let scan = scan_segment(&file, &path, start_pos, start_offset, file_bytes, term, &mut index, interval).await?;
+    // Bytes below this were synced when the checkpoint was taken (sealed segments: all).
+    let synced_bytes = if is_last { checkpoint.covered_bytes } else { file_bytes };
+    if let Some((pos, why)) = &scan.stopped {
+        if *pos < synced_bytes {
+            let detail = format!("invalid batch at byte {pos} below the synced position {synced_bytes}: {why}");
+            return Err(Error::Offline(Rc::new(OfflineReason::corruption(path, detail))));
+        }
+        tracing::warn!(path = %path.display(), pos, why = %why, "truncating torn tail");
+    }
+    if scan.end_bytes < file_bytes {
+        file.truncate(scan.end_bytes).await.map_err(|e| io("truncate torn tail", e))?;
+    }
+    // Recovered bytes may only have survived a process crash: sync before serving them.
+    file.fdatasync().await.map_err(|e| io("sync recovered segment", e))?;
+    let max_timestamp = scan.max_timestamp.max((checkpoint.max_timestamp.0 >= 0).then_some(checkpoint.max_timestamp));
+    let tail_from = align_down(scan.end_bytes);
+    let tail = file.read_at(tail_from, (scan.end_bytes - tail_from) as usize).await.map_err(|e| io("read tail block", e))?;
+    let allocated = scan.end_bytes;
+    index.truncate_at(scan.end_bytes);
+    let segment = Segment { base, term, file: Rc::new(file), index, size_bytes: scan.end_bytes, next_offset: scan.next_offset, max_timestamp, created_ms: now_ms };
+    Ok((segment, (tail, allocated)))
+}
+
+async fn load_index<D: Disk>(disk: &D, dir: &Path, stem_name: &str) -> Option<(SparseIndex, IndexCheckpoint)> {
+    let offsets = read_small_file(disk, &path_of(dir, stem_name, INDEX_SUFFIX)).await.ok()??;
+    let (mut index, checkpoint) = index::decode(&offsets)?;
+    // A damaged time index only costs timestamp lookups their head start.
+    let times = read_small_file(disk, &path_of(dir, stem_name, TIME_INDEX_SUFFIX)).await.ok().flatten();
+    if let Some((time_index, time_checkpoint)) = times.as_deref().and_then(index::decode) {
+        if time_checkpoint == checkpoint {
+            index.times = time_index.times;
+        }
+    }
+    Some((index, checkpoint))
+}
+
+/// Scans batches from `pos` (where `offset` starts) to the end of the file, validating each and
+/// extending `index`. Stops at the first batch that fails length, CRC, continuity or term.
+#[allow(clippy::too_many_arguments)]
+async fn scan_segment<F: DmaFile>(
+    file: &F,
+    path: &Path,
+    mut pos: u64,
+    mut offset: Offset,
+    file_bytes: u64,
+    term: Term,
+    index: &mut SparseIndex,
+    interval: u64,
+) -> Result<Scan> {
+    let mut scan = Scan { end_bytes: pos, next_offset: offset, max_timestamp: None, stopped: None };
+    while pos < file_bytes {
+        let len = SCAN_READ_BYTES.min((file_bytes - pos) as usize);
+        let buf = file.read_at(pos, len).await.map_err(|e| Error::Offline(Rc::new(OfflineReason::from_io("scan segment", path.to_path_buf(), &e))))?;
+        let mut at = 0usize;
+        while at < buf.len() {
+            let rest = &buf[at..];
+            let size = match batch::peek_size_bytes(rest) {
+                Some(size) if rest.len() >= size => size,
+                Some(size) if at == 0 && pos + (size as u64) <= file_bytes => {
+                    // A batch larger than one read: read it whole.
+                    let whole = file.read_at(pos, size).await.map_err(|e| Error::Offline(Rc::new(OfflineReason::from_io("scan segment", path.to_path_buf(), &e))))?;
+                    return continue_with(file, path, whole, pos, offset, file_bytes, term, index, interval, scan).await;
+                }
+                Some(_) if pos + (at as u64) + (rest.len() as u64) < file_bytes && at > 0 => break,
+                Some(_) => return Ok(stop(scan, pos + at as u64, "batch runs past the end of the file")),
+                None if rest.len() < batch::LENGTH_FIELD_END && pos + (buf.len() as u64) < file_bytes => break,
+                None => return Ok(stop(scan, pos + at as u64, "no valid batch length")),
+            };
+            let header = match batch::validate(&rest[..size]) {
+                Ok(header) => header,
+                Err(defect) => return Ok(stop(scan, pos + at as u64, defect.describe())),
+            };
+            if header.base_offset != offset {
+                let why = format!("batch base offset {} where {offset} was expected", header.base_offset);
+                return Ok(stop(scan, pos + at as u64, &why));
+            }
+            if header.term > term {
+                return Ok(stop(scan, pos + at as u64, "batch term newer than its segment"));
+            }
+            index.observe(offset, pos + at as u64, header.max_timestamp, interval);
+            offset = header.next_offset();
+            at += size;
+            scan.end_bytes = pos + at as u64;
+            scan.next_offset = offset;
+            scan.max_timestamp = scan.max_timestamp.max(Some(header.max_timestamp));
+        }
+        if at == 0 {
+            return Ok(stop(scan, pos, "no progress"));
+        }
+        pos += at as u64;
+    }
+    Ok(scan)
+}
+
+/// Validates one whole batch read on its own, then resumes the scan after it.
+#[allow(clippy::too_many_arguments)]
+async fn continue_with<F: DmaFile>(
+    file: &F,
+    path: &Path,
+    whole: Vec<u8>,
+    pos: u64,
+    offset: Offset,
+    file_bytes: u64,
+    term: Term,
+    index: &mut SparseIndex,
+    interval: u64,
+    scan: Scan,
+) -> Result<Scan> {
+    let header = match batch::validate(&whole) {
+        Ok(header) if header.base_offset == offset && header.term <= term => header,
+        Ok(_) => return Ok(stop(scan, pos, "large batch out of sequence")),
+        Err(defect) => return Ok(stop(scan, pos, defect.describe())),
+    };
+    index.observe(offset, pos, header.max_timestamp, interval);
+    let end = pos + header.size_bytes as u64;
+    let max_timestamp = scan.max_timestamp.max(Some(header.max_timestamp));
+    let rest = Box::pin(scan_segment(file, path, end, header.next_offset(), file_bytes, term, index, interval)).await?;
+    Ok(Scan { max_timestamp: rest.max_timestamp.max(max_timestamp), ..rest })
+}
+
+fn stop(mut scan: Scan, pos: u64, why: &str) -> Scan {
+    scan.stopped = Some((pos, why.to_string()));
+    scan
+}

@@ -1,0 +1,176 @@
+//! Retention, DeleteRecords, index checkpoints and clean close.
+//!
+//! Segments are deleted whole, oldest first, and only when sealed. The log start offset is
+//! persisted in `log_start_offset` (written atomically) *before* segment files are removed, so
+//! a crash in between leaves files that recovery deletes again, never a log that starts earlier
+//! than a completed DeleteRecords said.
+
+use shoal_io::Disk;
+use shoal_model::{Offset, TimestampMs};
+
+use crate::error::{Error, Result};
+use crate::index::IndexCheckpoint;
+use crate::log::Log;
+use crate::roll::RECYCLE_DIR;
+use crate::segment::{path_of, write_small_file, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+
+pub(crate) const LOG_START_FILE: &str = "log_start_offset";
+const LOG_START_MAGIC: &[u8; 4] = b"SHLS";
+
+pub(crate) fn encode_log_start(offset: Offset) -> Vec<u8> {
+    let mut out = LOG_START_MAGIC.to_vec();
+    out.extend_from_slice(&offset.0.to_be_bytes());
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+pub(crate) fn decode_log_start(bytes: &[u8]) -> Option<Offset> {
+    if bytes.len() < 16 || &bytes[..4] != LOG_START_MAGIC {
+        return None;
+    }
+    let crc = u32::from_be_bytes(bytes[12..16].try_into().ok()?);
+    (crc == crc32c::crc32c(&bytes[..12])).then(|| Offset(i64::from_be_bytes(bytes[4..12].try_into().unwrap_or([0; 8]))))
+}
+
+impl<D: Disk> Log<D> {
+    /// Kafka DeleteRecords: advances the log start offset to `before` (which must not pass the
+    /// high watermark) and deletes the segments wholly below it. Returns the new log start.
+    pub async fn delete_records(&self, before: Offset) -> Result<Offset> {
+        let _permit = self.inner.placement.acquire(1).await;
+        let offsets = self.offsets();
+        if before < Offset(0) || before > offsets.high_watermark {
+            return Err(Error::OffsetOutOfRange { requested: before, start: offsets.log_start, end: offsets.high_watermark });
+        }
+        if before > offsets.log_start {
+            self.set_log_start(before).await?;
+        }
+        self.delete_segments_below_start().await?;
+        Ok(self.offsets().log_start)
+    }
+
+    /// Applies `retention.bytes` and `retention.ms`: deletes the oldest sealed segments while
+    /// the log is over its byte budget or their newest record is older than the time limit.
+    pub async fn enforce_retention(&self) -> Result<()> {
+        let _permit = self.inner.placement.acquire(1).await;
+        let new_start = {
+            let config = self.inner.config.borrow();
+            let state = self.inner.state.borrow();
+            let now_ms = self.inner.clock.now_ms();
+            let mut size: u64 = state.segments.values().map(|s| s.size_bytes).sum();
+            let mut new_start = None;
+            let sealed = state.segments.len() - 1;
+            for segment in state.segments.values().take(sealed) {
+                let over_bytes = config.retention_bytes.is_some_and(|max| size > max);
+                let newest = segment.max_timestamp.unwrap_or(TimestampMs(i64::MIN));
+                let expired = config.retention_ms.is_some_and(|max| newest.0 < now_ms - max as i64);
+                if !(over_bytes || expired) {
+                    break;
+                }
+                size -= segment.size_bytes;
+                new_start = Some(segment.next_offset);
+            }
+            new_start.filter(|&start| start > state.log_start)
+        };
+        if let Some(start) = new_start {
+            self.set_log_start(start).await?;
+        }
+        self.delete_segments_below_start().await
+    }
+
+    async fn set_log_start(&self, start: Offset) -> Result<()> {
+        let bytes = encode_log_start(start);
+        if let Err(error) = write_small_file(&*self.inner.disk, &self.inner.dir, LOG_START_FILE, &bytes).await {
+            return Err(self.offline_io("persist log start offset", self.inner.dir.join(LOG_START_FILE), &error));
+        }
+        self.inner.state.borrow_mut().log_start = start;
+        Ok(())
+    }
+
+    /// Removes sealed segments whose every offset is below the log start offset.
+    pub(crate) async fn delete_segments_below_start(&self) -> Result<()> {
+        let doomed: Vec<String> = {
+            let mut state = self.inner.state.borrow_mut();
+            let log_start = state.log_start;
+            let active_base = state.active().base;
+            let bases: Vec<Offset> = state
+                .segments
+                .values()
+                .filter(|s| s.base != active_base && s.next_offset <= log_start)
+                .map(|s| s.base)
+                .collect();
+            bases.into_iter().filter_map(|base| state.segments.remove(&base)).map(|s| s.stem()).collect()
+        };
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        for stem_name in &doomed {
+            if let Err(error) = self.remove_segment_files(stem_name).await {
+                return Err(self.offline_io("delete segment", path_of(&self.inner.dir, stem_name, LOG_SUFFIX), &error));
+            }
+        }
+        if let Err(error) = self.inner.disk.sync_dir(&self.inner.dir).await {
+            return Err(self.offline_io("sync directory", self.inner.dir.clone(), &error));
+        }
+        self.inner.state.borrow_mut().stats.segments_deleted += doomed.len() as u64;
+        Ok(())
+    }
+
+    pub(crate) async fn remove_segment_files(&self, stem_name: &str) -> std::io::Result<()> {
+        let disk = &*self.inner.disk;
+        let dir = &self.inner.dir;
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            match disk.remove(&path_of(dir, stem_name, suffix)).await {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+        let log_path = path_of(dir, stem_name, LOG_SUFFIX);
+        let recycled_max = self.inner.config.borrow().recycled_segments_max;
+        if recycled_max > 0 {
+            let recycle = dir.join(RECYCLE_DIR);
+            disk.create_dir_all(&recycle).await?;
+            let held = disk.list(&recycle).await?.len();
+            if held < recycled_max {
+                disk.rename(&log_path, &recycle.join(format!("{stem_name}{LOG_SUFFIX}"))).await?;
+                return disk.sync_dir(&recycle).await;
+            }
+        }
+        disk.remove(&log_path).await
+    }
+
+    /// Writes the active segment's index files with the synced position, so that recovery
+    /// scans only from the last entry and knows which bytes were synced (corruption there is
+    /// reported, not truncated). Called periodically by the owner and at close.
+    pub async fn checkpoint(&self) -> Result<()> {
+        let _permit = self.inner.placement.acquire(1).await;
+        let (stem_name, mut index, checkpoint) = {
+            let state = self.inner.state.borrow();
+            if let Some(reason) = &state.offline {
+                return Err(Error::Offline(reason.clone()));
+            }
+            let active = state.active();
+            let synced = state.writer.synced_bytes;
+            let checkpoint = IndexCheckpoint {
+                covered_bytes: synced,
+                next_offset: state.synced_next.min(active.next_offset).max(active.base),
+                max_timestamp: active.max_timestamp.unwrap_or(TimestampMs(-1)),
+            };
+            (active.stem(), active.index.clone(), checkpoint)
+        };
+        index.truncate_at(checkpoint.covered_bytes);
+        self.write_index_files(&stem_name, &index, checkpoint).await
+    }
+
+    /// Syncs everything, checkpoints the indexes and stops the flusher. Later calls fail with
+    /// [`Error::Closed`].
+    pub async fn close(&self) -> Result<()> {
+        let _ = self.sync().await?;
+        self.checkpoint().await?;
+        self.inner.state.borrow_mut().closed = true;
+        self.inner.cache.remove_log(self.inner.uid);
+        self.inner.work.notify();
+        self.inner.progress.notify();
+        Ok(())
+    }
+}

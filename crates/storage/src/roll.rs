@@ -1,0 +1,157 @@
+//! Segment roll: seal the active segment and start a new one.
+//!
+//! A roll is a barrier: the old segment's data is written and synced, the file is truncated to
+//! its data (dropping pre-allocated or recycled blocks past it) and synced again, and its index
+//! files are written, before the first byte goes to the new segment. Recovery can therefore
+//! treat every sealed segment as fully synced and scan only the last one for a torn tail.
+
+use std::rc::Rc;
+
+use shoal_io::{Disk, DmaFile, OpenMode};
+use shoal_model::{Offset, TimestampMs};
+
+use crate::error::{Error, OfflineReason, Result};
+use crate::index::{self, IndexCheckpoint, SparseIndex};
+use crate::log::Log;
+use crate::segment::{path_of, stem, write_small_file, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::writer::Writer;
+
+pub(crate) const RECYCLE_DIR: &str = "recycle";
+
+impl<D: Disk> Log<D> {
+    /// Rolls if appending `len` bytes would pass `segment.bytes`, or the active segment is
+    /// older than `segment.ms`. Called with the placement permit held.
+    pub(crate) async fn roll_if_due(&self, len: usize) -> Result<()> {
+        let due = {
+            let config = self.inner.config.borrow();
+            let state = self.inner.state.borrow();
+            let active = state.active();
+            let too_big = active.size_bytes + len as u64 > config.segment_bytes_max;
+            let age_ms = self.inner.clock.now_ms() - active.created_ms;
+            let too_old = config.segment_ms_max.is_some_and(|max| age_ms >= max as i64);
+            !active.is_empty() && (too_big || too_old)
+        };
+        if due {
+            self.roll().await?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and opens a new one at the log end.
+    pub(crate) async fn roll(&self) -> Result<()> {
+        let log_end = self.offsets().log_end;
+        {
+            let mut state = self.inner.state.borrow_mut();
+            state.sync_requested = true;
+            state.writer.seal_open();
+        }
+        self.inner.work.notify();
+        let _ = self.wait_synced(log_end).await?;
+        self.seal_active().await?;
+        let (segment, allocated_bytes) = self.create_segment(log_end).await?;
+        let mut state = self.inner.state.borrow_mut();
+        let previous = state.segments.insert(segment.base, segment);
+        assert!(previous.is_none(), "a new segment starts past every existing one");
+        state.writer = Writer::resume(0, &[], allocated_bytes);
+        state.stats.rolls += 1;
+        Ok(())
+    }
+
+    /// Truncates the active segment to its data, syncs, and writes its index files.
+    async fn seal_active(&self) -> Result<()> {
+        let (file, size, stem_name, checkpoint, index) = {
+            let state = self.inner.state.borrow();
+            assert!(state.writer.queued.is_empty() && state.writer.open.is_none());
+            assert_eq!(state.writer.synced_bytes, state.writer.appended_bytes);
+            let active = state.active();
+            let checkpoint = IndexCheckpoint {
+                covered_bytes: active.size_bytes,
+                next_offset: active.next_offset,
+                max_timestamp: active.max_timestamp.unwrap_or(TimestampMs(-1)),
+            };
+            (active.file.clone(), active.size_bytes, active.stem(), checkpoint, active.index.clone())
+        };
+        let path = path_of(&self.inner.dir, &stem_name, LOG_SUFFIX);
+        let truncated = async {
+            file.truncate(size).await?;
+            file.fdatasync().await
+        };
+        if let Err(error) = truncated.await {
+            return Err(self.offline_io("seal segment", path, &error));
+        }
+        self.write_index_files(&stem_name, &index, checkpoint).await
+    }
+
+    pub(crate) async fn write_index_files(
+        &self,
+        stem_name: &str,
+        index: &SparseIndex,
+        checkpoint: IndexCheckpoint,
+    ) -> Result<()> {
+        // One encoding holds both tables; the two files keep Kafka's familiar layout and let
+        // each be rebuilt alone. The time index file repeats the offsets it needs.
+        let offsets_only = SparseIndex { times: Vec::new(), ..index.clone() };
+        let times_only = SparseIndex { offsets: Vec::new(), ..index.clone() };
+        for (suffix, table) in [(INDEX_SUFFIX, offsets_only), (TIME_INDEX_SUFFIX, times_only)] {
+            let name = format!("{stem_name}{suffix}");
+            let bytes = index::encode(&table, checkpoint);
+            if let Err(error) = write_small_file(&*self.inner.disk, &self.inner.dir, &name, &bytes).await {
+                return Err(self.offline_io("write index", self.inner.dir.join(name), &error));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates (or takes from the recycle directory) the file for a segment starting at `base`.
+    /// Returns the segment and how many bytes its file already holds (a recycled file).
+    pub(crate) async fn create_segment(&self, base: Offset) -> Result<(Segment<D::File>, u64)> {
+        let term = self.inner.config.borrow().term;
+        let stem_name = stem(base, term);
+        let path = path_of(&self.inner.dir, &stem_name, LOG_SUFFIX);
+        let disk = &*self.inner.disk;
+        let opened = async {
+            let recycled = self.take_recycled().await?;
+            let file = match recycled {
+                Some(from) => {
+                    disk.rename(&from, &path).await?;
+                    disk.open(&path, OpenMode::Existing).await?
+                }
+                None => disk.open(&path, OpenMode::CreateTruncate).await?,
+            };
+            // The new name must survive a power loss before any data in it is acknowledged.
+            disk.sync_dir(&self.inner.dir).await?;
+            let allocated = file.size_bytes().await?;
+            Ok::<_, std::io::Error>((file, allocated))
+        };
+        let (file, allocated) = opened.await.map_err(|e| self.offline_io("create segment", path, &e))?;
+        let segment = Segment {
+            base,
+            term,
+            file: Rc::new(file),
+            index: SparseIndex::default(),
+            size_bytes: 0,
+            next_offset: base,
+            max_timestamp: None,
+            created_ms: self.inner.clock.now_ms(),
+        };
+        Ok((segment, allocated))
+    }
+
+    async fn take_recycled(&self) -> std::io::Result<Option<std::path::PathBuf>> {
+        if self.inner.config.borrow().recycled_segments_max == 0 {
+            return Ok(None);
+        }
+        let dir = self.inner.dir.join(RECYCLE_DIR);
+        let names = match self.inner.disk.list(&dir).await {
+            Ok(names) => names,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        Ok(names.into_iter().min().map(|name| dir.join(name)))
+    }
+
+    pub(crate) fn offline_io(&self, op: &str, path: std::path::PathBuf, error: &std::io::Error) -> Error {
+        self.go_offline(OfflineReason::from_io(op, path, error));
+        Error::Offline(self.offline_reason().expect("just set"))
+    }
+}
