@@ -32,6 +32,7 @@ pub const BATCH_CACHE_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
 /// Size of the write chunk a partition fills before it must flush.
 pub const WRITE_CHUNK_BYTES_DEFAULT: usize = 1024 * 1024;
 
-const _: () = assert!(DMA_ALIGNMENT_BYTES % SECTOR_BYTES == 0);
-const _: () = assert!(WRITE_CHUNK_BYTES_DEFAULT as u64 % DMA_ALIGNMENT_BYTES == 0);
-const _: () = assert!(BATCH_BYTES_MAX + 2 * (DMA_ALIGNMENT_BYTES as usize) < BUFFER_POOL_BYTES_DEFAULT);
+const _: () = assert!(DMA_ALIGNMENT_BYTES.is_multiple_of(SECTOR_BYTES));
+const _: () = assert!((WRITE_CHUNK_BYTES_DEFAULT as u64).is_multiple_of(DMA_ALIGNMENT_BYTES));
+const _: () =
+    assert!(BATCH_BYTES_MAX + 2 * (DMA_ALIGNMENT_BYTES as usize) < BUFFER_POOL_BYTES_DEFAULT);

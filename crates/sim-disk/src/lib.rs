@@ -85,7 +85,11 @@ fn os_error(code: i32) -> io::Error {
 
 fn split(path: &Path) -> io::Result<(PathBuf, String)> {
     let parent = path.parent().ok_or_else(|| os_error(ENOENT))?.to_path_buf();
-    let name = path.file_name().ok_or_else(|| os_error(ENOENT))?.to_string_lossy().into_owned();
+    let name = path
+        .file_name()
+        .ok_or_else(|| os_error(ENOENT))?
+        .to_string_lossy()
+        .into_owned();
     Ok((parent, name))
 }
 
@@ -117,7 +121,10 @@ impl SimDisk {
     pub fn corrupt(&self, path: &Path, pos: u64) -> io::Result<()> {
         let mut state = self.state.borrow_mut();
         let inode = state.lookup(path)?;
-        let file = state.inodes.get_mut(&inode).ok_or_else(|| os_error(ENOENT))?;
+        let file = state
+            .inodes
+            .get_mut(&inode)
+            .ok_or_else(|| os_error(ENOENT))?;
         for bytes in [&mut file.current, &mut file.durable] {
             if let Some(byte) = bytes.get_mut(pos as usize) {
                 *byte ^= 0x40;
@@ -129,7 +136,11 @@ impl SimDisk {
     /// The names in `dir` that would survive a power cut now.
     pub fn durable_names(&self, dir: &Path) -> Vec<String> {
         let state = self.state.borrow();
-        state.dirs.get(dir).map(|d| d.durable.keys().cloned().collect()).unwrap_or_default()
+        state
+            .dirs
+            .get(dir)
+            .map(|d| d.durable.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Simulates a power cut: every file falls back to what was synced, plus torn un-synced
@@ -181,16 +192,28 @@ fn tear_into(bytes: &mut Vec<u8>, pos: u64, data: &[u8], rng: &mut StdRng) {
 impl State {
     fn lookup(&self, path: &Path) -> io::Result<u64> {
         let (dir, name) = split(path)?;
-        self.dirs.get(&dir).and_then(|d| d.current.get(&name)).copied().ok_or_else(|| os_error(ENOENT))
+        self.dirs
+            .get(&dir)
+            .and_then(|d| d.current.get(&name))
+            .copied()
+            .ok_or_else(|| os_error(ENOENT))
     }
 
     fn used_bytes(&self) -> u64 {
-        self.inodes.values().map(|f| f.current.len().max(f.durable.len()) as u64).sum()
+        self.inodes
+            .values()
+            .map(|f| f.current.len().max(f.durable.len()) as u64)
+            .sum()
     }
 
     fn check_space(&self, inode: u64, new_len: u64) -> io::Result<()> {
-        let Some(capacity) = self.capacity_bytes else { return Ok(()) };
-        let old_len = self.inodes.get(&inode).map_or(0, |f| f.current.len() as u64);
+        let Some(capacity) = self.capacity_bytes else {
+            return Ok(());
+        };
+        let old_len = self
+            .inodes
+            .get(&inode)
+            .map_or(0, |f| f.current.len() as u64);
         if new_len > old_len && self.used_bytes() + (new_len - old_len) > capacity {
             return Err(os_error(ENOSPC));
         }
@@ -198,8 +221,12 @@ impl State {
     }
 
     fn collect_garbage(&mut self) {
-        let live: std::collections::HashSet<u64> =
-            self.dirs.values().flat_map(|d| d.current.values().chain(d.durable.values())).copied().collect();
+        let live: std::collections::HashSet<u64> = self
+            .dirs
+            .values()
+            .flat_map(|d| d.current.values().chain(d.durable.values()))
+            .copied()
+            .collect();
         self.inodes.retain(|id, _| live.contains(id));
     }
 
@@ -262,15 +289,24 @@ impl DmaFile for SimFile {
     type Buf = SimBuf;
 
     fn alloc_buf(&self, len_bytes: usize) -> SimBuf {
-        assert!(len_bytes > 0 && len_bytes as u64 % DMA_ALIGNMENT_BYTES == 0, "unaligned DMA buffer");
+        assert!(
+            len_bytes > 0 && (len_bytes as u64).is_multiple_of(DMA_ALIGNMENT_BYTES),
+            "unaligned DMA buffer"
+        );
         // Garbage, as reused DMA memory would hold.
         SimBuf(vec![0xA5; len_bytes])
     }
 
     async fn write_at(&self, buf: Rc<SimBuf>, pos: u64) -> io::Result<usize> {
         let data = buf.as_bytes();
-        assert!(pos % DMA_ALIGNMENT_BYTES == 0, "O_DIRECT write at unaligned position {pos}");
-        assert!(data.len() as u64 % DMA_ALIGNMENT_BYTES == 0, "O_DIRECT write of unaligned length");
+        assert!(
+            pos.is_multiple_of(DMA_ALIGNMENT_BYTES),
+            "O_DIRECT write at unaligned position {pos}"
+        );
+        assert!(
+            (data.len() as u64).is_multiple_of(DMA_ALIGNMENT_BYTES),
+            "O_DIRECT write of unaligned length"
+        );
         yield_once().await;
         let mut state = self.disk.state.borrow_mut();
         if let Some(errno) = State::take_fault(&mut state.fail_write) {
@@ -280,7 +316,10 @@ impl DmaFile for SimFile {
         state.check_space(self.inode, end)?;
         state.stats.writes += 1;
         state.stats.bytes_written += data.len() as u64;
-        let file = state.inodes.get_mut(&self.inode).ok_or_else(|| os_error(ENOENT))?;
+        let file = state
+            .inodes
+            .get_mut(&self.inode)
+            .ok_or_else(|| os_error(ENOENT))?;
         if file.current.len() < end as usize {
             file.current.resize(end as usize, 0);
         }
@@ -292,7 +331,10 @@ impl DmaFile for SimFile {
     async fn read_at(&self, pos: u64, len_bytes: usize) -> io::Result<Vec<u8>> {
         yield_once().await;
         let state = self.disk.state.borrow();
-        let file = state.inodes.get(&self.inode).ok_or_else(|| os_error(ENOENT))?;
+        let file = state
+            .inodes
+            .get(&self.inode)
+            .ok_or_else(|| os_error(ENOENT))?;
         let start = (pos as usize).min(file.current.len());
         let end = (start + len_bytes).min(file.current.len());
         Ok(file.current[start..end].to_vec())
@@ -305,7 +347,10 @@ impl DmaFile for SimFile {
             return Err(os_error(errno));
         }
         state.stats.syncs += 1;
-        let file = state.inodes.get_mut(&self.inode).ok_or_else(|| os_error(ENOENT))?;
+        let file = state
+            .inodes
+            .get_mut(&self.inode)
+            .ok_or_else(|| os_error(ENOENT))?;
         file.durable = file.current.clone();
         file.unsynced.clear();
         Ok(())
@@ -314,7 +359,10 @@ impl DmaFile for SimFile {
     async fn truncate(&self, len_bytes: u64) -> io::Result<()> {
         let mut state = self.disk.state.borrow_mut();
         state.check_space(self.inode, len_bytes)?;
-        let file = state.inodes.get_mut(&self.inode).ok_or_else(|| os_error(ENOENT))?;
+        let file = state
+            .inodes
+            .get_mut(&self.inode)
+            .ok_or_else(|| os_error(ENOENT))?;
         file.current.resize(len_bytes as usize, 0);
         Ok(())
     }
@@ -322,7 +370,10 @@ impl DmaFile for SimFile {
     async fn allocate(&self, len_bytes: u64, keep_size: bool) -> io::Result<()> {
         let mut state = self.disk.state.borrow_mut();
         state.check_space(self.inode, len_bytes)?;
-        let file = state.inodes.get_mut(&self.inode).ok_or_else(|| os_error(ENOENT))?;
+        let file = state
+            .inodes
+            .get_mut(&self.inode)
+            .ok_or_else(|| os_error(ENOENT))?;
         if !keep_size && file.current.len() < len_bytes as usize {
             file.current.resize(len_bytes as usize, 0);
         }
@@ -331,7 +382,10 @@ impl DmaFile for SimFile {
 
     async fn size_bytes(&self) -> io::Result<u64> {
         let state = self.disk.state.borrow();
-        let file = state.inodes.get(&self.inode).ok_or_else(|| os_error(ENOENT))?;
+        let file = state
+            .inodes
+            .get(&self.inode)
+            .ok_or_else(|| os_error(ENOENT))?;
         Ok(file.current.len() as u64)
     }
 
@@ -347,10 +401,21 @@ impl Disk for SimDisk {
         yield_once().await;
         let mut state = self.state.borrow_mut();
         let (dir, name) = split(path)?;
-        let existing = state.dirs.get(&dir).ok_or_else(|| os_error(ENOENT))?.current.get(&name).copied();
+        let existing = state
+            .dirs
+            .get(&dir)
+            .ok_or_else(|| os_error(ENOENT))?
+            .current
+            .get(&name)
+            .copied();
         let inode = match (existing, mode) {
             (Some(inode), OpenMode::CreateTruncate) => {
-                state.inodes.get_mut(&inode).expect("named inodes exist").current.clear();
+                state
+                    .inodes
+                    .get_mut(&inode)
+                    .expect("named inodes exist")
+                    .current
+                    .clear();
                 inode
             }
             (Some(inode), _) => inode,
@@ -359,18 +424,29 @@ impl Disk for SimDisk {
                 state.next_inode += 1;
                 let inode = state.next_inode;
                 let _ = state.inodes.insert(inode, Inode::default());
-                let _ = state.dirs.get_mut(&dir).expect("checked").current.insert(name, inode);
+                let _ = state
+                    .dirs
+                    .get_mut(&dir)
+                    .expect("checked")
+                    .current
+                    .insert(name, inode);
                 inode
             }
         };
-        Ok(SimFile { disk: self.clone(), inode })
+        Ok(SimFile {
+            disk: self.clone(),
+            inode,
+        })
     }
 
     async fn remove(&self, path: &Path) -> io::Result<()> {
         let mut state = self.state.borrow_mut();
         let (dir, name) = split(path)?;
         let dir = state.dirs.get_mut(&dir).ok_or_else(|| os_error(ENOENT))?;
-        dir.current.remove(&name).map(|_| ()).ok_or_else(|| os_error(ENOENT))
+        dir.current
+            .remove(&name)
+            .map(|_| ())
+            .ok_or_else(|| os_error(ENOENT))
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -385,7 +461,12 @@ impl Disk for SimDisk {
             .get_mut(&from_dir)
             .and_then(|d| d.current.remove(&from_name))
             .ok_or_else(|| os_error(ENOENT))?;
-        let _ = state.dirs.get_mut(&to_dir).expect("checked").current.insert(to_name, inode);
+        let _ = state
+            .dirs
+            .get_mut(&to_dir)
+            .expect("checked")
+            .current
+            .insert(to_name, inode);
         Ok(())
     }
 
@@ -416,7 +497,9 @@ impl Disk for SimDisk {
 
     fn free_bytes(&self, _dir: &Path) -> io::Result<u64> {
         let state = self.state.borrow();
-        Ok(state.capacity_bytes.map_or(u64::MAX / 2, |c| c.saturating_sub(state.used_bytes())))
+        Ok(state
+            .capacity_bytes
+            .map_or(u64::MAX / 2, |c| c.saturating_sub(state.used_bytes())))
     }
 }
 
@@ -454,23 +537,37 @@ mod tests {
         let disk = SimDisk::new();
         block_on(async {
             disk.create_dir_all(Path::new("/d")).await.expect("dir");
-            let file = disk.open(Path::new("/d/a"), OpenMode::CreateTruncate).await.expect("open");
+            let file = disk
+                .open(Path::new("/d/a"), OpenMode::CreateTruncate)
+                .await
+                .expect("open");
             disk.sync_dir(Path::new("/d")).await.expect("sync dir");
             file.write_at(block(1), 0).await.expect("write");
             file.fdatasync().await.expect("sync");
             file.write_at(block(2), 4096).await.expect("write");
             file.write_at(block(3), 8192).await.expect("write");
-            let _ = disk.open(Path::new("/d/b"), OpenMode::CreateTruncate).await.expect("open");
+            let _ = disk
+                .open(Path::new("/d/b"), OpenMode::CreateTruncate)
+                .await
+                .expect("open");
         });
         disk.power_cut(7, CutMode::TearLast);
         block_on(async {
-            assert_eq!(disk.list(Path::new("/d")).await.expect("list"), vec!["a".to_string()]);
-            let file = disk.open(Path::new("/d/a"), OpenMode::Existing).await.expect("open");
+            assert_eq!(
+                disk.list(Path::new("/d")).await.expect("list"),
+                vec!["a".to_string()]
+            );
+            let file = disk
+                .open(Path::new("/d/a"), OpenMode::Existing)
+                .await
+                .expect("open");
             let bytes = file.read_at(0, 3 * 4096).await.expect("read");
             assert!(bytes[..4096].iter().all(|&b| b == 1), "synced block kept");
             assert!(bytes.len() <= 3 * 4096);
             // The write of 2s was not the last: it is gone entirely (zeros or absent).
-            assert!(bytes.get(4096..8192).is_none_or(|s| s.iter().all(|&b| b == 0)));
+            assert!(bytes
+                .get(4096..8192)
+                .is_none_or(|s| s.iter().all(|&b| b == 0)));
             // The last write is torn per sector: each sector is all 3s or all 0s.
             if let Some(last) = bytes.get(8192..) {
                 for sector in last.chunks(512) {
@@ -485,12 +582,22 @@ mod tests {
         let disk = SimDisk::new();
         block_on(async {
             disk.create_dir_all(Path::new("/d")).await.expect("dir");
-            let file = disk.open(Path::new("/d/a"), OpenMode::CreateTruncate).await.expect("open");
+            let file = disk
+                .open(Path::new("/d/a"), OpenMode::CreateTruncate)
+                .await
+                .expect("open");
             disk.fail_write(1, 5);
-            file.write_at(block(1), 0).await.expect("first write passes");
-            let error = file.write_at(block(1), 4096).await.expect_err("second fails");
+            file.write_at(block(1), 0)
+                .await
+                .expect("first write passes");
+            let error = file
+                .write_at(block(1), 4096)
+                .await
+                .expect_err("second fails");
             assert_eq!(error.raw_os_error(), Some(5));
-            file.write_at(block(1), 4096).await.expect("fault fired once");
+            file.write_at(block(1), 4096)
+                .await
+                .expect("fault fired once");
             disk.set_capacity_bytes(Some(8192));
             let error = file.write_at(block(1), 8192).await.expect_err("full");
             assert_eq!(error.raw_os_error(), Some(ENOSPC));

@@ -33,7 +33,10 @@ pub enum BatchDefect {
 
 impl BatchDefect {
     pub fn is_corruption(self) -> bool {
-        matches!(self, BatchDefect::Truncated | BatchDefect::LengthOutOfRange | BatchDefect::CrcMismatch)
+        matches!(
+            self,
+            BatchDefect::Truncated | BatchDefect::LengthOutOfRange | BatchDefect::CrcMismatch
+        )
     }
 
     pub fn describe(self) -> &'static str {
@@ -90,7 +93,9 @@ pub(crate) fn peek_size_bytes(bytes: &[u8]) -> Option<usize> {
     }
     let length = be_i32(bytes, 8);
     let size = usize::try_from(length).ok()? + LENGTH_FIELD_END;
-    (BATCH_HEADER_BYTES..=BATCH_BYTES_MAX).contains(&size).then_some(size)
+    (BATCH_HEADER_BYTES..=BATCH_BYTES_MAX)
+        .contains(&size)
+        .then_some(size)
 }
 
 /// Validates the single batch that starts at `bytes[0]` (framing, magic, CRC32C, counts) and
@@ -224,7 +229,10 @@ mod tests {
     #[test]
     fn framing_defects_are_reported() {
         let batch = build(&[b"x"], 0);
-        assert_eq!(validate(&batch[..batch.len() - 1]), Err(BatchDefect::Truncated));
+        assert_eq!(
+            validate(&batch[..batch.len() - 1]),
+            Err(BatchDefect::Truncated)
+        );
         assert_eq!(validate(&[0u8; 70]), Err(BatchDefect::LengthOutOfRange));
         let mut bad_magic = batch.clone();
         bad_magic[MAGIC_AT] = 1;

@@ -48,7 +48,9 @@ impl BatchCache {
             hits: 0,
             misses: 0,
         };
-        BatchCache { inner: Rc::new(RefCell::new(inner)) }
+        BatchCache {
+            inner: Rc::new(RefCell::new(inner)),
+        }
     }
 
     pub fn used_bytes(&self) -> usize {
@@ -78,7 +80,9 @@ impl BatchCache {
         }
         inner.age.push_back((log, base));
         while inner.used_bytes > inner.budget_bytes {
-            let Some(key) = inner.age.pop_front() else { break };
+            let Some(key) = inner.age.pop_front() else {
+                break;
+            };
             if let Some(evicted) = inner.entries.remove(&key) {
                 inner.used_bytes -= evicted.bytes.len();
             }
@@ -123,7 +127,10 @@ mod tests {
     use super::*;
 
     fn entry(len: usize, next: i64) -> CachedBatch {
-        CachedBatch { bytes: Bytes::from(vec![0u8; len]), next_offset: Offset(next) }
+        CachedBatch {
+            bytes: Bytes::from(vec![0u8; len]),
+            next_offset: Offset(next),
+        }
     }
 
     #[test]
@@ -136,7 +143,10 @@ mod tests {
         assert!(cache.get(log, Offset(19)).is_some());
         assert!(cache.get(log, Offset(20)).is_none());
         cache.insert(log, Offset(20), entry(100, 30));
-        assert!(cache.get(log, Offset(5)).is_none(), "oldest evicted over budget");
+        assert!(
+            cache.get(log, Offset(5)).is_none(),
+            "oldest evicted over budget"
+        );
         assert_eq!(cache.used_bytes(), 200);
         cache.remove_log(log);
         assert_eq!(cache.used_bytes(), 0);

@@ -2,8 +2,7 @@
 //! broker translates topic configs into this struct.
 
 use shoal_model::constants::{
-    BATCH_BYTES_MAX, INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT,
-    WRITE_CHUNK_BYTES_DEFAULT,
+    BATCH_BYTES_MAX, INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT, WRITE_CHUNK_BYTES_DEFAULT,
 };
 use shoal_model::Term;
 

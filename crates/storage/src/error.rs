@@ -20,11 +20,18 @@ pub enum Error {
     InvalidBatch(BatchDefect),
     /// The batch exceeds the configured maximum (Kafka `MESSAGE_TOO_LARGE`).
     #[error("record batch of {size_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
-    BatchTooLarge { size_bytes: usize, limit_bytes: usize },
+    BatchTooLarge {
+        size_bytes: usize,
+        limit_bytes: usize,
+    },
     /// A read or DeleteRecords asked for an offset outside the log (Kafka
     /// `OFFSET_OUT_OF_RANGE`).
     #[error("offset {requested} is outside the log range [{start}, {end}]")]
-    OffsetOutOfRange { requested: Offset, start: Offset, end: Offset },
+    OffsetOutOfRange {
+        requested: Offset,
+        start: Offset,
+        end: Offset,
+    },
     /// The partition is offline and serves nothing (Kafka `KAFKA_STORAGE_ERROR`).
     #[error("partition is offline: {0}")]
     Offline(Rc<OfflineReason>),
@@ -66,12 +73,24 @@ impl fmt::Display for OfflineReason {
 impl OfflineReason {
     pub(crate) fn from_io(op: &str, path: PathBuf, error: &io::Error) -> OfflineReason {
         let disk_full = matches!(error.raw_os_error(), Some(code) if code == 28 || code == 122);
-        let kind = if disk_full { OfflineKind::DiskFull } else { OfflineKind::Io };
-        OfflineReason { kind, path, detail: format!("{op} failed: {error}") }
+        let kind = if disk_full {
+            OfflineKind::DiskFull
+        } else {
+            OfflineKind::Io
+        };
+        OfflineReason {
+            kind,
+            path,
+            detail: format!("{op} failed: {error}"),
+        }
     }
 
     pub(crate) fn corruption(path: PathBuf, detail: String) -> OfflineReason {
-        OfflineReason { kind: OfflineKind::Corruption, path, detail }
+        OfflineReason {
+            kind: OfflineKind::Corruption,
+            path,
+            detail,
+        }
     }
 }
 

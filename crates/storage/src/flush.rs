@@ -33,7 +33,10 @@ impl<D: Disk> Log<D> {
                 if state.sync_requested && !unwritten && !unsynced {
                     state.sync_requested = false;
                 }
-                (unwritten || wants_sync, state.offline.is_some() || state.closed)
+                (
+                    unwritten || wants_sync,
+                    state.offline.is_some() || state.closed,
+                )
             };
             if has_work && !done {
                 if self.flush_round().await.is_err() {
@@ -68,9 +71,17 @@ impl<D: Disk> Log<D> {
                 Ok(written) => {
                     let detail = format!("short DMA write: {written} of {expected} bytes");
                     let error = std::io::Error::other(detail);
-                    return Err(self.fail("write", path, &error));
+                    return {
+                        self.fail("write", path, &error);
+                        Err(())
+                    };
                 }
-                Err(error) => return Err(self.fail("write", path, &error)),
+                Err(error) => {
+                    return {
+                        self.fail("write", path, &error);
+                        Err(())
+                    }
+                }
             }
             drop(chunk.lease);
             let mut state = self.inner.state.borrow_mut();
@@ -85,12 +96,18 @@ impl<D: Disk> Log<D> {
             let state = self.inner.state.borrow();
             let fsync = self.inner.config.borrow().durability == Durability::Fsync;
             let unsynced = state.writer.synced_bytes < state.writer.written_bytes;
-            (unsynced && (fsync || state.sync_requested))
-                .then_some((state.written_next, state.writer.written_bytes, state.batches_unsynced))
+            (unsynced && (fsync || state.sync_requested)).then_some((
+                state.written_next,
+                state.writer.written_bytes,
+                state.batches_unsynced,
+            ))
         };
         if let Some((next, bytes, batches)) = sync_target {
             if let Err(error) = file.fdatasync().await {
-                return Err(self.fail("fdatasync", path, &error));
+                return {
+                    self.fail("fdatasync", path, &error);
+                    Err(())
+                };
             }
             let mut state = self.inner.state.borrow_mut();
             state.synced_next = next;
@@ -110,7 +127,12 @@ impl<D: Disk> Log<D> {
     /// Reserves blocks ahead of a write, per the fallocation policy. The step shrinks when
     /// free space is short (an eighth of what is free, at least one block), so a nearly full
     /// disk is not filled by reservations alone.
-    async fn ensure_allocated(&self, file: &Rc<D::File>, end: u64, path: &std::path::Path) -> Result<(), ()> {
+    async fn ensure_allocated(
+        &self,
+        file: &Rc<D::File>,
+        end: u64,
+        path: &std::path::Path,
+    ) -> Result<(), ()> {
         let (policy, step_max) = self.fallocation();
         if policy == Fallocation::None {
             return Ok(());
@@ -123,7 +145,10 @@ impl<D: Disk> Log<D> {
         let target = end + step;
         let keep_size = policy == Fallocation::FallocateAhead;
         if let Err(error) = file.allocate(target, keep_size).await {
-            return Err(self.fail("fallocate", path.to_path_buf(), &error));
+            return {
+                self.fail("fallocate", path.to_path_buf(), &error);
+                Err(())
+            };
         }
         self.inner.state.borrow_mut().writer.allocated_bytes = target;
         Ok(())

@@ -33,12 +33,17 @@ impl SparseIndex {
         if new_max {
             self.max_timestamp = Some(max_ts);
         }
-        let due = self.last_entry_pos.is_none_or(|last| pos >= last + interval);
+        let due = self
+            .last_entry_pos
+            .is_none_or(|last| pos >= last + interval);
         if !due {
             return;
         }
         if let Some(&(last_offset, last_pos)) = self.offsets.last() {
-            assert!(base > last_offset && pos > last_pos, "index entries must increase");
+            assert!(
+                base > last_offset && pos > last_pos,
+                "index entries must increase"
+            );
         }
         self.offsets.push((base, pos));
         self.last_entry_pos = Some(pos);
@@ -68,7 +73,8 @@ impl SparseIndex {
     pub(crate) fn truncate_at(&mut self, pos: u64) {
         self.offsets.retain(|&(_, p)| p < pos);
         let last_offset = self.offsets.last().map(|&(o, _)| o);
-        self.times.retain(|&(_, o)| last_offset.is_some_and(|last| o <= last));
+        self.times
+            .retain(|&(_, o)| last_offset.is_some_and(|last| o <= last));
         self.last_entry_pos = self.offsets.last().map(|&(_, p)| p);
         self.max_timestamp = self.times.last().map(|&(ts, _)| ts);
     }
@@ -139,13 +145,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<(SparseIndex, IndexCheckpoint)> {
             index.times.push((TimestampMs(a), Offset(b as i64)));
         }
     }
-    let increasing = index.offsets.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
-    let ordered = index.times.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 < w[1].1);
+    let increasing = index
+        .offsets
+        .windows(2)
+        .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1);
+    let ordered = index
+        .times
+        .windows(2)
+        .all(|w| w[0].0 <= w[1].0 && w[0].1 < w[1].1);
     if !increasing || !ordered {
         return None;
     }
     index.last_entry_pos = index.offsets.last().map(|&(_, p)| p);
-    index.max_timestamp = index.times.last().map(|&(ts, _)| ts);
+    let checkpoint_max = (checkpoint.max_timestamp.0 >= 0).then_some(checkpoint.max_timestamp);
+    index.max_timestamp = index.times.last().map(|&(ts, _)| ts).max(checkpoint_max);
     Some((index, checkpoint))
 }
 
@@ -159,7 +172,11 @@ mod tests {
         for i in 0..100u64 {
             index.observe(Offset(i as i64 * 10), i * 1000, TimestampMs(i as i64), 4096);
         }
-        assert_eq!(index.offsets.len(), 20, "one entry per 4 KiB of 1000-byte batches");
+        assert_eq!(
+            index.offsets.len(),
+            20,
+            "one entry per 4 KiB of 1000-byte batches"
+        );
         assert_eq!(index.lookup(Offset(55)), Some((Offset(50), 5000)));
         assert_eq!(index.lookup_time(TimestampMs(42)), Some(Offset(400)));
         let checkpoint = IndexCheckpoint {

@@ -102,7 +102,9 @@ pub struct Log<D: Disk> {
 
 impl<D: Disk> Clone for Log<D> {
     fn clone(&self) -> Self {
-        Log { inner: self.inner.clone() }
+        Log {
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -140,11 +142,17 @@ pub(crate) struct State<F: DmaFile> {
 
 impl<F: DmaFile> State<F> {
     pub(crate) fn active(&self) -> &Segment<F> {
-        self.segments.values().next_back().expect("a log always has an active segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
     }
 
     pub(crate) fn active_mut(&mut self) -> &mut Segment<F> {
-        self.segments.values_mut().next_back().expect("a log always has an active segment")
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
     }
 
     pub(crate) fn high_watermark(&self, durability: Durability) -> Offset {
@@ -171,7 +179,10 @@ impl<D: Disk> Log<D> {
     pub async fn append(&self, mut batch: Vec<u8>, wait: Wait) -> Result<Appended> {
         let limit_bytes = self.inner.config.borrow().batch_bytes_max;
         if batch.len() > limit_bytes {
-            return Err(Error::BatchTooLarge { size_bytes: batch.len(), limit_bytes });
+            return Err(Error::BatchTooLarge {
+                size_bytes: batch.len(),
+                limit_bytes,
+            });
         }
         let header = batch::validate(&batch).map_err(|defect| {
             if defect.is_corruption() {
@@ -208,7 +219,10 @@ impl<D: Disk> Log<D> {
             }
             let chunk_bytes_min = self.inner.config.borrow().write_chunk_bytes;
             let chunk_bytes = state.writer.chunk_bytes_for(len, chunk_bytes_min);
-            (chunk_bytes.min(self.inner.pool.budget_bytes()), state.active().file.clone())
+            (
+                chunk_bytes.min(self.inner.pool.budget_bytes()),
+                state.active().file.clone(),
+            )
         };
         let lease = self.inner.pool.lease(chunk_bytes).await;
         let buf = file.alloc_buf(chunk_bytes);
@@ -216,7 +230,10 @@ impl<D: Disk> Log<D> {
         state.check_usable()?;
         let next = state.log_end;
         state.writer.start_chunk(buf, lease, next);
-        assert!(state.writer.fits(len), "a fresh chunk holds at least one batch");
+        assert!(
+            state.writer.fits(len),
+            "a fresh chunk holds at least one batch"
+        );
         drop(state);
         // The previous chunk (if any) is now queued for the flusher.
         self.inner.work.notify();
@@ -232,7 +249,9 @@ impl<D: Disk> Log<D> {
         batch::stamp(batch, base, config.term);
         let pos = state.writer.place(batch, next);
         let segment = state.active_mut();
-        segment.index.observe(base, pos, max_ts, config.index_interval_bytes);
+        segment
+            .index
+            .observe(base, pos, max_ts, config.index_interval_bytes);
         segment.size_bytes += batch.len() as u64;
         segment.next_offset = next;
         segment.max_timestamp = segment.max_timestamp.max(Some(max_ts));
@@ -245,9 +264,23 @@ impl<D: Disk> Log<D> {
             }
         }
         let stored = Bytes::copy_from_slice(batch);
-        debug_assert!(batch::validate(&stored).is_ok(), "CRC checked again after the copy");
-        self.inner.cache.insert(self.inner.uid, base, CachedBatch { bytes: stored, next_offset: next });
-        Ok(Appended { base_offset: base, last_offset: Offset(next.0 - 1), guarantee: Guarantee::Buffered })
+        debug_assert!(
+            batch::validate(&stored).is_ok(),
+            "CRC checked again after the copy"
+        );
+        self.inner.cache.insert(
+            self.inner.uid,
+            base,
+            CachedBatch {
+                bytes: stored,
+                next_offset: next,
+            },
+        );
+        Ok(Appended {
+            base_offset: base,
+            last_offset: Offset(next.0 - 1),
+            guarantee: Guarantee::Buffered,
+        })
     }
 
     async fn wait_durable(&self, appended: Appended) -> Result<Appended> {
@@ -257,11 +290,20 @@ impl<D: Disk> Log<D> {
             {
                 let state = self.inner.state.borrow();
                 if state.synced_next >= next {
-                    return Ok(Appended { guarantee: Guarantee::Synced, ..appended });
+                    return Ok(Appended {
+                        guarantee: Guarantee::Synced,
+                        ..appended
+                    });
                 }
-                let relaxed = matches!(self.inner.config.borrow().durability, Durability::Relaxed { .. });
+                let relaxed = matches!(
+                    self.inner.config.borrow().durability,
+                    Durability::Relaxed { .. }
+                );
                 if relaxed && state.written_next >= next {
-                    return Ok(Appended { guarantee: Guarantee::Written, ..appended });
+                    return Ok(Appended {
+                        guarantee: Guarantee::Written,
+                        ..appended
+                    });
                 }
                 if let Some(reason) = &state.offline {
                     return Err(Error::Offline(reason.clone()));
@@ -332,7 +374,13 @@ impl<D: Disk> Log<D> {
 
     /// Total bytes of stored batches across segments.
     pub fn size_bytes(&self) -> u64 {
-        self.inner.state.borrow().segments.values().map(|s| s.size_bytes).sum()
+        self.inner
+            .state
+            .borrow()
+            .segments
+            .values()
+            .map(|s| s.size_bytes)
+            .sum()
     }
 
     pub fn segment_count(&self) -> usize {

@@ -25,7 +25,9 @@ pub(crate) struct Lease {
 impl BufferPool {
     pub fn new(budget_bytes: usize) -> BufferPool {
         assert!(budget_bytes >= PAGE_BYTES, "a pool needs at least one page");
-        BufferPool { pages: FifoSemaphore::new(budget_bytes / PAGE_BYTES) }
+        BufferPool {
+            pages: FifoSemaphore::new(budget_bytes / PAGE_BYTES),
+        }
     }
 
     pub fn budget_bytes(&self) -> usize {
@@ -38,8 +40,13 @@ impl BufferPool {
 
     /// Waits (in FIFO order) until `len_bytes` (a multiple of the page size) are free.
     pub(crate) async fn lease(&self, len_bytes: usize) -> Lease {
-        assert!(len_bytes % PAGE_BYTES == 0);
-        assert!(len_bytes <= self.budget_bytes(), "lease larger than the whole pool");
-        Lease { _permit: self.pages.acquire(len_bytes / PAGE_BYTES).await }
+        assert!(len_bytes.is_multiple_of(PAGE_BYTES));
+        assert!(
+            len_bytes <= self.budget_bytes(),
+            "lease larger than the whole pool"
+        );
+        Lease {
+            _permit: self.pages.acquire(len_bytes / PAGE_BYTES).await,
+        }
     }
 }

@@ -39,30 +39,51 @@ impl<D: Disk> Log<D> {
             if let Some(reason) = &state.offline {
                 return Err(Error::Offline(reason.clone()));
             }
-            (state.high_watermark(durability), state.log_start, state.log_end)
+            (
+                state.high_watermark(durability),
+                state.log_start,
+                state.log_end,
+            )
         };
         if from < log_start || from > log_end {
-            return Err(Error::OffsetOutOfRange { requested: from, start: log_start, end: log_end });
+            return Err(Error::OffsetOutOfRange {
+                requested: from,
+                start: log_start,
+                end: log_end,
+            });
         }
-        let mut out = ReadBatches { batches: Vec::new(), high_watermark: hwm, log_start };
+        let mut out = ReadBatches {
+            batches: Vec::new(),
+            high_watermark: hwm,
+            log_start,
+        };
         if from >= hwm {
             return Ok(out);
         }
         let mut next = from;
         let mut total = 0usize;
         while next < hwm && (total < max_bytes || out.batches.is_empty()) {
-            let Some(hit) = self.inner.cache.get(self.inner.uid, next) else { break };
+            let Some(hit) = self.inner.cache.get(self.inner.uid, next) else {
+                break;
+            };
             total += hit.bytes.len();
             next = hit.next_offset;
             out.batches.push(hit.bytes);
         }
         if out.batches.is_empty() {
-            self.read_from_disk(from, hwm, max_bytes, &mut out.batches).await?;
+            self.read_from_disk(from, hwm, max_bytes, &mut out.batches)
+                .await?;
         }
         Ok(out)
     }
 
-    async fn read_from_disk(&self, from: Offset, hwm: Offset, max_bytes: usize, out: &mut Vec<Bytes>) -> Result<()> {
+    async fn read_from_disk(
+        &self,
+        from: Offset,
+        hwm: Offset,
+        max_bytes: usize,
+        out: &mut Vec<Bytes>,
+    ) -> Result<()> {
         let plan = self.plan_disk_read(from);
         let mut pos = plan.pos;
         let mut total = 0usize;
@@ -76,7 +97,11 @@ impl<D: Disk> Log<D> {
                     break; // The next length field straddles this read.
                 }
                 let Some(size) = batch::peek_size_bytes(&buf[at..]) else {
-                    return Err(self.corrupt(&plan, pos + at as u64, "bad batch length below the high watermark"));
+                    return Err(self.corrupt(
+                        &plan,
+                        pos + at as u64,
+                        "bad batch length below the high watermark",
+                    ));
                 };
                 let batch_bytes = if at + size <= buf.len() {
                     buf.slice(at..at + size)
@@ -110,36 +135,68 @@ impl<D: Disk> Log<D> {
             .next_back()
             .expect("offsets within the log belong to a segment");
         let is_active = base == state.active().base;
-        let end_bytes = if is_active { state.writer.written_bytes } else { segment.size_bytes };
+        let end_bytes = if is_active {
+            state.writer.written_bytes
+        } else {
+            segment.size_bytes
+        };
         let pos = segment.index.lookup(from).map_or(0, |(_, pos)| pos);
-        DiskPlan { file: segment.file.clone(), stem: segment.stem(), pos, end_bytes }
+        DiskPlan {
+            file: segment.file.clone(),
+            stem: segment.stem(),
+            pos,
+            end_bytes,
+        }
     }
 
     async fn read_bytes(&self, plan: &DiskPlan<D::File>, pos: u64, len: usize) -> Result<Vec<u8>> {
         match plan.file.read_at(pos, len).await {
             Ok(bytes) if bytes.len() == len => Ok(bytes),
-            Ok(bytes) => Err(self.corrupt(plan, pos, &format!("short read: {} of {len} bytes", bytes.len()))),
-            Err(error) => Err(self.offline_io("read", path_of(&self.inner.dir, &plan.stem, LOG_SUFFIX), &error)),
+            Ok(bytes) => Err(self.corrupt(
+                plan,
+                pos,
+                &format!("short read: {} of {len} bytes", bytes.len()),
+            )),
+            Err(error) => Err(self.offline_io(
+                "read",
+                path_of(&self.inner.dir, &plan.stem, LOG_SUFFIX),
+                &error,
+            )),
         }
     }
 
-    fn checked_header(&self, plan: &DiskPlan<D::File>, pos: u64, bytes: &[u8]) -> Result<batch::BatchHeader> {
+    fn checked_header(
+        &self,
+        plan: &DiskPlan<D::File>,
+        pos: u64,
+        bytes: &[u8],
+    ) -> Result<batch::BatchHeader> {
         batch::validate(bytes).map_err(|defect| self.corrupt(plan, pos, defect.describe()))
     }
 
     fn corrupt(&self, plan: &DiskPlan<D::File>, pos: u64, what: &str) -> Error {
         let path = path_of(&self.inner.dir, &plan.stem, LOG_SUFFIX);
-        self.go_offline(OfflineReason::corruption(path, format!("at byte {pos}: {what}")));
+        self.go_offline(OfflineReason::corruption(
+            path,
+            format!("at byte {pos}: {what}"),
+        ));
         Error::Offline(self.offline_reason().expect("just set"))
     }
 
     /// Kafka ListOffsets by timestamp: the first batch (below the high watermark) whose max
     /// timestamp is at or after `target`, as (its base offset, its max timestamp). Record-level
     /// precision inside a batch needs record decoding, which belongs to the broker.
-    pub async fn offset_for_timestamp(&self, target: TimestampMs) -> Result<Option<(Offset, TimestampMs)>> {
+    pub async fn offset_for_timestamp(
+        &self,
+        target: TimestampMs,
+    ) -> Result<Option<(Offset, TimestampMs)>> {
         let start = {
             let state = self.inner.state.borrow();
-            let Some(segment) = state.segments.values().find(|s| s.max_timestamp.is_some_and(|ts| ts >= target)) else {
+            let Some(segment) = state
+                .segments
+                .values()
+                .find(|s| s.max_timestamp.is_some_and(|ts| ts >= target))
+            else {
                 return Ok(None);
             };
             let hint = segment.index.lookup_time(target).unwrap_or(segment.base);

@@ -29,7 +29,10 @@ use crate::index::{self, IndexCheckpoint, SparseIndex};
 use crate::log::{Inner, Log, LogStats, State};
 use crate::pool::BufferPool;
 use crate::retention::{decode_log_start, LOG_START_FILE};
-use crate::segment::{align_down, parse_log_name, path_of, read_small_file, stem, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, TMP_SUFFIX};
+use crate::segment::{
+    align_down, parse_log_name, path_of, read_small_file, stem, Segment, INDEX_SUFFIX, LOG_SUFFIX,
+    TIME_INDEX_SUFFIX, TMP_SUFFIX,
+};
 use crate::sync::{Event, FifoSemaphore};
 use crate::writer::Writer;
 
@@ -43,7 +46,12 @@ pub struct LogContext<D: Disk> {
 
 impl<D: Disk> Clone for LogContext<D> {
     fn clone(&self) -> Self {
-        LogContext { disk: self.disk.clone(), clock: self.clock.clone(), pool: self.pool.clone(), cache: self.cache.clone() }
+        LogContext {
+            disk: self.disk.clone(),
+            clock: self.clock.clone(),
+            pool: self.pool.clone(),
+            cache: self.cache.clone(),
+        }
     }
 }
 
@@ -62,17 +70,29 @@ impl<D: Disk> Log<D> {
     /// Opens (creating if needed) the log in `dir`, recovering it as described in the module
     /// documentation. `Err(Error::Offline)` carries the reason a damaged log cannot be served.
     pub async fn open(ctx: LogContext<D>, dir: PathBuf, config: LogConfig) -> Result<Log<D>> {
-        let io = |op: &str, path: &Path, e: std::io::Error| Error::Offline(Rc::new(OfflineReason::from_io(op, path.to_path_buf(), &e)));
+        let io = |op: &str, path: &Path, e: std::io::Error| {
+            Error::Offline(Rc::new(OfflineReason::from_io(op, path.to_path_buf(), &e)))
+        };
         let disk = ctx.disk.clone();
-        disk.create_dir_all(&dir).await.map_err(|e| io("create directory", &dir, e))?;
-        let names = disk.list(&dir).await.map_err(|e| io("list directory", &dir, e))?;
+        disk.create_dir_all(&dir)
+            .await
+            .map_err(|e| io("create directory", &dir, e))?;
+        let names = disk
+            .list(&dir)
+            .await
+            .map_err(|e| io("list directory", &dir, e))?;
         for name in names.iter().filter(|n| n.ends_with(TMP_SUFFIX)) {
-            disk.remove(&dir.join(name)).await.map_err(|e| io("remove temporary file", &dir.join(name), e))?;
+            disk.remove(&dir.join(name))
+                .await
+                .map_err(|e| io("remove temporary file", &dir.join(name), e))?;
         }
         let lso_path = dir.join(LOG_START_FILE);
-        let lso_bytes = read_small_file(&*disk, &lso_path).await.map_err(|e| io("read log start", &lso_path, e))?;
+        let lso_bytes = read_small_file(&*disk, &lso_path)
+            .await
+            .map_err(|e| io("read log start", &lso_path, e))?;
         let log_start_saved = lso_bytes.as_deref().and_then(decode_log_start);
-        let mut bases: Vec<(Offset, Term)> = names.iter().filter_map(|n| parse_log_name(n)).collect();
+        let mut bases: Vec<(Offset, Term)> =
+            names.iter().filter_map(|n| parse_log_name(n)).collect();
         bases.sort();
 
         let now_ms = ctx.clock.now_ms();
@@ -84,12 +104,16 @@ impl<D: Disk> Log<D> {
             if let Some(expected) = expected_next {
                 if base != expected {
                     let path = path_of(&dir, &stem(base, term), LOG_SUFFIX);
-                    let detail = format!("segment starts at {base} but the previous one ends at {expected}");
-                    return Err(Error::Offline(Rc::new(OfflineReason::corruption(path, detail))));
+                    let detail =
+                        format!("segment starts at {base} but the previous one ends at {expected}");
+                    return Err(Error::Offline(Rc::new(OfflineReason::corruption(
+                        path, detail,
+                    ))));
                 }
             }
             let is_last = Some(i) == last_index;
-            let (segment, tail_bytes) = recover_segment(&*disk, &dir, base, term, is_last, now_ms).await?;
+            let (segment, tail_bytes) =
+                recover_segment(&*disk, &dir, base, term, is_last, now_ms).await?;
             expected_next = Some(segment.next_offset);
             if is_last {
                 tail = Some(tail_bytes);
@@ -135,7 +159,9 @@ impl<D: Disk> Log<D> {
             progress: Event::default(),
             work: Event::default(),
         };
-        let log = Log { inner: Rc::new(inner) };
+        let log = Log {
+            inner: Rc::new(inner),
+        };
         let (tail_block, allocated) = match tail {
             Some(tail) => tail,
             None => {
@@ -153,7 +179,10 @@ impl<D: Disk> Log<D> {
         let log_start = log_start_saved.unwrap_or(first_base).max(first_base);
         if log_start > log_end {
             let detail = format!("log start offset {log_start} is past the recovered end {log_end}: synced data is missing");
-            return Err(Error::Offline(Rc::new(OfflineReason::corruption(dir.join(LOG_START_FILE), detail))));
+            return Err(Error::Offline(Rc::new(OfflineReason::corruption(
+                dir.join(LOG_START_FILE),
+                detail,
+            ))));
         }
         state.writer = Writer::resume(end_bytes, &tail_block, allocated);
         state.log_start = log_start;
@@ -177,51 +206,123 @@ async fn recover_segment<D: Disk>(
 ) -> Result<(Segment<D::File>, (Vec<u8>, u64))> {
     let stem_name = stem(base, term);
     let path = path_of(dir, &stem_name, LOG_SUFFIX);
-    let io = |op: &str, e: std::io::Error| Error::Offline(Rc::new(OfflineReason::from_io(op, path.clone(), &e)));
-    let file = disk.open(&path, OpenMode::Existing).await.map_err(|e| io("open segment", e))?;
+    let io = |op: &str, e: std::io::Error| {
+        Error::Offline(Rc::new(OfflineReason::from_io(op, path.clone(), &e)))
+    };
+    let file = disk
+        .open(&path, OpenMode::Existing)
+        .await
+        .map_err(|e| io("open segment", e))?;
     let file_bytes = file.size_bytes().await.map_err(|e| io("stat segment", e))?;
     let saved = load_index(disk, dir, &stem_name).await;
-    let usable = saved.filter(|(_, cp)| if is_last { cp.covered_bytes <= file_bytes } else { cp.covered_bytes == file_bytes });
+    let usable = saved.filter(|(_, cp)| {
+        if is_last {
+            cp.covered_bytes <= file_bytes
+        } else {
+            cp.covered_bytes == file_bytes
+        }
+    });
     let (mut index, checkpoint) = match usable {
         Some(found) => found,
-        None => (SparseIndex::default(), IndexCheckpoint { covered_bytes: 0, next_offset: base, max_timestamp: TimestampMs(-1) }),
+        None => (
+            SparseIndex::default(),
+            IndexCheckpoint {
+                covered_bytes: 0,
+                next_offset: base,
+                max_timestamp: TimestampMs(-1),
+            },
+        ),
     };
     if !is_last && checkpoint.covered_bytes == file_bytes && checkpoint.covered_bytes > 0 {
         let max_timestamp = (checkpoint.max_timestamp.0 >= 0).then_some(checkpoint.max_timestamp);
-        let segment = Segment { base, term, file: Rc::new(file), index, size_bytes: file_bytes, next_offset: checkpoint.next_offset, max_timestamp, created_ms: now_ms };
+        let segment = Segment {
+            base,
+            term,
+            file: Rc::new(file),
+            index,
+            size_bytes: file_bytes,
+            next_offset: checkpoint.next_offset,
+            max_timestamp,
+            created_ms: now_ms,
+        };
         return Ok((segment, (Vec::new(), file_bytes)));
     }
     let (start_offset, start_pos) = index.last_offset_entry().unwrap_or((base, 0));
     let interval = shoal_model::constants::INDEX_INTERVAL_BYTES_DEFAULT;
-    let scan = scan_segment(&file, &path, start_pos, start_offset, file_bytes, term, &mut index, interval).await?;
+    let scan = scan_segment(
+        &file,
+        &path,
+        start_pos,
+        start_offset,
+        file_bytes,
+        term,
+        &mut index,
+        interval,
+    )
+    .await?;
     // Bytes below this were synced when the checkpoint was taken (sealed segments: all).
-    let synced_bytes = if is_last { checkpoint.covered_bytes } else { file_bytes };
+    let synced_bytes = if is_last {
+        checkpoint.covered_bytes
+    } else {
+        file_bytes
+    };
     if let Some((pos, why)) = &scan.stopped {
         if *pos < synced_bytes {
-            let detail = format!("invalid batch at byte {pos} below the synced position {synced_bytes}: {why}");
-            return Err(Error::Offline(Rc::new(OfflineReason::corruption(path, detail))));
+            let detail = format!(
+                "invalid batch at byte {pos} below the synced position {synced_bytes}: {why}"
+            );
+            return Err(Error::Offline(Rc::new(OfflineReason::corruption(
+                path, detail,
+            ))));
         }
         tracing::warn!(path = %path.display(), pos, why = %why, "truncating torn tail");
     }
     if scan.end_bytes < file_bytes {
-        file.truncate(scan.end_bytes).await.map_err(|e| io("truncate torn tail", e))?;
+        file.truncate(scan.end_bytes)
+            .await
+            .map_err(|e| io("truncate torn tail", e))?;
     }
     // Recovered bytes may only have survived a process crash: sync before serving them.
-    file.fdatasync().await.map_err(|e| io("sync recovered segment", e))?;
-    let max_timestamp = scan.max_timestamp.max((checkpoint.max_timestamp.0 >= 0).then_some(checkpoint.max_timestamp));
+    file.fdatasync()
+        .await
+        .map_err(|e| io("sync recovered segment", e))?;
+    let max_timestamp = scan
+        .max_timestamp
+        .max((checkpoint.max_timestamp.0 >= 0).then_some(checkpoint.max_timestamp));
     let tail_from = align_down(scan.end_bytes);
-    let tail = file.read_at(tail_from, (scan.end_bytes - tail_from) as usize).await.map_err(|e| io("read tail block", e))?;
+    let tail = file
+        .read_at(tail_from, (scan.end_bytes - tail_from) as usize)
+        .await
+        .map_err(|e| io("read tail block", e))?;
     let allocated = scan.end_bytes;
     index.truncate_at(scan.end_bytes);
-    let segment = Segment { base, term, file: Rc::new(file), index, size_bytes: scan.end_bytes, next_offset: scan.next_offset, max_timestamp, created_ms: now_ms };
+    let segment = Segment {
+        base,
+        term,
+        file: Rc::new(file),
+        index,
+        size_bytes: scan.end_bytes,
+        next_offset: scan.next_offset,
+        max_timestamp,
+        created_ms: now_ms,
+    };
     Ok((segment, (tail, allocated)))
 }
 
-async fn load_index<D: Disk>(disk: &D, dir: &Path, stem_name: &str) -> Option<(SparseIndex, IndexCheckpoint)> {
-    let offsets = read_small_file(disk, &path_of(dir, stem_name, INDEX_SUFFIX)).await.ok()??;
+async fn load_index<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    stem_name: &str,
+) -> Option<(SparseIndex, IndexCheckpoint)> {
+    let offsets = read_small_file(disk, &path_of(dir, stem_name, INDEX_SUFFIX))
+        .await
+        .ok()??;
     let (mut index, checkpoint) = index::decode(&offsets)?;
     // A damaged time index only costs timestamp lookups their head start.
-    let times = read_small_file(disk, &path_of(dir, stem_name, TIME_INDEX_SUFFIX)).await.ok().flatten();
+    let times = read_small_file(disk, &path_of(dir, stem_name, TIME_INDEX_SUFFIX))
+        .await
+        .ok()
+        .flatten();
     if let Some((time_index, time_checkpoint)) = times.as_deref().and_then(index::decode) {
         if time_checkpoint == checkpoint {
             index.times = time_index.times;
@@ -243,10 +344,21 @@ async fn scan_segment<F: DmaFile>(
     index: &mut SparseIndex,
     interval: u64,
 ) -> Result<Scan> {
-    let mut scan = Scan { end_bytes: pos, next_offset: offset, max_timestamp: None, stopped: None };
+    let mut scan = Scan {
+        end_bytes: pos,
+        next_offset: offset,
+        max_timestamp: None,
+        stopped: None,
+    };
     while pos < file_bytes {
         let len = SCAN_READ_BYTES.min((file_bytes - pos) as usize);
-        let buf = file.read_at(pos, len).await.map_err(|e| Error::Offline(Rc::new(OfflineReason::from_io("scan segment", path.to_path_buf(), &e))))?;
+        let buf = file.read_at(pos, len).await.map_err(|e| {
+            Error::Offline(Rc::new(OfflineReason::from_io(
+                "scan segment",
+                path.to_path_buf(),
+                &e,
+            )))
+        })?;
         let mut at = 0usize;
         while at < buf.len() {
             let rest = &buf[at..];
@@ -254,12 +366,31 @@ async fn scan_segment<F: DmaFile>(
                 Some(size) if rest.len() >= size => size,
                 Some(size) if at == 0 && pos + (size as u64) <= file_bytes => {
                     // A batch larger than one read: read it whole.
-                    let whole = file.read_at(pos, size).await.map_err(|e| Error::Offline(Rc::new(OfflineReason::from_io("scan segment", path.to_path_buf(), &e))))?;
-                    return continue_with(file, path, whole, pos, offset, file_bytes, term, index, interval, scan).await;
+                    let whole = file.read_at(pos, size).await.map_err(|e| {
+                        Error::Offline(Rc::new(OfflineReason::from_io(
+                            "scan segment",
+                            path.to_path_buf(),
+                            &e,
+                        )))
+                    })?;
+                    return continue_with(
+                        file, path, whole, pos, offset, file_bytes, term, index, interval, scan,
+                    )
+                    .await;
                 }
                 Some(_) if pos + (at as u64) + (rest.len() as u64) < file_bytes && at > 0 => break,
-                Some(_) => return Ok(stop(scan, pos + at as u64, "batch runs past the end of the file")),
-                None if rest.len() < batch::LENGTH_FIELD_END && pos + (buf.len() as u64) < file_bytes => break,
+                Some(_) => {
+                    return Ok(stop(
+                        scan,
+                        pos + at as u64,
+                        "batch runs past the end of the file",
+                    ))
+                }
+                None if rest.len() < batch::LENGTH_FIELD_END
+                    && pos + (buf.len() as u64) < file_bytes =>
+                {
+                    break
+                }
                 None => return Ok(stop(scan, pos + at as u64, "no valid batch length")),
             };
             let header = match batch::validate(&rest[..size]) {
@@ -267,11 +398,18 @@ async fn scan_segment<F: DmaFile>(
                 Err(defect) => return Ok(stop(scan, pos + at as u64, defect.describe())),
             };
             if header.base_offset != offset {
-                let why = format!("batch base offset {} where {offset} was expected", header.base_offset);
+                let why = format!(
+                    "batch base offset {} where {offset} was expected",
+                    header.base_offset
+                );
                 return Ok(stop(scan, pos + at as u64, &why));
             }
             if header.term > term {
-                return Ok(stop(scan, pos + at as u64, "batch term newer than its segment"));
+                return Ok(stop(
+                    scan,
+                    pos + at as u64,
+                    "batch term newer than its segment",
+                ));
             }
             index.observe(offset, pos + at as u64, header.max_timestamp, interval);
             offset = header.next_offset();
@@ -310,8 +448,21 @@ async fn continue_with<F: DmaFile>(
     index.observe(offset, pos, header.max_timestamp, interval);
     let end = pos + header.size_bytes as u64;
     let max_timestamp = scan.max_timestamp.max(Some(header.max_timestamp));
-    let rest = Box::pin(scan_segment(file, path, end, header.next_offset(), file_bytes, term, index, interval)).await?;
-    Ok(Scan { max_timestamp: rest.max_timestamp.max(max_timestamp), ..rest })
+    let rest = Box::pin(scan_segment(
+        file,
+        path,
+        end,
+        header.next_offset(),
+        file_bytes,
+        term,
+        index,
+        interval,
+    ))
+    .await?;
+    Ok(Scan {
+        max_timestamp: rest.max_timestamp.max(max_timestamp),
+        ..rest
+    })
 }
 
 fn stop(mut scan: Scan, pos: u64, why: &str) -> Scan {

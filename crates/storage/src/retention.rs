@@ -30,7 +30,11 @@ pub(crate) fn decode_log_start(bytes: &[u8]) -> Option<Offset> {
         return None;
     }
     let crc = u32::from_be_bytes(bytes[12..16].try_into().ok()?);
-    (crc == crc32c::crc32c(&bytes[..12])).then(|| Offset(i64::from_be_bytes(bytes[4..12].try_into().unwrap_or([0; 8]))))
+    (crc == crc32c::crc32c(&bytes[..12])).then(|| {
+        Offset(i64::from_be_bytes(
+            bytes[4..12].try_into().unwrap_or([0; 8]),
+        ))
+    })
 }
 
 impl<D: Disk> Log<D> {
@@ -40,7 +44,11 @@ impl<D: Disk> Log<D> {
         let _permit = self.inner.placement.acquire(1).await;
         let offsets = self.offsets();
         if before < Offset(0) || before > offsets.high_watermark {
-            return Err(Error::OffsetOutOfRange { requested: before, start: offsets.log_start, end: offsets.high_watermark });
+            return Err(Error::OffsetOutOfRange {
+                requested: before,
+                start: offsets.log_start,
+                end: offsets.high_watermark,
+            });
         }
         if before > offsets.log_start {
             self.set_log_start(before).await?;
@@ -63,7 +71,9 @@ impl<D: Disk> Log<D> {
             for segment in state.segments.values().take(sealed) {
                 let over_bytes = config.retention_bytes.is_some_and(|max| size > max);
                 let newest = segment.max_timestamp.unwrap_or(TimestampMs(i64::MIN));
-                let expired = config.retention_ms.is_some_and(|max| newest.0 < now_ms - max as i64);
+                let expired = config
+                    .retention_ms
+                    .is_some_and(|max| newest.0 < now_ms - max as i64);
                 if !(over_bytes || expired) {
                     break;
                 }
@@ -80,8 +90,14 @@ impl<D: Disk> Log<D> {
 
     async fn set_log_start(&self, start: Offset) -> Result<()> {
         let bytes = encode_log_start(start);
-        if let Err(error) = write_small_file(&*self.inner.disk, &self.inner.dir, LOG_START_FILE, &bytes).await {
-            return Err(self.offline_io("persist log start offset", self.inner.dir.join(LOG_START_FILE), &error));
+        if let Err(error) =
+            write_small_file(&*self.inner.disk, &self.inner.dir, LOG_START_FILE, &bytes).await
+        {
+            return Err(self.offline_io(
+                "persist log start offset",
+                self.inner.dir.join(LOG_START_FILE),
+                &error,
+            ));
         }
         self.inner.state.borrow_mut().log_start = start;
         Ok(())
@@ -99,14 +115,22 @@ impl<D: Disk> Log<D> {
                 .filter(|s| s.base != active_base && s.next_offset <= log_start)
                 .map(|s| s.base)
                 .collect();
-            bases.into_iter().filter_map(|base| state.segments.remove(&base)).map(|s| s.stem()).collect()
+            bases
+                .into_iter()
+                .filter_map(|base| state.segments.remove(&base))
+                .map(|s| s.stem())
+                .collect()
         };
         if doomed.is_empty() {
             return Ok(());
         }
         for stem_name in &doomed {
             if let Err(error) = self.remove_segment_files(stem_name).await {
-                return Err(self.offline_io("delete segment", path_of(&self.inner.dir, stem_name, LOG_SUFFIX), &error));
+                return Err(self.offline_io(
+                    "delete segment",
+                    path_of(&self.inner.dir, stem_name, LOG_SUFFIX),
+                    &error,
+                ));
             }
         }
         if let Err(error) = self.inner.disk.sync_dir(&self.inner.dir).await {
@@ -132,7 +156,8 @@ impl<D: Disk> Log<D> {
             disk.create_dir_all(&recycle).await?;
             let held = disk.list(&recycle).await?.len();
             if held < recycled_max {
-                disk.rename(&log_path, &recycle.join(format!("{stem_name}{LOG_SUFFIX}"))).await?;
+                disk.rename(&log_path, &recycle.join(format!("{stem_name}{LOG_SUFFIX}")))
+                    .await?;
                 return disk.sync_dir(&recycle).await;
             }
         }

@@ -13,7 +13,9 @@ use shoal_model::{Offset, TimestampMs};
 use crate::error::{Error, OfflineReason, Result};
 use crate::index::{self, IndexCheckpoint, SparseIndex};
 use crate::log::Log;
-use crate::segment::{path_of, stem, write_small_file, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::segment::{
+    path_of, stem, write_small_file, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+};
 use crate::writer::Writer;
 
 pub(crate) const RECYCLE_DIR: &str = "recycle";
@@ -28,7 +30,9 @@ impl<D: Disk> Log<D> {
             let active = state.active();
             let too_big = active.size_bytes + len as u64 > config.segment_bytes_max;
             let age_ms = self.inner.clock.now_ms() - active.created_ms;
-            let too_old = config.segment_ms_max.is_some_and(|max| age_ms >= max as i64);
+            let too_old = config
+                .segment_ms_max
+                .is_some_and(|max| age_ms >= max as i64);
             !active.is_empty() && (too_big || too_old)
         };
         if due {
@@ -51,7 +55,10 @@ impl<D: Disk> Log<D> {
         let (segment, allocated_bytes) = self.create_segment(log_end).await?;
         let mut state = self.inner.state.borrow_mut();
         let previous = state.segments.insert(segment.base, segment);
-        assert!(previous.is_none(), "a new segment starts past every existing one");
+        assert!(
+            previous.is_none(),
+            "a new segment starts past every existing one"
+        );
         state.writer = Writer::resume(0, &[], allocated_bytes);
         state.stats.rolls += 1;
         Ok(())
@@ -69,7 +76,13 @@ impl<D: Disk> Log<D> {
                 next_offset: active.next_offset,
                 max_timestamp: active.max_timestamp.unwrap_or(TimestampMs(-1)),
             };
-            (active.file.clone(), active.size_bytes, active.stem(), checkpoint, active.index.clone())
+            (
+                active.file.clone(),
+                active.size_bytes,
+                active.stem(),
+                checkpoint,
+                active.index.clone(),
+            )
         };
         let path = path_of(&self.inner.dir, &stem_name, LOG_SUFFIX);
         let truncated = async {
@@ -90,12 +103,23 @@ impl<D: Disk> Log<D> {
     ) -> Result<()> {
         // One encoding holds both tables; the two files keep Kafka's familiar layout and let
         // each be rebuilt alone. The time index file repeats the offsets it needs.
-        let offsets_only = SparseIndex { times: Vec::new(), ..index.clone() };
-        let times_only = SparseIndex { offsets: Vec::new(), ..index.clone() };
-        for (suffix, table) in [(INDEX_SUFFIX, offsets_only), (TIME_INDEX_SUFFIX, times_only)] {
+        let offsets_only = SparseIndex {
+            times: Vec::new(),
+            ..index.clone()
+        };
+        let times_only = SparseIndex {
+            offsets: Vec::new(),
+            ..index.clone()
+        };
+        for (suffix, table) in [
+            (INDEX_SUFFIX, offsets_only),
+            (TIME_INDEX_SUFFIX, times_only),
+        ] {
             let name = format!("{stem_name}{suffix}");
             let bytes = index::encode(&table, checkpoint);
-            if let Err(error) = write_small_file(&*self.inner.disk, &self.inner.dir, &name, &bytes).await {
+            if let Err(error) =
+                write_small_file(&*self.inner.disk, &self.inner.dir, &name, &bytes).await
+            {
                 return Err(self.offline_io("write index", self.inner.dir.join(name), &error));
             }
         }
@@ -123,7 +147,9 @@ impl<D: Disk> Log<D> {
             let allocated = file.size_bytes().await?;
             Ok::<_, std::io::Error>((file, allocated))
         };
-        let (file, allocated) = opened.await.map_err(|e| self.offline_io("create segment", path, &e))?;
+        let (file, allocated) = opened
+            .await
+            .map_err(|e| self.offline_io("create segment", path, &e))?;
         let segment = Segment {
             base,
             term,
@@ -150,7 +176,12 @@ impl<D: Disk> Log<D> {
         Ok(names.into_iter().min().map(|name| dir.join(name)))
     }
 
-    pub(crate) fn offline_io(&self, op: &str, path: std::path::PathBuf, error: &std::io::Error) -> Error {
+    pub(crate) fn offline_io(
+        &self,
+        op: &str,
+        path: std::path::PathBuf,
+        error: &std::io::Error,
+    ) -> Error {
         self.go_offline(OfflineReason::from_io(op, path, error));
         Error::Offline(self.offline_reason().expect("just set"))
     }

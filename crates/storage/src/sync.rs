@@ -38,7 +38,10 @@ impl Event {
     /// A future that resolves at the next `notify` after this call.
     pub(crate) fn listen(&self) -> Listener {
         let generation = self.inner.borrow().generation;
-        Listener { inner: self.inner.clone(), generation }
+        Listener {
+            inner: self.inner.clone(),
+            generation,
+        }
     }
 }
 
@@ -83,7 +86,9 @@ impl FifoSemaphore {
             next_ticket: 0,
             queue: VecDeque::new(),
         };
-        FifoSemaphore { inner: Rc::new(RefCell::new(inner)) }
+        FifoSemaphore {
+            inner: Rc::new(RefCell::new(inner)),
+        }
     }
 
     pub(crate) fn permits_total(&self) -> usize {
@@ -96,8 +101,15 @@ impl FifoSemaphore {
 
     /// Waits for `count` permits. Panics if `count` exceeds the total (it could never be met).
     pub(crate) fn acquire(&self, count: usize) -> Acquire {
-        assert!(count <= self.permits_total(), "request of {count} permits can never be met");
-        Acquire { sem: self.clone(), count, ticket: None }
+        assert!(
+            count <= self.permits_total(),
+            "request of {count} permits can never be met"
+        );
+        Acquire {
+            sem: self.clone(),
+            count,
+            ticket: None,
+        }
     }
 
     /// Takes `count` permits now if nobody is queued and enough are free.
@@ -106,7 +118,10 @@ impl FifoSemaphore {
         let mut inner = self.inner.borrow_mut();
         if inner.queue.is_empty() && inner.permits_available >= count {
             inner.permits_available -= count;
-            return Some(Permit { sem: self.clone(), count });
+            return Some(Permit {
+                sem: self.clone(),
+                count,
+            });
         }
         None
     }
@@ -170,7 +185,9 @@ impl Future for Acquire {
                 }
                 let ticket = inner.next_ticket;
                 inner.next_ticket += 1;
-                inner.queue.push_back((ticket, count, Some(cx.waker().clone())));
+                inner
+                    .queue
+                    .push_back((ticket, count, Some(cx.waker().clone())));
                 self.ticket = Some(ticket);
                 return Poll::Pending;
             }

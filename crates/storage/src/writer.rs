@@ -81,12 +81,17 @@ impl<B: DmaBuf> Writer<B> {
 
     /// Whether `len` more bytes fit in the open chunk.
     pub(crate) fn fits(&self, len: usize) -> bool {
-        self.open.as_ref().is_some_and(|c| c.used + len <= c.capacity())
+        self.open
+            .as_ref()
+            .is_some_and(|c| c.used + len <= c.capacity())
     }
 
     /// The capacity a new chunk needs to take a batch of `len` bytes after the inherited tail.
     pub(crate) fn chunk_bytes_for(&self, len: usize, chunk_bytes_min: usize) -> usize {
-        let needed = align_up((self.tail_block.len() + len) as u64) as usize;
+        // The new chunk inherits the partial block at the current end (not `tail_block`,
+        // which lags until the open chunk is sealed).
+        let partial = self.appended_bytes - align_down(self.appended_bytes);
+        let needed = align_up(partial + len as u64) as usize;
         needed.max(chunk_bytes_min)
     }
 
@@ -126,7 +131,9 @@ impl<B: DmaBuf> Writer<B> {
     /// Moves the open chunk to the write queue: zero the slack of its last block, remember the
     /// new partial tail block, trim the buffer to whole blocks.
     pub(crate) fn seal_open(&mut self) {
-        let Some(mut chunk) = self.open.take() else { return };
+        let Some(mut chunk) = self.open.take() else {
+            return;
+        };
         if chunk.used == chunk.inherited {
             return; // Nothing new: rewriting the tail block would be wasted I/O.
         }
@@ -135,7 +142,8 @@ impl<B: DmaBuf> Writer<B> {
         bytes[chunk.used..padded].fill(0);
         let tail_from = align_down(chunk.used as u64) as usize;
         self.tail_block.clear();
-        self.tail_block.extend_from_slice(&bytes[tail_from..chunk.used]);
+        self.tail_block
+            .extend_from_slice(&bytes[tail_from..chunk.used]);
         chunk.buf.trim_to_size(padded);
         self.queued.push_back(chunk);
     }
