@@ -52,15 +52,16 @@ impl Tuner for NetXps {
 
     fn supported(&self, ctx: &Context<'_>, target: &str) -> Result<(), String> {
         let path = queue_path(target, ATTRIBUTE);
-        attribute_supported(ctx.host, &path).map_err(|reason| {
-            // The kernel answers ENOENT when reading xps_cpus of a device
-            // with a single transmit queue; say that instead of "no such file".
-            if ctx.host.exists(&path) {
-                format!("XPS needs a multi-queue device ({reason})")
-            } else {
-                reason
+        // The kernel answers ENOENT when reading xps_cpus of a device with a
+        // single transmit queue; say that instead of "no such file".
+        if let Err(Error::Read { source, .. }) = ctx.host.read(&path) {
+            if source.kind() == std::io::ErrorKind::NotFound && ctx.host.exists(&path) {
+                return Err(
+                    "XPS needs a multi-queue device (reading xps_cpus gives ENOENT)".to_string(),
+                );
             }
-        })
+        }
+        attribute_supported(ctx.host, &path)
     }
 
     fn current(&self, ctx: &Context<'_>, target: &str) -> Result<String> {
