@@ -265,6 +265,26 @@ fn nvme_irqs_follow_the_driver_queue_map() {
 }
 
 #[test]
+fn nvme_irqs_fall_back_to_proc_interrupts_names_without_msi_irqs() {
+    let mut f = Fixture::new(2);
+    f.disk("nvme0n1", "259:0");
+    f.mount("259:0", "/", "xfs", "/dev/nvme0n1");
+    f.nvme("nvme0", 2, 60, false);
+    f.interrupt(61_000, "eth9-unrelated");
+    let rows = check(&f, &opts(), &["disk_irq"]);
+    let targets: Vec<&str> = rows.iter().map(|r| r.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        ["nvme0q0 (irq 60)", "nvme0q1 (irq 61)", "nvme0q2 (irq 62)"]
+    );
+    let required: Vec<&str> = rows
+        .iter()
+        .map(|r| r.required.as_deref().unwrap_or(""))
+        .collect();
+    assert_eq!(required, ["0-1", "0", "1"]);
+}
+
+#[test]
 fn irq_modes_spread_and_single() {
     let f = nvme_host();
     let spread = Options {
