@@ -62,9 +62,26 @@ impl DmaBuf for GlommioBuf {
 #[derive(Debug)]
 pub struct GlommioFile {
     inner: glommio::io::DmaFile,
+    path: std::path::PathBuf,
+    /// A second descriptor of the same file opened with `O_DSYNC`, for
+    /// [`DmaFile::write_at_synced`]; opened on first use so files that never take durable
+    /// writes (indexes, sealed segments) do not hold two descriptors.
+    dsync: std::cell::RefCell<Option<Rc<glommio::io::DmaFile>>>,
 }
 
 impl GlommioFile {
+    /// The `O_DSYNC` descriptor, opened on first use.
+    async fn dsync_file(&self) -> io::Result<Rc<glommio::io::DmaFile>> {
+        if let Some(file) = self.dsync.borrow().as_ref() {
+            return Ok(file.clone());
+        }
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true).custom_flags(libc_o_dsync());
+        let file = Rc::new(opts.dma_open(&self.path).await.map_err(to_io_error)?);
+        *self.dsync.borrow_mut() = Some(file.clone());
+        Ok(file)
+    }
+
     /// The O_DIRECT alignment the device requires (its logical block size, at least 512).
     /// Buffers from [`DmaFile::alloc_buf`] are aligned to [`DMA_ALIGNMENT_BYTES`], which is at
     /// least this on every device we support.
@@ -145,6 +162,21 @@ impl DmaFile for GlommioFile {
             return Ok(written);
         }
         self.finish_short_write(&buf, pos, written).await
+    }
+
+    /// An `O_DSYNC` write through the second descriptor: one io_uring operation that returns
+    /// once the data (and the size change, if any) is durable. A short write (rare: the file
+    /// system filling up) is finished with ordinary writes followed by an `fdatasync`.
+    async fn write_at_synced(&self, buf: Rc<GlommioBuf>, pos: u64) -> io::Result<usize> {
+        let len = buf.0.len();
+        let file = self.dsync_file().await?;
+        let written = file.write_rc_at(Rc::clone(&buf.0), pos).await.map_err(to_io_error)?;
+        if written >= len {
+            return Ok(written);
+        }
+        let done = self.finish_short_write(&buf, pos, written).await?;
+        self.inner.fdatasync().await.map_err(to_io_error)?;
+        Ok(done)
     }
 
     /// Reads the aligned range covering `[pos, pos + len_bytes)` into DMA memory and copies the
@@ -266,7 +298,7 @@ impl Disk for GlommioDisk {
         }
         iopoll_probe::prime(path).await;
         let inner = opts.dma_open(path).await.map_err(to_io_error)?;
-        Ok(GlommioFile { inner })
+        Ok(GlommioFile { inner, path: path.to_path_buf(), dsync: std::cell::RefCell::new(None) })
     }
 
     /// `unlink`. Durable only after [`Disk::sync_dir`] on the parent.
@@ -400,4 +432,9 @@ mod iopoll_probe {
         drop(file);
         Ok(())
     }
+}
+
+/// `O_DSYNC` on Linux (all architectures we build for use the asm-generic value).
+const fn libc_o_dsync() -> i32 {
+    0o10000
 }

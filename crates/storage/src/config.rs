@@ -67,9 +67,11 @@ impl Default for LogConfig {
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             batch_bytes_max: BATCH_BYTES_MAX,
             durability: Durability::Fsync,
-            fallocation: Fallocation::None,
+            // Chosen by measurement (benches/RESULTS.md): reserving ahead beat plain appends
+            // by ~1.1x at 4-64 KiB; overwriting recycled segments beat both by ~1.5-1.8x.
+            fallocation: Fallocation::FallocateAhead,
             fallocation_step_bytes_max: 32 * 1024 * 1024,
-            recycled_segments_max: 0,
+            recycled_segments_max: 2,
             write_chunk_bytes: WRITE_CHUNK_BYTES_DEFAULT,
             term: Term(0),
         }

@@ -60,27 +60,35 @@ impl<D: Disk> Log<D> {
             let path = path_of(&self.inner.dir, &active.stem(), LOG_SUFFIX);
             (chunks, active.file.clone(), path)
         };
+        // In Fsync mode with nothing written-but-unsynced, each chunk goes out as one durable
+        // (O_DSYNC) write: the same device work as write + fdatasync, one completion fewer.
+        let durable_writes = {
+            let state = self.inner.state.borrow();
+            self.inner.config.borrow().durability == Durability::Fsync
+                && state.writer.synced_bytes == state.writer.written_bytes
+        };
         for chunk in chunks {
             let end = chunk.end_pos();
             let padded = align_up(end);
             self.ensure_allocated(&file, padded, &path).await?;
             let buf = Rc::new(chunk.buf);
             let expected = padded - chunk.file_pos;
-            match file.write_at(buf, chunk.file_pos).await {
+            let written = if durable_writes {
+                file.write_at_synced(buf, chunk.file_pos).await
+            } else {
+                file.write_at(buf, chunk.file_pos).await
+            };
+            let op = if durable_writes { "write with O_DSYNC (write + fdatasync)" } else { "write" };
+            match written {
                 Ok(written) if written as u64 >= expected => {}
                 Ok(written) => {
                     let detail = format!("short DMA write: {written} of {expected} bytes");
-                    let error = std::io::Error::other(detail);
-                    return {
-                        self.fail("write", path, &error);
-                        Err(())
-                    };
+                    self.fail(op, path, &std::io::Error::other(detail));
+                    return Err(());
                 }
                 Err(error) => {
-                    return {
-                        self.fail("write", path, &error);
-                        Err(())
-                    }
+                    self.fail(op, path, &error);
+                    return Err(());
                 }
             }
             drop(chunk.lease);
@@ -89,6 +97,12 @@ impl<D: Disk> Log<D> {
             state.writer.written_bytes = end;
             state.written_next = chunk.next_offset;
             state.stats.dma_writes += 1;
+            if durable_writes {
+                state.writer.synced_bytes = end;
+                state.synced_next = chunk.next_offset;
+                state.batches_unsynced -= chunk.batches.min(state.batches_unsynced);
+                state.stats.syncs += 1;
+            }
             drop(state);
             self.inner.progress.notify();
         }
@@ -104,10 +118,8 @@ impl<D: Disk> Log<D> {
         };
         if let Some((next, bytes, batches)) = sync_target {
             if let Err(error) = file.fdatasync().await {
-                return {
-                    self.fail("fdatasync", path, &error);
-                    Err(())
-                };
+                self.fail("fdatasync", path, &error);
+                return Err(());
             }
             let mut state = self.inner.state.borrow_mut();
             state.synced_next = next;

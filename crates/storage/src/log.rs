@@ -176,7 +176,7 @@ impl<F: DmaFile> State<F> {
 impl<D: Disk> Log<D> {
     /// Appends one record batch (Kafka v2, as a producer sent it) and waits as `wait` says.
     /// See the module documentation for exactly what is on the device when this returns.
-    pub async fn append(&self, mut batch: Vec<u8>, wait: Wait) -> Result<Appended> {
+    pub async fn append(&self, batch: Vec<u8>, wait: Wait) -> Result<Appended> {
         let limit_bytes = self.inner.config.borrow().batch_bytes_max;
         if batch.len() > limit_bytes {
             return Err(Error::BatchTooLarge {
@@ -200,7 +200,7 @@ impl<D: Disk> Log<D> {
             self.inner.state.borrow().check_usable()?;
             self.roll_if_due(batch.len()).await?;
             self.reserve_chunk(batch.len()).await?;
-            self.place(&mut batch, header.offset_count, header.max_timestamp)?
+            self.place(batch, header.offset_count, header.max_timestamp)?
         };
         self.inner.work.notify();
         match wait {
@@ -241,13 +241,13 @@ impl<D: Disk> Log<D> {
     }
 
     /// Assigns offsets, stamps and copies the batch, indexes and caches it.
-    fn place(&self, batch: &mut [u8], offset_count: i64, max_ts: TimestampMs) -> Result<Appended> {
+    fn place(&self, mut batch: Vec<u8>, offset_count: i64, max_ts: TimestampMs) -> Result<Appended> {
         let config = self.inner.config.borrow();
         let mut state = self.inner.state.borrow_mut();
         let base = state.log_end;
         let next = base.plus(offset_count);
-        batch::stamp(batch, base, config.term);
-        let pos = state.writer.place(batch, next);
+        batch::stamp(&mut batch, base, config.term);
+        let pos = state.writer.place(&batch, next);
         let segment = state.active_mut();
         segment
             .index
@@ -263,7 +263,8 @@ impl<D: Disk> Log<D> {
                 state.sync_requested = true;
             }
         }
-        let stored = Bytes::copy_from_slice(batch);
+        // The caller's buffer becomes the cache entry: no second copy of the batch.
+        let stored = Bytes::from(batch);
         debug_assert!(
             batch::validate(&stored).is_ok(),
             "CRC checked again after the copy"
