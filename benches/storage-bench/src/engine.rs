@@ -8,7 +8,10 @@ use futures::future::join_all;
 use hdrhistogram::Histogram;
 use shoal_io::SystemClock;
 use shoal_runtime::executor::{BlockingThread, ExecutorOptions};
-use shoal_storage::{build_batch, validate_batch, BatchCache, BufferPool, Durability, Fallocation, Log, LogConfig, LogContext, Wait};
+use shoal_storage::{
+    build_batch, validate_batch, BatchCache, BufferPool, Durability, Fallocation, Log, LogConfig,
+    LogContext, Wait,
+};
 
 use crate::timed::TimedDisk;
 use crate::{Policy, Stats};
@@ -53,8 +56,12 @@ pub(crate) fn run(job: EngineJob) -> Result<Stats, String> {
         spin_before_park: job.spin_us.map(Duration::from_micros),
         blocking_thread: BlockingThread::Unpinned,
     };
-    let handle = options.spawn(move || async move { run_on_core(job).await }).map_err(|e| e.to_string())?;
-    handle.join().map_err(|e| format!("bench executor: {e:?}"))?
+    let handle = options
+        .spawn(move || async move { run_on_core(job).await })
+        .map_err(|e| e.to_string())?;
+    handle
+        .join()
+        .map_err(|e| format!("bench executor: {e:?}"))?
 }
 
 async fn run_on_core(job: EngineJob) -> Result<Stats, String> {
@@ -84,9 +91,12 @@ async fn run_on_core(job: EngineJob) -> Result<Stats, String> {
     for partition in 0..job.partitions {
         let dir = job.dir.join(format!("engine-{partition}"));
         if job.policy == Policy::Recycle {
-            crate::prepare_recycled(&dir, crate::recycle_file_bytes(job.batch_bytes)).map_err(|e| format!("prepare recycled file: {e}"))?;
+            crate::prepare_recycled(&dir, crate::recycle_file_bytes(job.batch_bytes))
+                .map_err(|e| format!("prepare recycled file: {e}"))?;
         }
-        let log = Log::open(ctx.clone(), dir, config.clone()).await.map_err(|e| e.to_string())?;
+        let log = Log::open(ctx.clone(), dir, config.clone())
+            .await
+            .map_err(|e| e.to_string())?;
         let flusher = log.clone();
         glommio::spawn_local(async move { flusher.run_flusher().await }).detach();
         logs.push(log);
@@ -99,7 +109,8 @@ async fn run_on_core(job: EngineJob) -> Result<Stats, String> {
     let mut writers = Vec::new();
     for log in &logs {
         for _ in 0..job.writers_per_partition {
-            let (log, batch, last_sync) = (log.clone(), batch.clone(), disk.last_sync_start.clone());
+            let (log, batch, last_sync) =
+                (log.clone(), batch.clone(), disk.last_sync_start.clone());
             let single = job.writers_per_partition == 1 && job.partitions == 1;
             let recycle = job.policy == Policy::Recycle;
             writers.push(glommio::spawn_local(async move {
@@ -107,7 +118,10 @@ async fn run_on_core(job: EngineJob) -> Result<Stats, String> {
                 let mut acks = 0u64;
                 while Instant::now() < deadline && !(recycle && log.size_bytes() >= bytes_max) {
                     let appended_at = Instant::now();
-                    let appended = log.append(batch.clone(), Wait::Durable).await.map_err(|e| e.to_string())?;
+                    let appended = log
+                        .append(batch.clone(), Wait::Durable)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     assert!(appended.guarantee == shoal_storage::Guarantee::Synced);
                     // With one writer the covering sync is the last one issued, so this is
                     // fdatasync-to-ack; with many writers it is append-to-ack.
@@ -133,5 +147,11 @@ async fn run_on_core(job: EngineJob) -> Result<Stats, String> {
         log.close().await.map_err(|e| e.to_string())?;
     }
     let q = |p: f64| histogram.value_at_quantile(p) as f64;
-    Ok(Stats { acks_per_s: acks as f64 / elapsed, syncs_per_s: syncs as f64 / elapsed, p50_us: q(0.5), p99_us: q(0.99), p999_us: q(0.999) })
+    Ok(Stats {
+        acks_per_s: acks as f64 / elapsed,
+        syncs_per_s: syncs as f64 / elapsed,
+        p50_us: q(0.5),
+        p99_us: q(0.99),
+        p999_us: q(0.999),
+    })
 }

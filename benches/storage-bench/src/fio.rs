@@ -9,7 +9,15 @@ use crate::{Policy, Stats};
 /// every write, `block_bytes` per write, pinned to `cpu`, for `seconds`.
 /// `dsync`: instead of `fdatasync` after each write, open with O_DSYNC so each write is durable
 /// when it completes; latencies are then those of the durable writes.
-pub(crate) fn run(dir: &Path, block_bytes: usize, jobs: usize, policy: Policy, cpu: usize, seconds: u64, dsync: bool) -> Result<Stats, String> {
+pub(crate) fn run(
+    dir: &Path,
+    block_bytes: usize,
+    jobs: usize,
+    policy: Policy,
+    cpu: usize,
+    seconds: u64,
+    dsync: bool,
+) -> Result<Stats, String> {
     let mut args = vec![
         "--name=shoal-baseline".to_string(),
         format!("--directory={}", dir.display()),
@@ -17,7 +25,11 @@ pub(crate) fn run(dir: &Path, block_bytes: usize, jobs: usize, policy: Policy, c
         "--direct=1".to_string(),
         "--rw=write".to_string(),
         format!("--bs={block_bytes}"),
-        if dsync { "--sync=dsync".to_string() } else { "--fdatasync=1".to_string() },
+        if dsync {
+            "--sync=dsync".to_string()
+        } else {
+            "--fdatasync=1".to_string()
+        },
         "--iodepth=1".to_string(),
         format!("--numjobs={jobs}"),
         format!("--cpus_allowed={cpu}"),
@@ -32,22 +44,42 @@ pub(crate) fn run(dir: &Path, block_bytes: usize, jobs: usize, policy: Policy, c
     let per_job = (block_bytes as u64 * 10_000 * seconds).clamp(256 << 20, 8 << 30);
     let size = format!("--size={per_job}");
     match policy {
-        Policy::Append => args.extend(["--size=64g", "--file_append=1", "--fallocate=none"].map(String::from)),
+        Policy::Append => {
+            args.extend(["--size=64g", "--file_append=1", "--fallocate=none"].map(String::from))
+        }
         Policy::FallocateAhead => args.extend([size, "--fallocate=keep".to_string()]),
         Policy::ExtendAhead => args.extend([size, "--fallocate=native".to_string()]),
-        Policy::Recycle => args.extend([format!("--size={}", crate::recycle_file_bytes(block_bytes)), "--overwrite=1".to_string()]),
+        Policy::Recycle => args.extend([
+            format!("--size={}", crate::recycle_file_bytes(block_bytes)),
+            "--overwrite=1".to_string(),
+        ]),
     }
-    let output = Command::new("fio").args(&args).output().map_err(|e| format!("cannot run fio: {e}"))?;
+    let output = Command::new("fio")
+        .args(&args)
+        .output()
+        .map_err(|e| format!("cannot run fio: {e}"))?;
     if !output.status.success() {
-        return Err(format!("fio failed: {}", String::from_utf8_lossy(&output.stderr)));
+        return Err(format!(
+            "fio failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
     }
     let text = String::from_utf8_lossy(&output.stdout);
     let start = text.find('{').ok_or("fio printed no JSON")?;
-    let report: serde_json::Value = serde_json::from_str(&text[start..]).map_err(|e| format!("fio JSON: {e}"))?;
+    let report: serde_json::Value =
+        serde_json::from_str(&text[start..]).map_err(|e| format!("fio JSON: {e}"))?;
     let job = &report["jobs"][0];
     let runtime_s = job["job_runtime"].as_f64().unwrap_or(0.0) / 1000.0 / jobs as f64;
-    let lat = if dsync { &job["write"]["clat_ns"] } else { &job["sync"]["lat_ns"] };
-    let durable_ops = if dsync { job["write"]["total_ios"].as_f64() } else { lat["N"].as_f64() };
+    let lat = if dsync {
+        &job["write"]["clat_ns"]
+    } else {
+        &job["sync"]["lat_ns"]
+    };
+    let durable_ops = if dsync {
+        job["write"]["total_ios"].as_f64()
+    } else {
+        lat["N"].as_f64()
+    };
     let durable_ops = durable_ops.unwrap_or(0.0);
     let percentile = |p: &str| lat["percentile"][p].as_f64().unwrap_or(f64::NAN) / 1000.0;
     Ok(Stats {

@@ -60,7 +60,12 @@ struct Args {
     /// Batch sizes in bytes for the single-writer scenario.
     #[arg(long, value_delimiter = ',', default_value = "4096,65536,1048576")]
     sizes: Vec<usize>,
-    #[arg(long, value_delimiter = ',', value_enum, default_value = "append,fallocate-ahead,extend-ahead,recycle")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_enum,
+        default_value = "append,fallocate-ahead,extend-ahead,recycle"
+    )]
     policies: Vec<Policy>,
     /// Partitions for the many-partitions scenario.
     #[arg(long, default_value_t = 8)]
@@ -77,7 +82,11 @@ struct Args {
 }
 
 pub(crate) fn recycle_file_bytes(batch_bytes: usize) -> u64 {
-    if batch_bytes >= 1024 * 1024 { 1 << 30 } else { 256 << 20 }
+    if batch_bytes >= 1024 * 1024 {
+        1 << 30
+    } else {
+        256 << 20
+    }
 }
 
 /// Leaves `dir/recycle/` holding one segment file of `bytes` real (non-zero) data, reusing the
@@ -89,18 +98,25 @@ pub(crate) fn prepare_recycled(dir: &Path, bytes: u64) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let is_log = path.extension().is_some_and(|e| e == "log");
-        let big_enough = std::fs::metadata(&path).map(|m| m.len() >= bytes).unwrap_or(false);
+        let big_enough = std::fs::metadata(&path)
+            .map(|m| m.len() >= bytes)
+            .unwrap_or(false);
         if is_log && big_enough && !target.exists() {
             std::fs::rename(&path, &target)?;
         } else if path.is_file() {
             std::fs::remove_file(&path)?;
         }
     }
-    if std::fs::metadata(&target).map(|m| m.len() >= bytes).unwrap_or(false) {
+    if std::fs::metadata(&target)
+        .map(|m| m.len() >= bytes)
+        .unwrap_or(false)
+    {
         return Ok(());
     }
     let mut file = std::fs::File::create(&target)?;
-    let block: Vec<u8> = (0..1 << 20).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8 | 1).collect();
+    let block: Vec<u8> = (0..1 << 20)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 24) as u8 | 1)
+        .collect();
     for _ in 0..bytes / block.len() as u64 {
         file.write_all(&block)?;
     }
@@ -132,11 +148,21 @@ struct Row {
 
 impl Row {
     fn ratio(&self) -> f64 {
-        let ratios = self.fio.iter().zip(&self.engine).map(|(f, e)| e.acks_per_s / f.syncs_per_s).collect();
+        let ratios = self
+            .fio
+            .iter()
+            .zip(&self.engine)
+            .map(|(f, e)| e.acks_per_s / f.syncs_per_s)
+            .collect();
         median(ratios)
     }
     fn p999_ratio(&self) -> f64 {
-        let ratios = self.fio_dsync.iter().zip(&self.engine).map(|(f, e)| e.p999_us / f.p999_us).collect();
+        let ratios = self
+            .fio_dsync
+            .iter()
+            .zip(&self.engine)
+            .map(|(f, e)| e.p999_us / f.p999_us)
+            .collect();
         median(ratios)
     }
     fn med(stats: &[Stats], f: fn(&Stats) -> f64) -> f64 {
@@ -179,14 +205,35 @@ struct Scenario {
 }
 
 fn run_scenario(args: &Args, s: &Scenario) -> Result<Row, String> {
-    let mut row = Row { scenario: s.name.clone(), fio: Vec::new(), fio_dsync: Vec::new(), engine: Vec::new() };
+    let mut row = Row {
+        scenario: s.name.clone(),
+        fio: Vec::new(),
+        fio_dsync: Vec::new(),
+        engine: Vec::new(),
+    };
     let recycle = s.policy == Policy::Recycle;
     for round in 0..args.rounds {
         let fio_dir = args.dir.join("fio");
         clean(&fio_dir, recycle).map_err(|e| e.to_string())?;
-        let fio = fio::run(&fio_dir, s.batch_bytes, s.fio_jobs, s.policy, args.cpu, args.seconds, false)?;
+        let fio = fio::run(
+            &fio_dir,
+            s.batch_bytes,
+            s.fio_jobs,
+            s.policy,
+            args.cpu,
+            args.seconds,
+            false,
+        )?;
         clean(&fio_dir, recycle).map_err(|e| e.to_string())?;
-        let fio_dsync = fio::run(&fio_dir, s.batch_bytes, s.fio_jobs, s.policy, args.cpu, args.seconds, true)?;
+        let fio_dsync = fio::run(
+            &fio_dir,
+            s.batch_bytes,
+            s.fio_jobs,
+            s.policy,
+            args.cpu,
+            args.seconds,
+            true,
+        )?;
         let engine_dir = args.dir.join("engine");
         clean(&engine_dir, recycle).map_err(|e| e.to_string())?;
         let job = engine::EngineJob {
@@ -213,10 +260,20 @@ fn run_scenario(args: &Args, s: &Scenario) -> Result<Row, String> {
 
 fn machine() -> String {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let cpu = read("/proc/cpuinfo").lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("?").trim().to_string();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
     let kernel = read("/proc/sys/kernel/osrelease").trim().to_string();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let fio = std::process::Command::new("fio").arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let fio = std::process::Command::new("fio")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
     format!("{cpu}, {cores} cores, kernel {kernel}, {fio}")
 }
 
@@ -226,14 +283,41 @@ fn main() {
     for &size in &args.sizes {
         for &policy in &args.policies {
             let name = format!("1 writer, 1 partition, {} KiB, {policy:?}", size / 1024);
-            scenarios.push(Scenario { name, batch_bytes: size, policy, partitions: 1, writers: 1, fio_jobs: 1 });
+            scenarios.push(Scenario {
+                name,
+                batch_bytes: size,
+                policy,
+                partitions: 1,
+                writers: 1,
+                fio_jobs: 1,
+            });
         }
     }
     for &policy in &args.policies {
-        let name = format!("{} partitions x 1 writer, 4 KiB, {policy:?} (fio {} jobs)", args.partitions, args.partitions);
-        scenarios.push(Scenario { name, batch_bytes: 4096, policy, partitions: args.partitions, writers: 1, fio_jobs: args.partitions });
-        let name = format!("group commit: {} writers, 1 partition, 4 KiB, {policy:?} (fio 1 job)", args.writers);
-        scenarios.push(Scenario { name, batch_bytes: 4096, policy, partitions: 1, writers: args.writers, fio_jobs: 1 });
+        let name = format!(
+            "{} partitions x 1 writer, 4 KiB, {policy:?} (fio {} jobs)",
+            args.partitions, args.partitions
+        );
+        scenarios.push(Scenario {
+            name,
+            batch_bytes: 4096,
+            policy,
+            partitions: args.partitions,
+            writers: 1,
+            fio_jobs: args.partitions,
+        });
+        let name = format!(
+            "group commit: {} writers, 1 partition, 4 KiB, {policy:?} (fio 1 job)",
+            args.writers
+        );
+        scenarios.push(Scenario {
+            name,
+            batch_bytes: 4096,
+            policy,
+            partitions: 1,
+            writers: args.writers,
+            fio_jobs: 1,
+        });
     }
     let mut report = String::new();
     let _ = writeln!(report, "Machine: {}; directory {} ({}), CPU {} for both; {} s runs, {} interleaved rounds, medians shown.\n", machine(), args.dir.display(), fs_of(&args.dir), args.cpu, args.seconds, args.rounds);
@@ -253,7 +337,11 @@ fn main() {
         }
     }
     if let Some(path) = &args.markdown {
-        let appended = std::fs::OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| f.write_all(report.as_bytes()));
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(report.as_bytes()));
         if let Err(error) = appended {
             eprintln!("cannot write {}: {error}", path.display());
             std::process::exit(1);
@@ -270,7 +358,8 @@ fn fs_of(dir: &Path) -> String {
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 2 && canonical.starts_with(f[1])).then(|| (f[1].len(), format!("{} on {}", f[2], f[0])))
+            (f.len() > 2 && canonical.starts_with(f[1]))
+                .then(|| (f[1].len(), format!("{} on {}", f[2], f[0])))
         })
         .max()
         .map(|(_, s)| s)

@@ -20,7 +20,10 @@ pub(crate) struct TimedDisk {
 
 impl TimedDisk {
     pub(crate) fn new() -> TimedDisk {
-        TimedDisk { inner: GlommioDisk::new(), last_sync_start: Rc::new(Cell::new(Instant::now())) }
+        TimedDisk {
+            inner: GlommioDisk::new(),
+            last_sync_start: Rc::new(Cell::new(Instant::now())),
+        }
     }
 }
 
@@ -69,7 +72,10 @@ impl Disk for TimedDisk {
 
     async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<TimedFile> {
         let inner = self.inner.open(path, mode).await?;
-        Ok(TimedFile { inner, last_sync_start: self.last_sync_start.clone() })
+        Ok(TimedFile {
+            inner,
+            last_sync_start: self.last_sync_start.clone(),
+        })
     }
     async fn remove(&self, path: &Path) -> io::Result<()> {
         self.inner.remove(path).await

@@ -110,7 +110,7 @@ impl GlommioFile {
                     "direct write made no progress",
                 ));
             }
-            if done as u64 % self.inner.alignment() != 0 {
+            if !(done as u64).is_multiple_of(self.inner.alignment()) {
                 return Err(io::Error::other(format!(
                     "direct write at {pos} stopped at unaligned length {done} of {len}"
                 )));
@@ -143,7 +143,7 @@ impl DmaFile for GlommioFile {
     /// If `len_bytes` is zero or not a multiple of [`DMA_ALIGNMENT_BYTES`].
     fn alloc_buf(&self, len_bytes: usize) -> GlommioBuf {
         assert!(
-            len_bytes > 0 && len_bytes as u64 % DMA_ALIGNMENT_BYTES == 0,
+            len_bytes > 0 && (len_bytes as u64).is_multiple_of(DMA_ALIGNMENT_BYTES),
             "DMA buffer length {len_bytes} must be a positive multiple of {DMA_ALIGNMENT_BYTES}"
         );
         GlommioBuf(Rc::new(self.inner.alloc_dma_buffer(len_bytes)))
@@ -170,7 +170,10 @@ impl DmaFile for GlommioFile {
     async fn write_at_synced(&self, buf: Rc<GlommioBuf>, pos: u64) -> io::Result<usize> {
         let len = buf.0.len();
         let file = self.dsync_file().await?;
-        let written = file.write_rc_at(Rc::clone(&buf.0), pos).await.map_err(to_io_error)?;
+        let written = file
+            .write_rc_at(Rc::clone(&buf.0), pos)
+            .await
+            .map_err(to_io_error)?;
         if written >= len {
             return Ok(written);
         }
@@ -213,7 +216,7 @@ impl DmaFile for GlommioFile {
             }
             // A direct read is short at end of file (an unaligned or empty result). An aligned
             // short read is not proof of EOF, so keep reading; the next read then returns 0.
-            if got.is_empty() || got.len() as u64 % alignment != 0 {
+            if got.is_empty() || !(got.len() as u64).is_multiple_of(alignment) {
                 break;
             }
             cur = got_end;
@@ -298,7 +301,11 @@ impl Disk for GlommioDisk {
         }
         iopoll_probe::prime(path).await;
         let inner = opts.dma_open(path).await.map_err(to_io_error)?;
-        Ok(GlommioFile { inner, path: path.to_path_buf(), dsync: std::cell::RefCell::new(None) })
+        Ok(GlommioFile {
+            inner,
+            path: path.to_path_buf(),
+            dsync: std::cell::RefCell::new(None),
+        })
     }
 
     /// `unlink`. Durable only after [`Disk::sync_dir`] on the parent.

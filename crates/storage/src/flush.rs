@@ -78,7 +78,11 @@ impl<D: Disk> Log<D> {
             } else {
                 file.write_at(buf, chunk.file_pos).await
             };
-            let op = if durable_writes { "write with O_DSYNC (write + fdatasync)" } else { "write" };
+            let op = if durable_writes {
+                "write with O_DSYNC (write + fdatasync)"
+            } else {
+                "write"
+            };
             match written {
                 Ok(written) if written as u64 >= expected => {}
                 Ok(written) => {

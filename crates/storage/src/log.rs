@@ -241,7 +241,12 @@ impl<D: Disk> Log<D> {
     }
 
     /// Assigns offsets, stamps and copies the batch, indexes and caches it.
-    fn place(&self, mut batch: Vec<u8>, offset_count: i64, max_ts: TimestampMs) -> Result<Appended> {
+    fn place(
+        &self,
+        mut batch: Vec<u8>,
+        offset_count: i64,
+        max_ts: TimestampMs,
+    ) -> Result<Appended> {
         let config = self.inner.config.borrow();
         let mut state = self.inner.state.borrow_mut();
         let base = state.log_end;

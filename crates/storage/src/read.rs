@@ -217,4 +217,21 @@ impl<D: Disk> Log<D> {
             }
         }
     }
+
+    /// Kafka ListOffsets MAX_TIMESTAMP: the visible batch holding the largest timestamp, as
+    /// (its base offset, that timestamp).
+    pub async fn max_timestamp(&self) -> Result<Option<(Offset, TimestampMs)>> {
+        let max = self
+            .inner
+            .state
+            .borrow()
+            .segments
+            .values()
+            .filter_map(|s| s.max_timestamp)
+            .max();
+        match max {
+            Some(max) => self.offset_for_timestamp(max).await,
+            None => Ok(None),
+        }
+    }
 }

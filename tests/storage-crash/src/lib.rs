@@ -31,7 +31,11 @@ impl Ack {
             "written" => false,
             _ => return None,
         };
-        Some(Ack { tag, base_offset, synced })
+        Some(Ack {
+            tag,
+            base_offset,
+            synced,
+        })
     }
 }
 
@@ -64,7 +68,10 @@ pub fn context() -> LogContext<GlommioDisk> {
 
 pub fn config(relaxed: bool) -> LogConfig {
     let durability = if relaxed {
-        Durability::Relaxed { flush_messages: 50, flush_ms: 100 }
+        Durability::Relaxed {
+            flush_messages: 50,
+            flush_ms: 100,
+        }
     } else {
         Durability::Fsync
     };

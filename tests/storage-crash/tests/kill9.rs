@@ -32,22 +32,36 @@ fn run_cycles(relaxed: bool, cycles: u64, seed: u64) {
             .expect("start crash-writer");
         let stdout = child.stdout.take().expect("piped");
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout).lines().map_while(Result::ok).filter_map(|l| Ack::parse(&l)).collect::<Vec<_>>()
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| Ack::parse(&l))
+                .collect::<Vec<_>>()
         });
         let run_ms = rng.gen_range(50..700);
         std::thread::sleep(Duration::from_millis(run_ms));
         // SIGKILL: no destructor, no flush, no goodbye.
         child.kill().expect("kill -9");
         let status = child.wait().expect("reap");
-        assert!(!status.success(), "the writer must have been killed, not exited");
+        assert!(
+            !status.success(),
+            "the writer must have been killed, not exited"
+        );
         let cycle_acks = reader.join().expect("reader thread");
-        assert!(!cycle_acks.is_empty() || run_ms < 100, "cycle {cycle}: writer acknowledged nothing in {run_ms} ms");
+        assert!(
+            !cycle_acks.is_empty() || run_ms < 100,
+            "cycle {cycle}: writer acknowledged nothing in {run_ms} ms"
+        );
         for ack in cycle_acks {
             let _ = acks.insert(ack.tag, ack);
         }
         verify(root.path(), relaxed, &acks, cycle);
     }
-    assert!(acks.len() > 50, "too few acknowledged appends ({}) to mean anything", acks.len());
+    assert!(
+        acks.len() > 50,
+        "too few acknowledged appends ({}) to mean anything",
+        acks.len()
+    );
 }
 
 fn verify(root: &std::path::Path, relaxed: bool, acks: &BTreeMap<u64, Ack>, cycle: u64) {
@@ -57,7 +71,9 @@ fn verify(root: &std::path::Path, relaxed: bool, acks: &BTreeMap<u64, Ack>, cycl
     let handle = executor_options("crash-verify")
         .spawn(move || async move {
             let started = Instant::now();
-            let log = Log::open(context(), dir, config(relaxed)).await.expect("recovery");
+            let log = Log::open(context(), dir, config(relaxed))
+                .await
+                .expect("recovery");
             let recovery = started.elapsed();
             let offsets = log.offsets();
             let mut by_offset = BTreeMap::new();
@@ -69,18 +85,33 @@ fn verify(root: &std::path::Path, relaxed: bool, acks: &BTreeMap<u64, Ack>, cycl
                 }
                 for bytes in page.batches {
                     let header = validate_batch(&bytes).expect("valid batch");
-                    assert_eq!(header.base_offset, next, "cycle {cycle}: hole or overlap at {next}");
+                    assert_eq!(
+                        header.base_offset, next,
+                        "cycle {cycle}: hole or overlap at {next}"
+                    );
                     next = header.next_offset();
                     let _ = by_offset.insert(header.base_offset.0, bytes);
                 }
             }
-            assert_eq!(next, offsets.log_end, "cycle {cycle}: everything recovered is readable");
+            assert_eq!(
+                next, offsets.log_end,
+                "cycle {cycle}: everything recovered is readable"
+            );
             for ack in acks.values() {
-                let bytes = by_offset.get(&ack.base_offset).unwrap_or_else(|| panic!("cycle {cycle}: acknowledged {ack:?} lost"));
+                let bytes = by_offset
+                    .get(&ack.base_offset)
+                    .unwrap_or_else(|| panic!("cycle {cycle}: acknowledged {ack:?} lost"));
                 let needle = needle(ack.tag);
-                assert!(bytes.windows(needle.len()).any(|w| w == needle.as_bytes()), "cycle {cycle}: offset {} holds another batch than {ack:?}", ack.base_offset);
+                assert!(
+                    bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                    "cycle {cycle}: offset {} holds another batch than {ack:?}",
+                    ack.base_offset
+                );
             }
-            assert!(offsets.log_end >= Offset(acks.values().map(|a| a.base_offset + 2).max().unwrap_or(0)));
+            assert!(
+                offsets.log_end
+                    >= Offset(acks.values().map(|a| a.base_offset + 2).max().unwrap_or(0))
+            );
             (offsets.log_end, recovery)
         })
         .expect("executor");

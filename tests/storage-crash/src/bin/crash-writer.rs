@@ -48,9 +48,14 @@ fn main() {
                     let batch = build_batch(&[value.as_bytes(), b"second record"], 0);
                     match log.append(batch, Wait::Durable).await {
                         Ok(appended) => {
-                            let guarantee = if appended.guarantee == Guarantee::Synced { "synced" } else { "written" };
+                            let guarantee = if appended.guarantee == Guarantee::Synced {
+                                "synced"
+                            } else {
+                                "written"
+                            };
                             let mut out = stdout.lock();
-                            let _ = writeln!(out, "ack {tag} {} {guarantee}", appended.base_offset.0);
+                            let _ =
+                                writeln!(out, "ack {tag} {} {guarantee}", appended.base_offset.0);
                             let _ = out.flush();
                         }
                         Err(error) => {

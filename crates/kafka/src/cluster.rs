@@ -1,0 +1,121 @@
+//! What handlers need from the broker: metadata and per-partition operations.
+//!
+//! The server implements [`Cluster`] once per core. A call names a partition; the
+//! implementation runs it on the core that owns that partition (locally, or as a message over
+//! the core mesh) and returns the result here. Handlers issue the calls for all partitions of a
+//! request at once, so a request touching partitions on several cores is split, routed and
+//! reassembled without the handler knowing about cores.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use kafka_protocol::error::ResponseError;
+use shoal_model::{Offset, TimestampMs};
+use shoal_storage::{Appended, LogOffsets, ReadBatches, Wait};
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// A Kafka error code with an optional message for the client.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiError {
+    pub code: ResponseError,
+    pub message: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: ResponseError) -> ApiError {
+        ApiError {
+            code,
+            message: None,
+        }
+    }
+
+    pub fn with_message(code: ResponseError, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: Some(message.into()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BrokerInfo {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+    pub cluster_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicInfo {
+    pub name: String,
+    /// Kafka topic id (a UUID), as 16 bytes.
+    pub id: [u8; 16],
+    pub partitions: i32,
+    /// Explicitly set topic configs (defaults are not listed).
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1: the broker default.
+    pub partitions: i32,
+    /// -1: the broker default; anything else than 1 is refused on a single node.
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+}
+
+pub trait Cluster {
+    fn broker(&self) -> BrokerInfo;
+    /// A consistent snapshot of all topics.
+    fn topics(&self) -> Vec<TopicInfo>;
+    fn topic(&self, name: &str) -> Option<TopicInfo>;
+    /// Whether Metadata and Produce create unknown topics (`auto.create.topics.enable`).
+    fn auto_create_topics(&self) -> bool;
+
+    async fn create_topics(
+        &self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<Result<TopicInfo, ApiError>>;
+    async fn delete_topics(&self, names: Vec<String>) -> Vec<Result<(), ApiError>>;
+
+    async fn append(
+        &self,
+        tp: &TopicPartition,
+        batch: Vec<u8>,
+        wait: Wait,
+    ) -> Result<Appended, ApiError>;
+    async fn read(
+        &self,
+        tp: &TopicPartition,
+        offset: Offset,
+        max_bytes: usize,
+    ) -> Result<ReadBatches, ApiError>;
+    async fn offsets(&self, tp: &TopicPartition) -> Result<LogOffsets, ApiError>;
+    async fn offset_for_timestamp(
+        &self,
+        tp: &TopicPartition,
+        ts: TimestampMs,
+    ) -> Result<Option<(Offset, TimestampMs)>, ApiError>;
+    /// The batch holding the largest timestamp, as (its base offset, that timestamp).
+    async fn max_timestamp(
+        &self,
+        tp: &TopicPartition,
+    ) -> Result<Option<(Offset, TimestampMs)>, ApiError>;
+    /// Returns once any watched partition's high watermark passes its offset, or after
+    /// `timeout_ms`, whichever is first.
+    async fn wait_for_data(&self, watches: Vec<(TopicPartition, Offset)>, timeout_ms: u64);
+}

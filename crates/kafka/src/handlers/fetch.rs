@@ -1,0 +1,171 @@
+//! Fetch: reads every requested partition on its owner core, concurrently. If fewer than
+//! `min_bytes` are available it waits (up to `max_wait_ms`) for any of the partitions to grow,
+//! across cores, then reads again. Limits: `partition_max_bytes` per partition and `max_bytes`
+//! for the response, except that the first non-empty partition always returns at least one
+//! whole batch so a consumer can pass a batch larger than its limits (KIP-74).
+//!
+//! Fetch sessions (KIP-227) are not kept: the response carries session id 0, which tells the
+//! client to send full requests. There are no transactions, so the last stable offset is the
+//! high watermark and `isolation_level` changes nothing.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::join_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use shoal_model::Offset;
+use shoal_storage::ReadBatches;
+
+use super::topic_name;
+use crate::cluster::{ApiError, Cluster, TopicPartition};
+
+/// Cap on `max_wait_ms`, so a bogus request cannot park a handler for hours.
+const FETCH_WAIT_MS_MAX: u64 = 30_000;
+
+struct Wanted {
+    tp: TopicPartition,
+    offset: Offset,
+    max_bytes: usize,
+}
+
+type PartitionResult = Result<ReadBatches, ApiError>;
+
+pub async fn handle<C: Cluster>(cluster: &C, request: FetchRequest, version: i16) -> FetchResponse {
+    let started = Instant::now();
+    let max_wait_ms = u64::try_from(request.max_wait_ms)
+        .unwrap_or(0)
+        .min(FETCH_WAIT_MS_MAX);
+    let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+    let max_bytes = if version >= 3 {
+        usize::try_from(request.max_bytes).unwrap_or(0)
+    } else {
+        usize::MAX
+    };
+    let wanted: Vec<Wanted> = request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(move |p| Wanted {
+                tp: TopicPartition {
+                    topic: topic.topic.0.to_string(),
+                    partition: p.partition,
+                },
+                offset: Offset(p.fetch_offset),
+                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+            })
+        })
+        .collect();
+    let mut results = read_all(cluster, &wanted, max_bytes).await;
+    loop {
+        let available: usize = results
+            .iter()
+            .map(|r| r.as_ref().map_or(0, batch_bytes))
+            .sum();
+        let any_error = results.iter().any(Result::is_err);
+        let waited_ms = started.elapsed().as_millis() as u64;
+        if available >= min_bytes.max(1)
+            || any_error
+            || waited_ms >= max_wait_ms
+            || wanted.is_empty()
+        {
+            break;
+        }
+        let watches = wanted.iter().map(|w| (w.tp.clone(), w.offset)).collect();
+        cluster
+            .wait_for_data(watches, max_wait_ms - waited_ms)
+            .await;
+        results = read_all(cluster, &wanted, max_bytes).await;
+    }
+    build_response(&request, results, version)
+}
+
+fn batch_bytes(read: &ReadBatches) -> usize {
+    read.batches.iter().map(Bytes::len).sum()
+}
+
+async fn read_all<C: Cluster>(
+    cluster: &C,
+    wanted: &[Wanted],
+    max_bytes: usize,
+) -> Vec<PartitionResult> {
+    let reads = wanted.iter().map(|w| async move {
+        match cluster.topic(&w.tp.topic) {
+            Some(topic) if (0..topic.partitions).contains(&w.tp.partition) => {
+                cluster
+                    .read(&w.tp, w.offset, w.max_bytes.min(max_bytes))
+                    .await
+            }
+            _ => Err(ApiError::new(ResponseError::UnknownTopicOrPartition)),
+        }
+    });
+    let mut results = join_all(reads).await;
+    // Enforce the response-wide limit in request order; the first non-empty partition keeps at
+    // least one batch.
+    let mut total = 0usize;
+    for result in results.iter_mut().flatten() {
+        let mut kept = 0;
+        for batch in &result.batches {
+            if total + batch.len() > max_bytes && total > 0 {
+                break;
+            }
+            total += batch.len();
+            kept += 1;
+        }
+        result.batches.truncate(kept);
+    }
+    results
+}
+
+fn build_response(
+    request: &FetchRequest,
+    results: Vec<PartitionResult>,
+    version: i16,
+) -> FetchResponse {
+    let mut results = results.into_iter();
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .zip(results.by_ref())
+                .map(|(requested, result)| {
+                    partition_data(result, version).with_partition_index(requested.partition)
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(topic_name(&topic.topic.0))
+                .with_partitions(partitions)
+        })
+        .collect();
+    FetchResponse::default().with_responses(topics)
+}
+
+fn partition_data(result: PartitionResult, version: i16) -> PartitionData {
+    let data = PartitionData::default();
+    match result {
+        Ok(read) => {
+            let mut records = BytesMut::with_capacity(batch_bytes(&read));
+            for batch in &read.batches {
+                records.extend_from_slice(batch);
+            }
+            let mut data = data
+                .with_high_watermark(read.high_watermark.0)
+                .with_last_stable_offset(read.high_watermark.0)
+                .with_aborted_transactions(Some(Vec::new()))
+                .with_records(Some(records.freeze()));
+            if version >= 5 {
+                data = data.with_log_start_offset(read.log_start.0);
+            }
+            data
+        }
+        Err(error) => data
+            .with_error_code(error.code.code())
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_records(Some(Bytes::new())),
+    }
+}

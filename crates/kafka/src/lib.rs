@@ -1,0 +1,53 @@
+//! Shoal's Kafka protocol layer, free of any runtime: framing and decoding (`codec`), the
+//! advertised version table (`versions`), the `Cluster` interface handlers call, one handler
+//! per API (`handlers/`), and the one mapping from internal errors to Kafka error codes
+//! (`error_map`).
+//!
+//! Data flow: the server reads a frame → [`codec::decode_request`] → [`handle`] dispatches to
+//! the API's handler, which calls [`cluster::Cluster`] (the server routes each partition call to
+//! its owner core) → the response body → [`codec::encode_response`].
+
+pub mod cluster;
+pub mod codec;
+pub mod error_map;
+pub mod handlers;
+pub mod topic_name;
+pub mod versions;
+
+use kafka_protocol::messages::{RequestKind, ResponseKind};
+
+/// Runs the handler of a decoded request. `None`: the protocol sends no response (Produce
+/// with acks=0).
+pub async fn handle<C: cluster::Cluster>(
+    cluster: &C,
+    request: codec::Request,
+) -> Option<ResponseKind> {
+    let version = request.version;
+    let response = match request.body {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(handlers::api_versions::handle()),
+        RequestKind::Metadata(body) => {
+            ResponseKind::Metadata(handlers::metadata::handle(cluster, body, version).await)
+        }
+        RequestKind::Produce(body) => {
+            ResponseKind::Produce(handlers::produce::handle(cluster, body, version).await?)
+        }
+        RequestKind::Fetch(body) => {
+            ResponseKind::Fetch(handlers::fetch::handle(cluster, body, version).await)
+        }
+        RequestKind::ListOffsets(body) => {
+            ResponseKind::ListOffsets(handlers::list_offsets::handle(cluster, body, version).await)
+        }
+        RequestKind::CreateTopics(body) => ResponseKind::CreateTopics(
+            handlers::create_topics::handle(cluster, body, version).await,
+        ),
+        RequestKind::DeleteTopics(body) => ResponseKind::DeleteTopics(
+            handlers::delete_topics::handle(cluster, body, version).await,
+        ),
+        other => {
+            // `versions::supports` admitted a request no handler serves: a bug in the table.
+            tracing::error!(request = ?std::mem::discriminant(&other), "no handler for an advertised API");
+            return None;
+        }
+    };
+    Some(response)
+}

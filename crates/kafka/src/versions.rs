@@ -1,0 +1,29 @@
+//! The APIs and versions this broker serves, as advertised in ApiVersions.
+//!
+//! Every range here is served by a handler in `handlers/` and lies within what the
+//! `kafka-protocol` codec can decode. Upper bounds stop before versions whose semantics we do
+//! not implement (e.g. topic ids instead of names in Produce v13 / Fetch v13).
+
+use kafka_protocol::messages::ApiKey;
+
+/// (API, lowest version, highest version).
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 5),
+];
+
+pub fn range(api_key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(key, _, _)| *key == api_key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+pub fn supports(api_key: ApiKey, version: i16) -> bool {
+    range(api_key).is_some_and(|(min, max)| (min..=max).contains(&version))
+}
