@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Real-client integration tests for the shoal broker.
+#
+#   tests/clients/run.sh [pytest args...]
+#
+# Env: SHOAL_BIN    broker binary (default <repo>/target/release/shoal); this
+#                   script builds nothing.
+#      SHOAL_VENV   virtualenv (default <repo>/.venv), created if missing.
+#      SHOAL_CORES  --cores passed to the broker (default: all cores).
+#      SHOAL_TEST_TIMEOUT  per-test timeout in seconds (default 180).
+# Exit code: pytest's; "no tests collected" (pytest 5) is turned into 1.
+set -u -o pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+VENV=${SHOAL_VENV:-$ROOT/.venv}
+export SHOAL_BIN=${SHOAL_BIN:-$ROOT/target/release/shoal}
+REQ=$HERE/requirements.txt
+
+die() { echo "run.sh: error: $*" >&2; exit 2; }
+
+# 1. virtualenv with the pinned clients (reinstalled when requirements.txt changes)
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "run.sh: creating virtualenv $VENV" >&2
+    python3 -m venv "$VENV" || die "python3 -m venv $VENV failed"
+fi
+STAMP=$VENV/.shoal-clients-requirements.sha256
+want=$(sha256sum "$REQ" | cut -d' ' -f1)
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+    echo "run.sh: installing $REQ into $VENV" >&2
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ" \
+        || die "pip install -r $REQ failed"
+    echo "$want" > "$STAMP"
+fi
+
+# 2. kcat (Debian package)
+if ! command -v kcat >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "run.sh: installing kcat" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat; } \
+            || die "apt-get install kcat failed"
+    else
+        die "kcat is not installed (apt-get install kcat, as root)"
+    fi
+fi
+
+# 3. the broker binary: required, never built here
+if [ ! -f "$SHOAL_BIN" ] || [ ! -x "$SHOAL_BIN" ]; then
+    die "broker binary not found or not executable: $SHOAL_BIN
+  build it first (cargo build --release) or point SHOAL_BIN at it"
+fi
+
+# 4. the tests
+cd "$HERE" || die "cd $HERE"
+"$VENV/bin/python" -m pytest -c "$HERE/pytest.ini" --rootdir "$HERE" \
+    --timeout "${SHOAL_TEST_TIMEOUT:-180}" "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then
+    echo "run.sh: error: pytest collected no tests; treating as failure" >&2
+    exit 1
+fi
+exit "$rc"
