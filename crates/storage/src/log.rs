@@ -349,6 +349,25 @@ impl<D: Disk> Log<D> {
         }
     }
 
+    /// Returns once the high watermark is above `offset` (data at `offset` is readable), or
+    /// the log goes offline or closes. Fetch long-polls with this.
+    pub async fn wait_for_high_watermark_above(&self, offset: Offset) {
+        loop {
+            let listener = self.inner.progress.listen();
+            {
+                let durability = self.inner.config.borrow().durability;
+                let state = self.inner.state.borrow();
+                if state.high_watermark(durability) > offset
+                    || state.offline.is_some()
+                    || state.closed
+                {
+                    return;
+                }
+            }
+            listener.await;
+        }
+    }
+
     pub fn offsets(&self) -> LogOffsets {
         let durability = self.inner.config.borrow().durability;
         let state = self.inner.state.borrow();

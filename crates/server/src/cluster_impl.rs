@@ -1,0 +1,210 @@
+//! The Kafka handlers' view of the broker, on one core: every partition call goes to the
+//! partition's owner (`Shard::local_*` when it is this core, a mesh message otherwise), and
+//! metadata changes go to shard 0. The call site shows the target core.
+
+use std::rc::Rc;
+
+use futures::future::select;
+use shoal_kafka::cluster::{ApiError, BrokerInfo, Cluster, NewTopic, TopicInfo, TopicPartition};
+use shoal_model::{Offset, TimestampMs};
+use shoal_storage::{Appended, LogOffsets, ReadBatches, Wait};
+
+use crate::controller::topic_info;
+use crate::mesh::ShardMsg;
+use crate::shard::{owner_of, Shard};
+
+/// The metadata owner.
+const CONTROLLER_CORE: usize = 0;
+
+#[derive(Clone)]
+pub(crate) struct ShardCluster(pub(crate) Rc<Shard>);
+
+impl Cluster for ShardCluster {
+    fn broker(&self) -> BrokerInfo {
+        let config = &self.0.config;
+        BrokerInfo {
+            node_id: config.node_id,
+            host: config.advertised_host.clone(),
+            port: config.advertised_port,
+            rack: None,
+            cluster_id: self.0.snapshot().cluster_id.clone(),
+        }
+    }
+
+    fn topics(&self) -> Vec<TopicInfo> {
+        self.0
+            .snapshot()
+            .topics
+            .iter()
+            .map(|(name, meta)| topic_info(name, meta))
+            .collect()
+    }
+
+    fn topic(&self, name: &str) -> Option<TopicInfo> {
+        self.0
+            .snapshot()
+            .topics
+            .get(name)
+            .map(|meta| topic_info(name, meta))
+    }
+
+    fn auto_create_topics(&self) -> bool {
+        self.0.config.auto_create_topics
+    }
+
+    async fn create_topics(
+        &self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<Result<TopicInfo, ApiError>> {
+        let count = topics.len();
+        if self.0.id == CONTROLLER_CORE {
+            return self.0.controller_create_topics(topics, validate_only).await;
+        }
+        let answer = self
+            .0
+            .call(CONTROLLER_CORE, |reply| ShardMsg::CreateTopics {
+                topics,
+                validate_only,
+                reply,
+            })
+            .await;
+        answer.unwrap_or_else(|error| vec![Err(error); count])
+    }
+
+    async fn delete_topics(&self, names: Vec<String>) -> Vec<Result<(), ApiError>> {
+        let count = names.len();
+        if self.0.id == CONTROLLER_CORE {
+            return self.0.controller_delete_topics(names).await;
+        }
+        let answer = self
+            .0
+            .call(CONTROLLER_CORE, |reply| ShardMsg::DeleteTopics {
+                names,
+                reply,
+            })
+            .await;
+        answer.unwrap_or_else(|error| vec![Err(error); count])
+    }
+
+    async fn append(
+        &self,
+        tp: &TopicPartition,
+        batch: Vec<u8>,
+        wait: Wait,
+    ) -> Result<Appended, ApiError> {
+        let owner = owner_of(&self.0.snapshot(), tp)?;
+        if owner == self.0.id {
+            return self.0.local_append(tp, batch, wait).await;
+        }
+        let tp = tp.clone();
+        self.0
+            .call(owner, |reply| ShardMsg::Append {
+                tp,
+                batch,
+                wait,
+                reply,
+            })
+            .await?
+    }
+
+    async fn read(
+        &self,
+        tp: &TopicPartition,
+        offset: Offset,
+        max_bytes: usize,
+    ) -> Result<ReadBatches, ApiError> {
+        let owner = owner_of(&self.0.snapshot(), tp)?;
+        if owner == self.0.id {
+            return self.0.local_read(tp, offset, max_bytes).await;
+        }
+        let tp = tp.clone();
+        self.0
+            .call(owner, |reply| ShardMsg::Read {
+                tp,
+                offset,
+                max_bytes,
+                reply,
+            })
+            .await?
+    }
+
+    async fn offsets(&self, tp: &TopicPartition) -> Result<LogOffsets, ApiError> {
+        let owner = owner_of(&self.0.snapshot(), tp)?;
+        if owner == self.0.id {
+            return self.0.local_offsets(tp);
+        }
+        let tp = tp.clone();
+        self.0
+            .call(owner, |reply| ShardMsg::Offsets { tp, reply })
+            .await?
+    }
+
+    async fn offset_for_timestamp(
+        &self,
+        tp: &TopicPartition,
+        ts: TimestampMs,
+    ) -> Result<Option<(Offset, TimestampMs)>, ApiError> {
+        let owner = owner_of(&self.0.snapshot(), tp)?;
+        if owner == self.0.id {
+            return self.0.local_offset_for_timestamp(tp, ts).await;
+        }
+        let tp = tp.clone();
+        self.0
+            .call(owner, |reply| ShardMsg::OffsetForTimestamp {
+                tp,
+                ts,
+                reply,
+            })
+            .await?
+    }
+
+    async fn max_timestamp(
+        &self,
+        tp: &TopicPartition,
+    ) -> Result<Option<(Offset, TimestampMs)>, ApiError> {
+        let owner = owner_of(&self.0.snapshot(), tp)?;
+        if owner == self.0.id {
+            return self.0.local_max_timestamp(tp).await;
+        }
+        let tp = tp.clone();
+        self.0
+            .call(owner, |reply| ShardMsg::MaxTimestamp { tp, reply })
+            .await?
+    }
+
+    async fn wait_for_data(&self, watches: Vec<(TopicPartition, Offset)>, timeout_ms: u64) {
+        let snapshot = self.0.snapshot();
+        let waits = watches.into_iter().filter_map(|(tp, offset)| {
+            let owner = owner_of(&snapshot, &tp).ok()?;
+            let shard = self.0.clone();
+            Some(Box::pin(async move {
+                if owner == shard.id {
+                    shard.local_wait_for_data(&tp, offset, timeout_ms).await;
+                } else {
+                    let _ = shard
+                        .call(owner, |reply| ShardMsg::WaitForData {
+                            tp,
+                            offset,
+                            timeout_ms,
+                            reply,
+                        })
+                        .await;
+                }
+            }))
+        });
+        let waits: Vec<_> = waits.collect();
+        if waits.is_empty() {
+            glommio::timer::sleep(std::time::Duration::from_millis(timeout_ms)).await;
+            return;
+        }
+        // The first partition that grows (or times out) ends the wait.
+        let _ = select(
+            futures::future::select_all(waits),
+            Box::pin(glommio::timer::sleep(std::time::Duration::from_millis(
+                timeout_ms,
+            ))),
+        )
+        .await;
+    }
+}

@@ -1,0 +1,128 @@
+//! One client connection, served on the core that accepted it.
+//!
+//! A reader task reads size-prefixed frames, decodes them and spawns each request's handler at
+//! once (requests are pipelined); the handler tasks go into a bounded queue in arrival order.
+//! The writer loop takes them from the queue in that order and writes each response when its
+//! handler finishes, so responses stay in request order even when a later request finishes
+//! first. The queue bound (`requests_inflight_per_connection_max`) is the backpressure: when it
+//! is full the reader stops reading the socket.
+//!
+//! Bad input closes this connection only, with a logged reason: an oversized or negative frame
+//! size, an unknown API key, an unsupported version (except ApiVersions, which gets the v0
+//! fallback answer), a body that does not decode.
+
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use glommio::task::JoinHandle;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
+use shoal_kafka::codec::{self, DecodeError};
+use shoal_kafka::handlers::api_versions;
+
+use crate::cluster_impl::ShardCluster;
+use crate::shard::Shard;
+
+type Pending = glommio::Task<Option<BytesMut>>;
+
+pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "?".to_string());
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.split();
+    let limit = shard.config.requests_inflight_per_connection_max;
+    let (queue, pending) = glommio::channels::local_channel::new_bounded::<Pending>(limit);
+    let request_bytes_max = shard.config.request_bytes_max;
+    let cluster = ShardCluster(shard.clone());
+    let reading: JoinHandle<()> = glommio::spawn_local(async move {
+        loop {
+            let frame = match read_frame(&mut reader, request_bytes_max).await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return, // The client closed the connection.
+                Err(reason) => {
+                    tracing::warn!(%peer, %reason, "closing connection");
+                    return;
+                }
+            };
+            let task = match codec::decode_request(frame) {
+                Ok(request) => {
+                    let cluster = cluster.clone();
+                    glommio::spawn_local(async move { respond(&cluster, request).await })
+                }
+                Err(DecodeError::UnsupportedVersion {
+                    api_key: ApiKey::ApiVersions,
+                    correlation_id,
+                    ..
+                }) => {
+                    let body = ResponseKind::ApiVersions(api_versions::unsupported_version());
+                    let encoded =
+                        codec::encode_response(ApiKey::ApiVersions, 0, correlation_id, &body).ok();
+                    glommio::spawn_local(async move { encoded })
+                }
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "closing connection on a bad request");
+                    return;
+                }
+            };
+            if queue.send(task).await.is_err() {
+                return;
+            }
+        }
+    })
+    .detach();
+    while let Some(task) = pending.recv().await {
+        let Some(response) = task.await else { continue };
+        if let Err(error) = writer.write_all(&response).await {
+            tracing::debug!(%error, "client went away before its response");
+            break;
+        }
+    }
+    // The reader ends on its own at end of stream or on a bad frame.
+    drop(reading);
+    let _ = writer.close().await;
+}
+
+async fn respond(cluster: &ShardCluster, request: codec::Request) -> Option<BytesMut> {
+    let (api_key, version, correlation_id) = (
+        request.api_key,
+        request.version,
+        request.header.correlation_id,
+    );
+    let body = shoal_kafka::handle(cluster, request).await?;
+    match codec::encode_response(api_key, version, correlation_id, &body) {
+        Ok(bytes) => Some(bytes),
+        Err(error) => {
+            tracing::error!(?api_key, version, %error, "cannot encode a response");
+            None
+        }
+    }
+}
+
+/// Reads one frame. `Ok(None)` at a clean end of stream.
+async fn read_frame<R: futures::AsyncRead + Unpin>(
+    reader: &mut R,
+    request_bytes_max: usize,
+) -> Result<Option<Bytes>, String> {
+    let mut prefix = [0u8; codec::FRAME_PREFIX_BYTES];
+    match reader.read_exact(&mut prefix).await {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(format!("read failed: {error}")),
+    }
+    let size = codec::frame_size(&prefix).unwrap_or(-1);
+    let size = usize::try_from(size).map_err(|_| format!("negative frame size {size}"))?;
+    if size > request_bytes_max {
+        return Err(format!(
+            "request of {size} bytes exceeds request_bytes_max ({request_bytes_max})"
+        ));
+    }
+    let mut frame = BytesMut::zeroed(size);
+    reader
+        .read_exact(&mut frame)
+        .await
+        .map_err(|e| format!("truncated frame: {e}"))?;
+    Ok(Some(frame.freeze()))
+}

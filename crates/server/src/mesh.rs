@@ -1,0 +1,76 @@
+//! Typed messages between cores. Every call that crosses cores is one of these, sent over the
+//! glommio channel mesh to the owner core, with a oneshot channel for the answer. Payloads are
+//! `Send` (bytes, plain data, `Arc` snapshots); per-core state never crosses.
+
+use std::sync::Arc;
+
+use futures::channel::oneshot;
+use shoal_kafka::cluster::{ApiError, NewTopic, TopicInfo, TopicPartition};
+use shoal_model::{Offset, TimestampMs};
+use shoal_storage::{Appended, LogOffsets, ReadBatches, Wait};
+
+use crate::metadata::Snapshot;
+
+pub(crate) type Reply<T> = oneshot::Sender<T>;
+
+pub(crate) enum ShardMsg {
+    /// Data plane: to the partition's owner.
+    Append {
+        tp: TopicPartition,
+        batch: Vec<u8>,
+        wait: Wait,
+        reply: Reply<Result<Appended, ApiError>>,
+    },
+    Read {
+        tp: TopicPartition,
+        offset: Offset,
+        max_bytes: usize,
+        reply: Reply<Result<ReadBatches, ApiError>>,
+    },
+    Offsets {
+        tp: TopicPartition,
+        reply: Reply<Result<LogOffsets, ApiError>>,
+    },
+    OffsetForTimestamp {
+        tp: TopicPartition,
+        ts: TimestampMs,
+        reply: Reply<Result<Option<(Offset, TimestampMs)>, ApiError>>,
+    },
+    MaxTimestamp {
+        tp: TopicPartition,
+        reply: Reply<Result<Option<(Offset, TimestampMs)>, ApiError>>,
+    },
+    /// Answers when the partition's high watermark passes `offset`, or after the timeout.
+    WaitForData {
+        tp: TopicPartition,
+        offset: Offset,
+        timeout_ms: u64,
+        reply: Reply<()>,
+    },
+    /// Control plane: to core 0, the metadata owner.
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+        reply: Reply<Vec<Result<TopicInfo, ApiError>>>,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+        reply: Reply<Vec<Result<(), ApiError>>>,
+    },
+    /// From core 0 to partition owners.
+    OpenLogs {
+        topic: String,
+        partitions: Vec<i32>,
+        reply: Reply<()>,
+    },
+    DropLogs {
+        topic: String,
+        partitions: Vec<i32>,
+        reply: Reply<()>,
+    },
+    /// From core 0 to every core: the new metadata version.
+    Metadata {
+        snapshot: Arc<Snapshot>,
+        reply: Reply<()>,
+    },
+}
