@@ -55,7 +55,6 @@ pub(crate) struct Config {
     pub(crate) kafka_addr: SocketAddr,
     pub(crate) advertised_host: String,
     pub(crate) advertised_port: i32,
-    #[allow(dead_code)] // The admin endpoint is served by admin.rs (next change).
     pub(crate) admin_addr: SocketAddr,
     pub(crate) cores: usize,
     pub(crate) memory_bytes: u64,

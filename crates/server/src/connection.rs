@@ -12,6 +12,8 @@
 //! fallback answer), a body that does not decode.
 
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::{AsyncReadExt, AsyncWriteExt};
@@ -37,6 +39,8 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let (queue, pending) = glommio::channels::local_channel::new_bounded::<Pending>(limit);
     let request_bytes_max = shard.config.request_bytes_max;
     let cluster = ShardCluster(shard.clone());
+    let metrics = shard.metrics.clone();
+    let _ = metrics.connections.fetch_add(1, Ordering::Relaxed);
     let reading: JoinHandle<()> = glommio::spawn_local(async move {
         loop {
             let frame = match read_frame(&mut reader, request_bytes_max).await {
@@ -47,6 +51,11 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                     return;
                 }
             };
+            let _ = cluster
+                .0
+                .metrics
+                .bytes_in
+                .fetch_add(frame.len() as u64 + 4, Ordering::Relaxed);
             let task = match codec::decode_request(frame) {
                 Ok(request) => {
                     let cluster = cluster.clone();
@@ -75,6 +84,9 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     .detach();
     while let Some(task) = pending.recv().await {
         let Some(response) = task.await else { continue };
+        let _ = metrics
+            .bytes_out
+            .fetch_add(response.len() as u64, Ordering::Relaxed);
         if let Err(error) = writer.write_all(&response).await {
             tracing::debug!(%error, "client went away before its response");
             break;
@@ -83,6 +95,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     // The reader ends on its own at end of stream or on a bad frame.
     drop(reading);
     let _ = writer.close().await;
+    let _ = metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
 async fn respond(cluster: &ShardCluster, request: codec::Request) -> Option<BytesMut> {
@@ -91,7 +104,10 @@ async fn respond(cluster: &ShardCluster, request: codec::Request) -> Option<Byte
         request.version,
         request.header.correlation_id,
     );
-    let body = shoal_kafka::handle(cluster, request).await?;
+    let started = Instant::now();
+    let body = shoal_kafka::handle(cluster, request).await;
+    cluster.0.metrics.record_request(api_key as i16, started);
+    let body = body?;
     match codec::encode_response(api_key, version, correlation_id, &body) {
         Ok(bytes) => Some(bytes),
         Err(error) => {

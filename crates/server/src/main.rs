@@ -5,12 +5,14 @@
 //! (`cluster_impl.rs`, `mesh.rs`); metadata changes go to core 0 (`controller.rs`). See
 //! `README.md` of this crate.
 
+mod admin;
 mod cluster_impl;
 mod config;
 mod connection;
 mod controller;
 mod mesh;
 mod metadata;
+mod metrics;
 mod run;
 mod shard;
 mod topic_config;
@@ -64,8 +66,15 @@ fn start(config: Config) -> anyhow::Result<()> {
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mesh = MeshBuilder::full(config.cores, MESH_CHANNEL_CAPACITY);
+    let core_metrics: Vec<_> = (0..config.cores)
+        .map(|_| Arc::new(metrics::CoreMetrics::new()))
+        .collect();
+    let admin = admin::AdminView {
+        metrics: core_metrics.clone(),
+        ready_cores: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+    };
     let mut handles = Vec::with_capacity(config.cores);
-    for core in 0..config.cores {
+    for (core, metrics) in core_metrics.iter().enumerate() {
         let cpu = core % cpus;
         let options = ExecutorOptions {
             name: format!("shoal-{core}"),
@@ -79,8 +88,9 @@ fn start(config: Config) -> anyhow::Result<()> {
         };
         let (config, snapshot, mesh, stop) =
             (config.clone(), snapshot.clone(), mesh.clone(), stop.clone());
+        let (metrics, admin) = (metrics.clone(), admin.clone());
         let handle = options
-            .spawn(move || run::run_core(config, snapshot, mesh, stop))
+            .spawn(move || run::run_core(config, snapshot, mesh, stop, metrics, admin))
             .map_err(|e| anyhow::anyhow!("starting core {core} on CPU {cpu}: {e} (glommio needs locked memory: raise LimitMEMLOCK / ulimit -l)"))?;
         handles.push(handle);
     }

@@ -10,12 +10,13 @@ use futures::future::{select, Either};
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 use glommio::net::TcpListener;
 use shoal_io::SystemClock;
-use shoal_runtime::GlommioDisk;
 use shoal_storage::{BatchCache, BufferPool, LogContext};
 
+use crate::admin::AdminView;
 use crate::config::Config;
 use crate::mesh::ShardMsg;
 use crate::metadata::Snapshot;
+use crate::metrics::{CoreMetrics, MeteredDisk};
 use crate::shard::Shard;
 
 /// How often a core looks at the stop flag set by the signal handler.
@@ -28,18 +29,29 @@ pub(crate) async fn run_core(
     snapshot: Arc<Snapshot>,
     mesh: MeshBuilder<ShardMsg, Full>,
     stop: Arc<AtomicBool>,
+    metrics: Arc<CoreMetrics>,
+    admin: AdminView,
 ) -> anyhow::Result<()> {
     let (senders, mut receivers) = mesh
         .join()
         .await
         .map_err(|e| anyhow::anyhow!("joining the core mesh failed: {e}"))?;
     let ctx = LogContext {
-        disk: Rc::new(GlommioDisk::new()),
+        disk: Rc::new(MeteredDisk::new(metrics.clone())),
         clock: Rc::new(SystemClock),
         pool: BufferPool::new(config.pool_bytes_per_core()),
         cache: BatchCache::new(config.cache_bytes_per_core()),
     };
-    let shard = Rc::new(Shard::new(config.clone(), snapshot, senders, ctx));
+    let (pool, cache) = (ctx.pool.clone(), ctx.cache.clone());
+    let shard = Rc::new(Shard::new(
+        config.clone(),
+        snapshot,
+        senders,
+        ctx,
+        metrics.clone(),
+    ));
+    metrics.shard.store(shard.id, Ordering::Relaxed);
+    glommio::spawn_local(update_gauges(shard.clone(), pool, cache)).detach();
     for (_, receiver) in receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {
@@ -54,6 +66,18 @@ pub(crate) async fn run_core(
     let listener = TcpListener::bind(config.kafka_addr)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.kafka_addr))?;
     tracing::info!(core = shard.id, addr = %config.kafka_addr, "serving Kafka");
+    if shard.id == 0 {
+        let admin_listener = TcpListener::bind(config.admin_addr)
+            .map_err(|e| anyhow::anyhow!("binding admin {}: {e}", config.admin_addr))?;
+        tracing::info!(addr = %config.admin_addr, "serving admin HTTP");
+        glommio::spawn_local(crate::admin::serve(
+            shard.clone(),
+            admin_listener,
+            admin.clone(),
+        ))
+        .detach();
+    }
+    let _ = admin.ready_cores.fetch_add(1, Ordering::Relaxed);
     let mut accept = Box::pin(listener.accept());
     loop {
         let tick = Box::pin(glommio::timer::sleep(Duration::from_millis(STOP_POLL_MS)));
@@ -87,4 +111,29 @@ pub(crate) async fn run_core(
         "stopped: every partition synced and closed"
     );
     Ok(())
+}
+
+/// Refreshes this core's gauges once a second.
+async fn update_gauges(shard: Rc<Shard>, pool: BufferPool, cache: BatchCache) {
+    while !shard.stopping.get() {
+        let metrics = &shard.metrics;
+        metrics
+            .pool_used_bytes
+            .store(pool.used_bytes() as u64, Ordering::Relaxed);
+        metrics
+            .pool_budget_bytes
+            .store(pool.budget_bytes() as u64, Ordering::Relaxed);
+        metrics
+            .cache_used_bytes
+            .store(cache.used_bytes() as u64, Ordering::Relaxed);
+        let owned = shard
+            .snapshot()
+            .topics
+            .values()
+            .flat_map(|t| t.owners.iter())
+            .filter(|&&c| c == shard.id)
+            .count();
+        metrics.partitions.store(owned as u64, Ordering::Relaxed);
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+    }
 }

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::MeteredDisk as GlommioDisk;
 use futures::channel::oneshot;
 use futures::future::select;
 use glommio::channels::channel_mesh::Senders;
@@ -18,7 +19,6 @@ use kafka_protocol::error::ResponseError;
 use shoal_kafka::cluster::{ApiError, TopicPartition};
 use shoal_kafka::error_map::storage_error;
 use shoal_model::{Offset, TimestampMs};
-use shoal_runtime::GlommioDisk;
 use shoal_storage::{Appended, Durability, Log, LogContext, LogOffsets, ReadBatches, Wait};
 
 use crate::config::Config;
@@ -39,6 +39,8 @@ pub(crate) struct Shard {
     /// Serialises metadata changes (used on shard 0 only).
     pub(crate) control: glommio::sync::Semaphore,
     pub(crate) stopping: Cell<bool>,
+    /// This core's counters, read by the admin endpoint on core 0.
+    pub(crate) metrics: Arc<crate::metrics::CoreMetrics>,
 }
 
 impl Shard {
@@ -47,8 +49,10 @@ impl Shard {
         snapshot: Arc<Snapshot>,
         senders: Senders<ShardMsg>,
         ctx: LogContext<GlommioDisk>,
+        metrics: Arc<crate::metrics::CoreMetrics>,
     ) -> Shard {
         Shard {
+            metrics,
             id: senders.peer_id(),
             cores: senders.nr_consumers(),
             config,

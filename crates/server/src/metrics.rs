@@ -1,0 +1,283 @@
+//! Per-core metrics, exported in Prometheus text format by the admin endpoint.
+//!
+//! Each core writes only its own `CoreMetrics` (relaxed atomics, no locks, no shared cache
+//! lines written by two cores); the admin endpoint on core 0 reads all of them when scraped.
+
+use std::io;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use shoal_io::{Disk, DmaFile, OpenMode};
+use shoal_runtime::{GlommioDisk, GlommioFile};
+
+/// Upper bounds (µs) of the latency histogram buckets; the last bucket is +Inf.
+const BUCKETS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000,
+];
+/// Kafka API keys are below this (the codec knows ~90).
+const API_KEYS_MAX: usize = 96;
+
+#[derive(Default)]
+pub(crate) struct Histogram {
+    buckets: [AtomicU64; BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub(crate) fn record_us(&self, us: u64) {
+        let slot = BUCKETS_US
+            .iter()
+            .position(|&bound| us <= bound)
+            .unwrap_or(BUCKETS_US.len());
+        let _ = self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        let _ = self.sum_us.fetch_add(us, Ordering::Relaxed);
+        let _ = self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (slot, bound) in BUCKETS_US.iter().enumerate() {
+            cumulative += self.buckets[slot].load(Ordering::Relaxed);
+            out.push_str(&format!(
+                "{name}_bucket{{{labels},le=\"{}\"}} {cumulative}\n",
+                *bound as f64 / 1e6
+            ));
+        }
+        cumulative += self.buckets[BUCKETS_US.len()].load(Ordering::Relaxed);
+        out.push_str(&format!(
+            "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}\n"
+        ));
+        out.push_str(&format!(
+            "{name}_sum{{{labels}}} {}\n",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        ));
+        out.push_str(&format!(
+            "{name}_count{{{labels}}} {}\n",
+            self.count.load(Ordering::Relaxed)
+        ));
+    }
+}
+
+pub(crate) struct CoreMetrics {
+    /// The shard id (mesh peer id) of the core, set once it joined the mesh.
+    pub(crate) shard: AtomicUsize,
+    requests: Vec<AtomicU64>,
+    request_latency: Vec<Histogram>,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) connections: AtomicU64,
+    /// O_DSYNC writes and fdatasyncs: the device's durability latency as the engine sees it.
+    pub(crate) durable_io_latency: Histogram,
+    pub(crate) pool_used_bytes: AtomicU64,
+    pub(crate) pool_budget_bytes: AtomicU64,
+    pub(crate) cache_used_bytes: AtomicU64,
+    pub(crate) partitions: AtomicU64,
+}
+
+impl CoreMetrics {
+    pub(crate) fn new() -> CoreMetrics {
+        CoreMetrics {
+            shard: AtomicUsize::new(usize::MAX),
+            requests: (0..API_KEYS_MAX).map(|_| AtomicU64::new(0)).collect(),
+            request_latency: (0..API_KEYS_MAX).map(|_| Histogram::default()).collect(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            durable_io_latency: Histogram::default(),
+            pool_used_bytes: AtomicU64::new(0),
+            pool_budget_bytes: AtomicU64::new(0),
+            cache_used_bytes: AtomicU64::new(0),
+            partitions: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn record_request(&self, api_key: i16, started: Instant) {
+        let Some(slot) = usize::try_from(api_key).ok().filter(|&k| k < API_KEYS_MAX) else {
+            return;
+        };
+        let _ = self.requests[slot].fetch_add(1, Ordering::Relaxed);
+        self.request_latency[slot].record_us(started.elapsed().as_micros() as u64);
+    }
+}
+
+/// A per-core series: name, Prometheus type, how to read it.
+type Series = (&'static str, &'static str, fn(&CoreMetrics) -> u64);
+
+/// Renders every core's metrics.
+pub(crate) fn render(cores: &[Arc<CoreMetrics>]) -> String {
+    let mut out = String::new();
+    let gauges: [Series; 8] = [
+        ("shoal_bytes_in_total", "counter", |m| {
+            m.bytes_in.load(Ordering::Relaxed)
+        }),
+        ("shoal_bytes_out_total", "counter", |m| {
+            m.bytes_out.load(Ordering::Relaxed)
+        }),
+        ("shoal_connections", "gauge", |m| {
+            m.connections.load(Ordering::Relaxed)
+        }),
+        ("shoal_buffer_pool_used_bytes", "gauge", |m| {
+            m.pool_used_bytes.load(Ordering::Relaxed)
+        }),
+        ("shoal_buffer_pool_budget_bytes", "gauge", |m| {
+            m.pool_budget_bytes.load(Ordering::Relaxed)
+        }),
+        ("shoal_batch_cache_used_bytes", "gauge", |m| {
+            m.cache_used_bytes.load(Ordering::Relaxed)
+        }),
+        ("shoal_partitions", "gauge", |m| {
+            m.partitions.load(Ordering::Relaxed)
+        }),
+        ("shoal_requests_total_all", "counter", |m| {
+            m.requests.iter().map(|r| r.load(Ordering::Relaxed)).sum()
+        }),
+    ];
+    for (name, kind, read) in gauges {
+        out.push_str(&format!("# TYPE {name} {kind}\n"));
+        for core in cores {
+            out.push_str(&format!(
+                "{name}{{core=\"{}\"}} {}\n",
+                core.shard.load(Ordering::Relaxed),
+                read(core)
+            ));
+        }
+    }
+    out.push_str("# TYPE shoal_requests_total counter\n");
+    for core in cores {
+        let shard = core.shard.load(Ordering::Relaxed);
+        for (key, count) in core.requests.iter().enumerate() {
+            let count = count.load(Ordering::Relaxed);
+            if count > 0 {
+                out.push_str(&format!(
+                    "shoal_requests_total{{core=\"{shard}\",api=\"{}\"}} {count}\n",
+                    api_name(key)
+                ));
+            }
+        }
+    }
+    out.push_str("# TYPE shoal_request_latency_seconds histogram\n");
+    for core in cores {
+        let shard = core.shard.load(Ordering::Relaxed);
+        for (key, histogram) in core.request_latency.iter().enumerate() {
+            if histogram.count.load(Ordering::Relaxed) > 0 {
+                histogram.render(
+                    &mut out,
+                    "shoal_request_latency_seconds",
+                    &format!("core=\"{shard}\",api=\"{}\"", api_name(key)),
+                );
+            }
+        }
+    }
+    out.push_str("# TYPE shoal_durable_write_latency_seconds histogram\n");
+    for core in cores {
+        let labels = format!("core=\"{}\"", core.shard.load(Ordering::Relaxed));
+        core.durable_io_latency
+            .render(&mut out, "shoal_durable_write_latency_seconds", &labels);
+    }
+    out
+}
+
+fn api_name(key: usize) -> String {
+    i16::try_from(key)
+        .ok()
+        .and_then(|k| kafka_protocol::messages::ApiKey::try_from(k).ok())
+        .map_or_else(|| key.to_string(), |k| format!("{k:?}"))
+}
+
+/// The glommio disk, with the latency of every durable operation recorded in this core's
+/// metrics (an `Rc` per core: the wrapper never leaves its core).
+#[derive(Clone)]
+pub(crate) struct MeteredDisk {
+    inner: GlommioDisk,
+    metrics: Arc<CoreMetrics>,
+}
+
+impl MeteredDisk {
+    pub(crate) fn new(metrics: Arc<CoreMetrics>) -> MeteredDisk {
+        MeteredDisk {
+            inner: GlommioDisk::new(),
+            metrics,
+        }
+    }
+}
+
+pub(crate) struct MeteredFile {
+    inner: GlommioFile,
+    metrics: Arc<CoreMetrics>,
+}
+
+impl DmaFile for MeteredFile {
+    type Buf = <GlommioFile as DmaFile>::Buf;
+
+    fn alloc_buf(&self, len_bytes: usize) -> Self::Buf {
+        self.inner.alloc_buf(len_bytes)
+    }
+    async fn write_at(&self, buf: Rc<Self::Buf>, pos: u64) -> io::Result<usize> {
+        self.inner.write_at(buf, pos).await
+    }
+    async fn write_at_synced(&self, buf: Rc<Self::Buf>, pos: u64) -> io::Result<usize> {
+        let started = Instant::now();
+        let result = self.inner.write_at_synced(buf, pos).await;
+        self.metrics
+            .durable_io_latency
+            .record_us(started.elapsed().as_micros() as u64);
+        result
+    }
+    async fn read_at(&self, pos: u64, len_bytes: usize) -> io::Result<Vec<u8>> {
+        self.inner.read_at(pos, len_bytes).await
+    }
+    async fn fdatasync(&self) -> io::Result<()> {
+        let started = Instant::now();
+        let result = self.inner.fdatasync().await;
+        self.metrics
+            .durable_io_latency
+            .record_us(started.elapsed().as_micros() as u64);
+        result
+    }
+    async fn truncate(&self, len_bytes: u64) -> io::Result<()> {
+        self.inner.truncate(len_bytes).await
+    }
+    async fn allocate(&self, len_bytes: u64, keep_size: bool) -> io::Result<()> {
+        self.inner.allocate(len_bytes, keep_size).await
+    }
+    async fn size_bytes(&self) -> io::Result<u64> {
+        self.inner.size_bytes().await
+    }
+    async fn close(self) -> io::Result<()> {
+        self.inner.close().await
+    }
+}
+
+impl Disk for MeteredDisk {
+    type File = MeteredFile;
+
+    async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<MeteredFile> {
+        Ok(MeteredFile {
+            inner: self.inner.open(path, mode).await?,
+            metrics: self.metrics.clone(),
+        })
+    }
+    async fn remove(&self, path: &Path) -> io::Result<()> {
+        self.inner.remove(path).await
+    }
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.inner.rename(from, to).await
+    }
+    async fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.inner.list(dir).await
+    }
+    async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.inner.create_dir_all(dir).await
+    }
+    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.inner.sync_dir(dir).await
+    }
+    fn free_bytes(&self, dir: &Path) -> io::Result<u64> {
+        self.inner.free_bytes(dir)
+    }
+}
