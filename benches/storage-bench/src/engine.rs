@@ -8,12 +8,12 @@ use futures::future::join_all;
 use hdrhistogram::Histogram;
 use shoal_io::SystemClock;
 use shoal_runtime::executor::{BlockingThread, ExecutorOptions};
+use shoal_runtime::ObservedDisk;
 use shoal_storage::{
     build_batch, validate_batch, BatchCache, BufferPool, Durability, Fallocation, Log, LogConfig,
     LogContext, Wait,
 };
 
-use crate::timed::TimedDisk;
 use crate::{Policy, Stats};
 
 pub(crate) struct EngineJob {
@@ -65,7 +65,11 @@ pub(crate) fn run(job: EngineJob) -> Result<Stats, String> {
 }
 
 async fn run_on_core(job: EngineJob) -> Result<Stats, String> {
-    let disk = TimedDisk::new();
+    // The start of the most recent durable operation: with one writer, the one covering its
+    // batch, so ack time minus this is fdatasync-to-ack.
+    let last_sync_start = Rc::new(std::cell::Cell::new(Instant::now()));
+    let recorder = last_sync_start.clone();
+    let disk = ObservedDisk::new(Rc::new(move |started, _| recorder.set(started)));
     let ctx = LogContext {
         disk: Rc::new(disk.clone()),
         clock: Rc::new(SystemClock),
@@ -109,8 +113,7 @@ async fn run_on_core(job: EngineJob) -> Result<Stats, String> {
     let mut writers = Vec::new();
     for log in &logs {
         for _ in 0..job.writers_per_partition {
-            let (log, batch, last_sync) =
-                (log.clone(), batch.clone(), disk.last_sync_start.clone());
+            let (log, batch, last_sync) = (log.clone(), batch.clone(), last_sync_start.clone());
             let single = job.writers_per_partition == 1 && job.partitions == 1;
             let recycle = job.policy == Policy::Recycle;
             writers.push(glommio::spawn_local(async move {

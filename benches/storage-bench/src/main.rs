@@ -13,7 +13,6 @@
 
 mod engine;
 mod fio;
-mod timed;
 
 use std::fmt::Write as _;
 use std::io::Write as _;

@@ -361,6 +361,16 @@ impl Disk for GlommioDisk {
     }
 }
 
+/// Size and free space of the file system holding `dir`, as (total bytes, bytes available
+/// to unprivileged users): one `statvfs`, no disk I/O.
+pub fn file_system_space(dir: &Path) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::statvfs(dir)?;
+    Ok((
+        st.f_blocks.saturating_mul(st.f_frsize),
+        st.f_bavail.saturating_mul(st.f_frsize),
+    ))
+}
+
 /// Works around a false positive in glommio 0.9's io_uring polling (IOPOLL) detection.
 ///
 /// The first time a thread opens a `DmaFile` on a block device, glommio decides whether to

@@ -17,6 +17,8 @@
 mod disk;
 mod error;
 pub mod executor;
+mod observed;
 
-pub use disk::{GlommioBuf, GlommioDisk, GlommioFile};
+pub use disk::{file_system_space, GlommioBuf, GlommioDisk, GlommioFile};
 pub use error::to_io_error;
+pub use observed::{DurableIoObserver, ObservedDisk, ObservedFile};

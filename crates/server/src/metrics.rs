@@ -3,15 +3,12 @@
 //! Each core writes only its own `CoreMetrics` (relaxed atomics, no locks, no shared cache
 //! lines written by two cores); the admin endpoint on core 0 reads all of them when scraped.
 
-use std::io;
-use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use shoal_io::{Disk, DmaFile, OpenMode};
-use shoal_runtime::{GlommioDisk, GlommioFile};
+use shoal_runtime::ObservedDisk;
 
 /// Upper bounds (µs) of the latency histogram buckets; the last bucket is +Inf.
 const BUCKETS_US: [u64; 14] = [
@@ -189,95 +186,13 @@ fn api_name(key: usize) -> String {
         .map_or_else(|| key.to_string(), |k| format!("{k:?}"))
 }
 
-/// The glommio disk, with the latency of every durable operation recorded in this core's
-/// metrics (an `Rc` per core: the wrapper never leaves its core).
-#[derive(Clone)]
-pub(crate) struct MeteredDisk {
-    inner: GlommioDisk,
-    metrics: Arc<CoreMetrics>,
-}
+/// The glommio disk with every durable operation's latency recorded in this core's metrics.
+pub(crate) type MeteredDisk = ObservedDisk;
 
-impl MeteredDisk {
-    pub(crate) fn new(metrics: Arc<CoreMetrics>) -> MeteredDisk {
-        MeteredDisk {
-            inner: GlommioDisk::new(),
-            metrics,
-        }
-    }
-}
-
-pub(crate) struct MeteredFile {
-    inner: GlommioFile,
-    metrics: Arc<CoreMetrics>,
-}
-
-impl DmaFile for MeteredFile {
-    type Buf = <GlommioFile as DmaFile>::Buf;
-
-    fn alloc_buf(&self, len_bytes: usize) -> Self::Buf {
-        self.inner.alloc_buf(len_bytes)
-    }
-    async fn write_at(&self, buf: Rc<Self::Buf>, pos: u64) -> io::Result<usize> {
-        self.inner.write_at(buf, pos).await
-    }
-    async fn write_at_synced(&self, buf: Rc<Self::Buf>, pos: u64) -> io::Result<usize> {
-        let started = Instant::now();
-        let result = self.inner.write_at_synced(buf, pos).await;
-        self.metrics
+pub(crate) fn metered_disk(metrics: Arc<CoreMetrics>) -> MeteredDisk {
+    ObservedDisk::new(Rc::new(move |started: Instant, finished: Instant| {
+        metrics
             .durable_io_latency
-            .record_us(started.elapsed().as_micros() as u64);
-        result
-    }
-    async fn read_at(&self, pos: u64, len_bytes: usize) -> io::Result<Vec<u8>> {
-        self.inner.read_at(pos, len_bytes).await
-    }
-    async fn fdatasync(&self) -> io::Result<()> {
-        let started = Instant::now();
-        let result = self.inner.fdatasync().await;
-        self.metrics
-            .durable_io_latency
-            .record_us(started.elapsed().as_micros() as u64);
-        result
-    }
-    async fn truncate(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner.truncate(len_bytes).await
-    }
-    async fn allocate(&self, len_bytes: u64, keep_size: bool) -> io::Result<()> {
-        self.inner.allocate(len_bytes, keep_size).await
-    }
-    async fn size_bytes(&self) -> io::Result<u64> {
-        self.inner.size_bytes().await
-    }
-    async fn close(self) -> io::Result<()> {
-        self.inner.close().await
-    }
-}
-
-impl Disk for MeteredDisk {
-    type File = MeteredFile;
-
-    async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<MeteredFile> {
-        Ok(MeteredFile {
-            inner: self.inner.open(path, mode).await?,
-            metrics: self.metrics.clone(),
-        })
-    }
-    async fn remove(&self, path: &Path) -> io::Result<()> {
-        self.inner.remove(path).await
-    }
-    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.inner.rename(from, to).await
-    }
-    async fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        self.inner.list(dir).await
-    }
-    async fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.inner.create_dir_all(dir).await
-    }
-    async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        self.inner.sync_dir(dir).await
-    }
-    fn free_bytes(&self, dir: &Path) -> io::Result<u64> {
-        self.inner.free_bytes(dir)
-    }
+            .record_us(finished.duration_since(started).as_micros() as u64);
+    }))
 }

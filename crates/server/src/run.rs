@@ -16,7 +16,7 @@ use crate::admin::AdminView;
 use crate::config::Config;
 use crate::mesh::ShardMsg;
 use crate::metadata::Snapshot;
-use crate::metrics::{CoreMetrics, MeteredDisk};
+use crate::metrics::CoreMetrics;
 use crate::shard::Shard;
 
 /// How often a core looks at the stop flag set by the signal handler.
@@ -37,7 +37,7 @@ pub(crate) async fn run_core(
         .await
         .map_err(|e| anyhow::anyhow!("joining the core mesh failed: {e}"))?;
     let ctx = LogContext {
-        disk: Rc::new(MeteredDisk::new(metrics.clone())),
+        disk: Rc::new(crate::metrics::metered_disk(metrics.clone())),
         clock: Rc::new(SystemClock),
         pool: BufferPool::new(config.pool_bytes_per_core()),
         cache: BatchCache::new(config.cache_bytes_per_core()),

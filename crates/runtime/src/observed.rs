@@ -1,38 +1,42 @@
-//! A pass-through disk that notes when each fdatasync starts, so the benchmark can measure
-//! fdatasync-to-ack: from the moment the covering sync is issued to the moment the appender
-//! is told its batch is durable (the engine's overhead on top of the device's sync).
+//! A pass-through [`GlommioDisk`] that reports the latency of every durable operation
+//! (`write_at_synced` and `fdatasync`) to an observer: the broker feeds its fsync latency
+//! histogram from it, the storage benchmark its fdatasync-to-ack measurement.
+//!
+//! The observer is an `Rc` closure: like the files, it belongs to the core that opened them.
 
-use std::cell::Cell;
 use std::io;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
 use shoal_io::{Disk, DmaFile, OpenMode};
-use shoal_runtime::{GlommioDisk, GlommioFile};
+
+use crate::{GlommioDisk, GlommioFile};
+
+/// Called with (start, end) of each durable operation, after it completed (or failed).
+pub type DurableIoObserver = Rc<dyn Fn(Instant, Instant)>;
 
 #[derive(Clone)]
-pub(crate) struct TimedDisk {
+pub struct ObservedDisk {
     inner: GlommioDisk,
-    /// Start of the most recent fdatasync on any file of this disk.
-    pub(crate) last_sync_start: Rc<Cell<Instant>>,
+    observer: DurableIoObserver,
 }
 
-impl TimedDisk {
-    pub(crate) fn new() -> TimedDisk {
-        TimedDisk {
+impl ObservedDisk {
+    pub fn new(observer: DurableIoObserver) -> ObservedDisk {
+        ObservedDisk {
             inner: GlommioDisk::new(),
-            last_sync_start: Rc::new(Cell::new(Instant::now())),
+            observer,
         }
     }
 }
 
-pub(crate) struct TimedFile {
+pub struct ObservedFile {
     inner: GlommioFile,
-    last_sync_start: Rc<Cell<Instant>>,
+    observer: DurableIoObserver,
 }
 
-impl DmaFile for TimedFile {
+impl DmaFile for ObservedFile {
     type Buf = <GlommioFile as DmaFile>::Buf;
 
     fn alloc_buf(&self, len_bytes: usize) -> Self::Buf {
@@ -42,16 +46,19 @@ impl DmaFile for TimedFile {
         self.inner.write_at(buf, pos).await
     }
     async fn write_at_synced(&self, buf: Rc<Self::Buf>, pos: u64) -> io::Result<usize> {
-        // The durable write is this one operation: it is where fdatasync-to-ack starts.
-        self.last_sync_start.set(Instant::now());
-        self.inner.write_at_synced(buf, pos).await
+        let started = Instant::now();
+        let result = self.inner.write_at_synced(buf, pos).await;
+        (self.observer)(started, Instant::now());
+        result
     }
     async fn read_at(&self, pos: u64, len_bytes: usize) -> io::Result<Vec<u8>> {
         self.inner.read_at(pos, len_bytes).await
     }
     async fn fdatasync(&self) -> io::Result<()> {
-        self.last_sync_start.set(Instant::now());
-        self.inner.fdatasync().await
+        let started = Instant::now();
+        let result = self.inner.fdatasync().await;
+        (self.observer)(started, Instant::now());
+        result
     }
     async fn truncate(&self, len_bytes: u64) -> io::Result<()> {
         self.inner.truncate(len_bytes).await
@@ -67,14 +74,14 @@ impl DmaFile for TimedFile {
     }
 }
 
-impl Disk for TimedDisk {
-    type File = TimedFile;
+impl Disk for ObservedDisk {
+    type File = ObservedFile;
 
-    async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<TimedFile> {
+    async fn open(&self, path: &Path, mode: OpenMode) -> io::Result<ObservedFile> {
         let inner = self.inner.open(path, mode).await?;
-        Ok(TimedFile {
+        Ok(ObservedFile {
             inner,
-            last_sync_start: self.last_sync_start.clone(),
+            observer: self.observer.clone(),
         })
     }
     async fn remove(&self, path: &Path) -> io::Result<()> {

@@ -1,0 +1,349 @@
+//! The real `shoal` binary on loopback, driven with raw Kafka frames: bad input is answered
+//! with the right error code or closes only the offending connection, responses on one
+//! connection keep request order under pipelining, and nothing acknowledged is lost.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, FetchRequest, MetadataRequest, ProduceRequest, RequestHeader,
+    ResponseHeader, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+struct Broker {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn start() -> Broker {
+    let dir = tempfile::tempdir_in("/var/tmp").expect("data dir");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args([
+            "start",
+            "--cores",
+            "2",
+            "--kafka-addr",
+            &addr,
+            "--admin-addr",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("SHOAL_REQUEST_BYTES_MAX", "1048576")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start shoal");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "broker did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Broker {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+fn connect(broker: &Broker) -> TcpStream {
+    let stream = TcpStream::connect(&broker.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+}
+
+fn frame<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("protocol-test")));
+    header
+        .encode(&mut buf, api_key.request_header_version(version))
+        .expect("header");
+    body.encode(&mut buf, version).expect("body");
+    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
+
+/// Reads one response frame; `None` if the broker closed the connection.
+fn read_response(
+    stream: &mut TcpStream,
+    api_key: ApiKey,
+    version: i16,
+) -> Option<(i32, ResponseKind)> {
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).ok()?;
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut body).ok()?;
+    let mut bytes = Bytes::from(body);
+    let header_version = if api_key == ApiKey::ApiVersions {
+        0
+    } else {
+        api_key.response_header_version(version)
+    };
+    let header = ResponseHeader::decode(&mut bytes, header_version).expect("response header");
+    let response = ResponseKind::decode(api_key, &mut bytes, version).expect("response body");
+    Some((header.correlation_id, response))
+}
+
+fn api_versions_ok(broker: &Broker) {
+    let mut stream = connect(broker);
+    stream
+        .write_all(&frame(
+            ApiKey::ApiVersions,
+            3,
+            1,
+            &ApiVersionsRequest::default(),
+        ))
+        .expect("write");
+    let (correlation, response) =
+        read_response(&mut stream, ApiKey::ApiVersions, 3).expect("answer");
+    assert_eq!(correlation, 1);
+    let ResponseKind::ApiVersions(body) = response else {
+        panic!("wrong response")
+    };
+    assert_eq!(body.error_code, 0);
+    assert!(body
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::Produce as i16));
+}
+
+fn closed(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.read(&mut byte), Ok(0) | Err(_))
+}
+
+fn produce_request(topic: &str, records: Bytes) -> ProduceRequest {
+    let partition = PartitionProduceData::default()
+        .with_index(0)
+        .with_records(Some(records));
+    let topic = TopicProduceData::default()
+        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_partition_data(vec![partition]);
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![topic])
+}
+
+#[test]
+fn malformed_frames_close_only_their_connection() {
+    let broker = start();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("negative size", (-5i32).to_be_bytes().to_vec()),
+        ("oversized request", (64i32 << 20).to_be_bytes().to_vec()),
+        (
+            "unknown api key",
+            frame(ApiKey::ApiVersions, 3, 7, &ApiVersionsRequest::default())
+                .into_iter()
+                .enumerate()
+                .map(|(i, b)| if i == 5 { 0x7f } else { b })
+                .collect(),
+        ),
+        (
+            "unsupported produce version",
+            frame(ApiKey::Produce, 3, 8, &ProduceRequest::default())
+                .into_iter()
+                .enumerate()
+                .map(|(i, b)| if i == 7 { 99 } else { b })
+                .collect(),
+        ),
+        ("garbage body", {
+            let mut f = frame(ApiKey::Metadata, 9, 9, &MetadataRequest::default());
+            let len = f.len();
+            f[len - 3..].copy_from_slice(&[0xff, 0xff, 0xff]);
+            f
+        }),
+    ];
+    for (name, bytes) in cases {
+        let mut stream = connect(&broker);
+        stream.write_all(&bytes).expect("write");
+        assert!(closed(&mut stream), "{name}: connection should be closed");
+        api_versions_ok(&broker);
+    }
+    // A truncated frame followed by a hang-up leaves the broker serving others.
+    let mut stream = connect(&broker);
+    stream.write_all(&100i32.to_be_bytes()).expect("write");
+    stream.write_all(&[0u8; 10]).expect("write");
+    drop(stream);
+    api_versions_ok(&broker);
+}
+
+#[test]
+fn api_versions_of_an_unknown_version_gets_the_v0_fallback() {
+    let broker = start();
+    let mut stream = connect(&broker);
+    let mut request = frame(ApiKey::ApiVersions, 3, 42, &ApiVersionsRequest::default());
+    request[6..8].copy_from_slice(&99i16.to_be_bytes()); // api_version = 99
+    stream.write_all(&request).expect("write");
+    let (correlation, response) =
+        read_response(&mut stream, ApiKey::ApiVersions, 0).expect("answer");
+    assert_eq!(correlation, 42);
+    let ResponseKind::ApiVersions(body) = response else {
+        panic!("wrong response")
+    };
+    assert_eq!(body.error_code, 35, "UNSUPPORTED_VERSION");
+    assert!(
+        !body.api_keys.is_empty(),
+        "the table comes with the error so the client can retry"
+    );
+}
+
+#[test]
+fn corrupt_batches_and_bad_topic_names_get_kafka_errors_and_lose_nothing() {
+    let broker = start();
+    let mut stream = connect(&broker);
+    let good = shoal_storage::build_batch(&[b"kept"], 1_000);
+    stream
+        .write_all(&frame(
+            ApiKey::Produce,
+            7,
+            1,
+            &produce_request("orders", Bytes::from(good)),
+        ))
+        .expect("write");
+    let (_, response) = read_response(&mut stream, ApiKey::Produce, 7).expect("answer");
+    let ResponseKind::Produce(body) = response else {
+        panic!("wrong response")
+    };
+    assert_eq!(body.responses[0].partition_responses[0].error_code, 0);
+
+    let mut bad = shoal_storage::build_batch(&[b"damaged"], 1_000);
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    stream
+        .write_all(&frame(
+            ApiKey::Produce,
+            7,
+            2,
+            &produce_request("orders", Bytes::from(bad)),
+        ))
+        .expect("write");
+    let (_, response) = read_response(&mut stream, ApiKey::Produce, 7).expect("answer");
+    let ResponseKind::Produce(body) = response else {
+        panic!("wrong response")
+    };
+    assert_eq!(
+        body.responses[0].partition_responses[0].error_code, 2,
+        "CORRUPT_MESSAGE"
+    );
+
+    let topic = MetadataRequestTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_static_str("bad/name"))));
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![topic]))
+        .with_allow_auto_topic_creation(true);
+    stream
+        .write_all(&frame(ApiKey::Metadata, 9, 3, &request))
+        .expect("write");
+    let (_, response) = read_response(&mut stream, ApiKey::Metadata, 9).expect("answer");
+    let ResponseKind::Metadata(body) = response else {
+        panic!("wrong response")
+    };
+    assert_eq!(body.topics[0].error_code, 17, "INVALID_TOPIC_EXCEPTION");
+
+    // The good batch is still there, alone, at offset 0.
+    let partition = FetchPartition::default()
+        .with_partition(0)
+        .with_fetch_offset(0)
+        .with_partition_max_bytes(1 << 20);
+    let topic = FetchTopic::default()
+        .with_topic(TopicName(StrBytes::from_static_str("orders")))
+        .with_partitions(vec![partition]);
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![topic]);
+    stream
+        .write_all(&frame(ApiKey::Fetch, 11, 4, &fetch))
+        .expect("write");
+    let (_, response) = read_response(&mut stream, ApiKey::Fetch, 11).expect("answer");
+    let ResponseKind::Fetch(body) = response else {
+        panic!("wrong response")
+    };
+    let data = &body.responses[0].partitions[0];
+    assert_eq!((data.error_code, data.high_watermark), (0, 1));
+    let records = data.records.clone().expect("records");
+    assert!(records.windows(4).any(|w| w == b"kept"));
+    assert!(!records.windows(7).any(|w| w == b"damaged"));
+}
+
+#[test]
+fn pipelined_responses_keep_request_order() {
+    let broker = start();
+    let mut stream = connect(&broker);
+    // Request 1 long-polls an empty partition for 300 ms; requests 2-4 finish at once. The
+    // answers must still come back 1, 2, 3, 4.
+    let create = shoal_storage::build_batch(&[b"x"], 0);
+    stream
+        .write_all(&frame(
+            ApiKey::Produce,
+            7,
+            100,
+            &produce_request("slow", Bytes::from(create)),
+        ))
+        .expect("write");
+    let _ = read_response(&mut stream, ApiKey::Produce, 7).expect("create topic by producing");
+    let partition = FetchPartition::default()
+        .with_partition(0)
+        .with_fetch_offset(1)
+        .with_partition_max_bytes(1 << 20);
+    let topic = FetchTopic::default()
+        .with_topic(TopicName(StrBytes::from_static_str("slow")))
+        .with_partitions(vec![partition]);
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(300)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![topic]);
+    let mut burst = frame(ApiKey::Fetch, 11, 1, &fetch);
+    for correlation in 2..=4 {
+        burst.extend(frame(
+            ApiKey::ApiVersions,
+            3,
+            correlation,
+            &ApiVersionsRequest::default(),
+        ));
+    }
+    let started = Instant::now();
+    stream.write_all(&burst).expect("write");
+    let (first, _) = read_response(&mut stream, ApiKey::Fetch, 11).expect("fetch answer");
+    assert_eq!(first, 1);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "the fetch waited for data"
+    );
+    for expected in 2..=4 {
+        let (correlation, _) = read_response(&mut stream, ApiKey::ApiVersions, 3).expect("answer");
+        assert_eq!(correlation, expected);
+    }
+}
