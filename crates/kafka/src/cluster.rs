@@ -77,6 +77,74 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
+/// Where a config value comes from (Kafka `ConfigSource`).
+pub mod config_source {
+    pub const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+    pub const STATIC_BROKER_CONFIG: i8 = 4;
+    pub const DEFAULT_CONFIG: i8 = 5;
+}
+
+/// Kafka `ConfigType`, reported from DescribeConfigs v3.
+pub mod config_type {
+    pub const BOOLEAN: i8 = 1;
+    pub const STRING: i8 = 2;
+    pub const INT: i8 = 3;
+    pub const LONG: i8 = 5;
+    pub const LIST: i8 = 7;
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigSynonym {
+    pub name: String,
+    pub value: Option<String>,
+    pub source: i8,
+}
+
+/// One config of a topic or the broker, as DescribeConfigs reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: Option<String>,
+    /// A `config_source` constant.
+    pub source: i8,
+    pub read_only: bool,
+    pub sensitive: bool,
+    /// A `config_type` constant.
+    pub config_type: i8,
+    /// The entry itself and the values it overrides, highest precedence first.
+    pub synonyms: Vec<ConfigSynonym>,
+}
+
+/// One change of an IncrementalAlterConfigs request (Kafka `OpType`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set(String),
+    Delete,
+    /// Add the values (comma-separated) to a list config.
+    Append(String),
+    /// Remove the values (comma-separated) from a list config.
+    Subtract(String),
+}
+
+/// How a topic's configs change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// AlterConfigs: the new, complete set of explicitly set configs.
+    Replace(BTreeMap<String, String>),
+    /// IncrementalAlterConfigs: operations on the current set, in order.
+    Incremental(Vec<(String, ConfigOp)>),
+}
+
+/// The data directory as DescribeLogDirs reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogDirInfo {
+    /// Absolute path.
+    pub path: String,
+    /// Size and free space (for unprivileged users) of its file system; `None` if unknown.
+    pub total_bytes: Option<u64>,
+    pub usable_bytes: Option<u64>,
+}
+
 pub trait Cluster {
     fn broker(&self) -> BrokerInfo;
     /// A consistent snapshot of all topics.
@@ -118,4 +186,27 @@ pub trait Cluster {
     /// Returns once any watched partition's high watermark passes its offset, or after
     /// `timeout_ms`, whichever is first.
     async fn wait_for_data(&self, watches: Vec<(TopicPartition, Offset)>, timeout_ms: u64);
+
+    /// DeleteRecords: moves the log start offset up to `before` (-1: the high watermark) and
+    /// returns the new log start (the low watermark).
+    async fn delete_records(&self, tp: &TopicPartition, before: i64) -> Result<Offset, ApiError>;
+    /// Grows each topic to the given partition count (never shrinks).
+    async fn create_partitions(
+        &self,
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    ) -> Vec<Result<(), ApiError>>;
+    /// Every config a topic has (set or default); `None` for an unknown topic.
+    fn topic_configs(&self, topic: &str) -> Option<Vec<ConfigEntry>>;
+    /// The broker's (read-only) settings.
+    fn broker_configs(&self) -> Vec<ConfigEntry>;
+    /// Changes topic configs: validated, persisted and applied to the open logs.
+    async fn alter_topic_configs(
+        &self,
+        changes: Vec<(String, ConfigChange)>,
+        validate_only: bool,
+    ) -> Vec<Result<(), ApiError>>;
+    async fn log_dir(&self) -> LogDirInfo;
+    /// Bytes stored by one partition.
+    async fn partition_size(&self, tp: &TopicPartition) -> Result<u64, ApiError>;
 }

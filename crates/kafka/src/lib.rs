@@ -43,6 +43,30 @@ pub async fn handle<C: cluster::Cluster>(
         RequestKind::DeleteTopics(body) => ResponseKind::DeleteTopics(
             handlers::delete_topics::handle(cluster, body, version).await,
         ),
+        RequestKind::DeleteRecords(body) => ResponseKind::DeleteRecords(
+            handlers::delete_records::handle(cluster, body, version).await,
+        ),
+        RequestKind::CreatePartitions(body) => ResponseKind::CreatePartitions(
+            handlers::create_partitions::handle(cluster, body, version).await,
+        ),
+        RequestKind::DescribeConfigs(body) => ResponseKind::DescribeConfigs(
+            handlers::describe_configs::handle(cluster, body, version).await,
+        ),
+        RequestKind::AlterConfigs(body) => ResponseKind::AlterConfigs(
+            handlers::alter_configs::handle(cluster, body, version).await,
+        ),
+        RequestKind::IncrementalAlterConfigs(body) => ResponseKind::IncrementalAlterConfigs(
+            handlers::incremental_alter_configs::handle(cluster, body, version).await,
+        ),
+        RequestKind::OffsetForLeaderEpoch(body) => ResponseKind::OffsetForLeaderEpoch(
+            handlers::offset_for_leader_epoch::handle(cluster, body, version).await,
+        ),
+        RequestKind::DescribeCluster(body) => ResponseKind::DescribeCluster(
+            handlers::describe_cluster::handle(cluster, body, version).await,
+        ),
+        RequestKind::DescribeLogDirs(body) => ResponseKind::DescribeLogDirs(
+            handlers::describe_log_dirs::handle(cluster, body, version).await,
+        ),
         other => {
             // `versions::supports` admitted a request no handler serves: a bug in the table.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for an advertised API");

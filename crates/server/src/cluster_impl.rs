@@ -5,13 +5,17 @@
 use std::rc::Rc;
 
 use futures::future::select;
-use shoal_kafka::cluster::{ApiError, BrokerInfo, Cluster, NewTopic, TopicInfo, TopicPartition};
+use shoal_kafka::cluster::{
+    config_source, config_type, ApiError, BrokerInfo, Cluster, ConfigChange, ConfigEntry,
+    ConfigSynonym, LogDirInfo, NewTopic, TopicInfo, TopicPartition,
+};
 use shoal_model::{Offset, TimestampMs};
 use shoal_storage::{Appended, LogOffsets, ReadBatches, Wait};
 
 use crate::controller::topic_info;
 use crate::mesh::ShardMsg;
 use crate::shard::{owner_of, Shard};
+use crate::topic_config;
 
 /// The metadata owner.
 const CONTROLLER_CORE: usize = 0;
@@ -206,5 +210,172 @@ impl Cluster for ShardCluster {
             ))),
         )
         .await;
+    }
+
+    async fn delete_records(&self, tp: &TopicPartition, before: i64) -> Result<Offset, ApiError> {
+        let owner = owner_of(&self.0.snapshot(), tp)?;
+        if owner == self.0.id {
+            return self.0.local_delete_records(tp, before).await;
+        }
+        let tp = tp.clone();
+        self.0
+            .call(owner, |reply| ShardMsg::DeleteRecords { tp, before, reply })
+            .await?
+    }
+
+    async fn create_partitions(
+        &self,
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    ) -> Vec<Result<(), ApiError>> {
+        let count = topics.len();
+        if self.0.id == CONTROLLER_CORE {
+            return self
+                .0
+                .controller_create_partitions(topics, validate_only)
+                .await;
+        }
+        let answer = self
+            .0
+            .call(CONTROLLER_CORE, |reply| ShardMsg::CreatePartitions {
+                topics,
+                validate_only,
+                reply,
+            })
+            .await;
+        answer.unwrap_or_else(|error| vec![Err(error); count])
+    }
+
+    fn topic_configs(&self, topic: &str) -> Option<Vec<ConfigEntry>> {
+        let snapshot = self.0.snapshot();
+        Some(topic_config::describe(&snapshot.topics.get(topic)?.configs))
+    }
+
+    fn broker_configs(&self) -> Vec<ConfigEntry> {
+        let config = &self.0.config;
+        let data_dir = std::path::absolute(&config.data_dir)
+            .unwrap_or_else(|_| config.data_dir.clone())
+            .display()
+            .to_string();
+        let advertised = format!(
+            "PLAINTEXT://{}:{}",
+            config.advertised_host, config.advertised_port
+        );
+        let settings: [(&str, String, i8); 10] = [
+            ("broker.id", config.node_id.to_string(), config_type::INT),
+            (
+                "listeners",
+                format!("PLAINTEXT://{}", config.kafka_addr),
+                config_type::LIST,
+            ),
+            ("advertised.listeners", advertised, config_type::LIST),
+            ("log.dirs", data_dir, config_type::STRING),
+            (
+                "num.partitions",
+                config.default_partitions.to_string(),
+                config_type::INT,
+            ),
+            (
+                "auto.create.topics.enable",
+                config.auto_create_topics.to_string(),
+                config_type::BOOLEAN,
+            ),
+            (
+                "socket.request.max.bytes",
+                config.request_bytes_max.to_string(),
+                config_type::INT,
+            ),
+            // Shoal's own settings, under their config-file names.
+            ("shoal.cores", config.cores.to_string(), config_type::INT),
+            (
+                "shoal.memory",
+                config.memory_bytes.to_string(),
+                config_type::LONG,
+            ),
+            (
+                "shoal.requests_inflight_per_connection_max",
+                config.requests_inflight_per_connection_max.to_string(),
+                config_type::INT,
+            ),
+        ];
+        let fixed = [
+            // Facts of a single node rather than settings.
+            (
+                "default.replication.factor",
+                "1".to_string(),
+                config_type::INT,
+            ),
+            ("min.insync.replicas", "1".to_string(), config_type::INT),
+        ];
+        let entry = |name: &str, value: String, kind: i8, source: i8| ConfigEntry {
+            name: name.to_string(),
+            value: Some(value.clone()),
+            source,
+            read_only: true,
+            sensitive: false,
+            config_type: kind,
+            synonyms: vec![ConfigSynonym {
+                name: name.to_string(),
+                value: Some(value),
+                source,
+            }],
+        };
+        settings
+            .into_iter()
+            .map(|(name, value, kind)| {
+                entry(name, value, kind, config_source::STATIC_BROKER_CONFIG)
+            })
+            .chain(
+                fixed.into_iter().map(|(name, value, kind)| {
+                    entry(name, value, kind, config_source::DEFAULT_CONFIG)
+                }),
+            )
+            .collect()
+    }
+
+    async fn alter_topic_configs(
+        &self,
+        changes: Vec<(String, ConfigChange)>,
+        validate_only: bool,
+    ) -> Vec<Result<(), ApiError>> {
+        let count = changes.len();
+        if self.0.id == CONTROLLER_CORE {
+            return self
+                .0
+                .controller_alter_topic_configs(changes, validate_only)
+                .await;
+        }
+        let answer = self
+            .0
+            .call(CONTROLLER_CORE, |reply| ShardMsg::AlterTopicConfigs {
+                changes,
+                validate_only,
+                reply,
+            })
+            .await;
+        answer.unwrap_or_else(|error| vec![Err(error); count])
+    }
+
+    async fn log_dir(&self) -> LogDirInfo {
+        let dir = std::path::absolute(&self.0.config.data_dir)
+            .unwrap_or_else(|_| self.0.config.data_dir.clone());
+        let path = dir.display().to_string();
+        let space = shoal_runtime::file_system_space(&dir).ok();
+        LogDirInfo {
+            path,
+            total_bytes: space.map(|(total, _)| total),
+            usable_bytes: space.map(|(_, usable)| usable),
+        }
+    }
+
+    async fn partition_size(&self, tp: &TopicPartition) -> Result<u64, ApiError> {
+        let owner = owner_of(&self.0.snapshot(), tp)?;
+        if owner == self.0.id {
+            return self.0.local_partition_size(tp);
+        }
+        let tp = tp.clone();
+        self.0
+            .call(owner, |reply| ShardMsg::PartitionSize { tp, reply })
+            .await?
     }
 }

@@ -1,4 +1,5 @@
-//! Metadata changes, on shard 0 only: create and delete topics.
+//! Metadata changes, on shard 0 only: create and delete topics, add partitions, alter topic
+//! configs.
 //!
 //! A change is serialised by `Shard::control`, persisted (`metadata.json`), published to every
 //! core (each acknowledges before the change returns), and then the owner cores open or drop
@@ -9,7 +10,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use shoal_kafka::cluster::{ApiError, NewTopic, TopicInfo};
+use shoal_kafka::cluster::{ApiError, ConfigChange, NewTopic, TopicInfo};
+use shoal_kafka::handlers::create_partitions::invalid_count;
 
 use crate::metadata::{self, Snapshot, TopicMeta};
 use crate::shard::Shard;
@@ -154,6 +156,136 @@ impl Shard {
             }
         }
         results
+    }
+
+    /// Grows topics: new partitions are placed on the least loaded cores, persisted,
+    /// published, then opened on their owners.
+    pub(crate) async fn controller_create_partitions(
+        self: &Rc<Self>,
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    ) -> Vec<Result<(), ApiError>> {
+        assert_eq!(self.id, 0, "metadata changes run on shard 0");
+        let Ok(_permit) = self.control.acquire_permit(1).await else {
+            return topics
+                .iter()
+                .map(|_| Err(ApiError::new(ResponseError::UnknownServerError)))
+                .collect();
+        };
+        let mut next = (*self.snapshot()).clone();
+        let mut load = next.load(self.cores);
+        let mut grown = Vec::new();
+        let mut results = Vec::with_capacity(topics.len());
+        for (name, count) in topics {
+            let Some(meta) = next.topics.get_mut(&name) else {
+                results.push(Err(ApiError::with_message(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic {name} does not exist"),
+                )));
+                continue;
+            };
+            let current = meta.owners.len() as i32;
+            if count <= current {
+                results.push(Err(invalid_count(current, count)));
+                continue;
+            }
+            if count > PARTITIONS_PER_TOPIC_MAX {
+                results.push(Err(ApiError::with_message(
+                    ResponseError::InvalidPartitions,
+                    format!("partition count must be 1..={PARTITIONS_PER_TOPIC_MAX}"),
+                )));
+                continue;
+            }
+            if !validate_only {
+                let added = metadata::place(&mut load, (count - current) as usize);
+                meta.owners.extend(added);
+                grown.push(name);
+            }
+            results.push(Ok(()));
+        }
+        if grown.is_empty() {
+            return results;
+        }
+        if let Err(error) = self.commit(next).await {
+            return results
+                .into_iter()
+                .map(|r| r.and(Err(error.clone())))
+                .collect();
+        }
+        for name in grown {
+            self.open_everywhere(&name).await;
+        }
+        results
+    }
+
+    /// Changes topic configs: each change is applied to the current set and validated; the
+    /// new sets are persisted and published, then every owner applies them to its logs.
+    pub(crate) async fn controller_alter_topic_configs(
+        self: &Rc<Self>,
+        changes: Vec<(String, ConfigChange)>,
+        validate_only: bool,
+    ) -> Vec<Result<(), ApiError>> {
+        assert_eq!(self.id, 0, "metadata changes run on shard 0");
+        let Ok(_permit) = self.control.acquire_permit(1).await else {
+            return changes
+                .iter()
+                .map(|_| Err(ApiError::new(ResponseError::UnknownServerError)))
+                .collect();
+        };
+        let mut next = (*self.snapshot()).clone();
+        let mut altered = Vec::new();
+        let mut results = Vec::with_capacity(changes.len());
+        for (name, change) in changes {
+            let Some(meta) = next.topics.get_mut(&name) else {
+                results.push(Err(ApiError::with_message(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("topic {name} does not exist"),
+                )));
+                continue;
+            };
+            match topic_config::apply_change(&meta.configs, change) {
+                Ok(configs) => {
+                    if !validate_only && configs != meta.configs {
+                        meta.configs = configs;
+                        altered.push(name);
+                    }
+                    results.push(Ok(()));
+                }
+                Err(error) => results.push(Err(error)),
+            }
+        }
+        if altered.is_empty() {
+            return results;
+        }
+        if let Err(error) = self.commit(next).await {
+            return results
+                .into_iter()
+                .map(|r| r.and(Err(error.clone())))
+                .collect();
+        }
+        for name in altered {
+            self.apply_config_everywhere(&name).await;
+        }
+        results
+    }
+
+    async fn apply_config_everywhere(self: &Rc<Self>, name: &str) {
+        let Some(meta) = self.snapshot().topics.get(name).cloned() else {
+            return;
+        };
+        for core in by_owner(&meta).into_keys() {
+            if core == self.id {
+                self.apply_topic_config(name).await;
+            } else {
+                let topic = name.to_string();
+                let _ = self
+                    .call(core, |reply| crate::mesh::ShardMsg::ApplyTopicConfig {
+                        topic,
+                        reply,
+                    })
+                    .await;
+            }
+        }
     }
 
     /// Persists the new version and publishes it to every core.

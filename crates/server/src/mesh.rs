@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use futures::channel::oneshot;
-use shoal_kafka::cluster::{ApiError, NewTopic, TopicInfo, TopicPartition};
+use shoal_kafka::cluster::{ApiError, ConfigChange, NewTopic, TopicInfo, TopicPartition};
 use shoal_model::{Offset, TimestampMs};
 use shoal_storage::{Appended, LogOffsets, ReadBatches, Wait};
 
@@ -47,6 +47,16 @@ pub(crate) enum ShardMsg {
         timeout_ms: u64,
         reply: Reply<()>,
     },
+    /// DeleteRecords: `before` -1 means the high watermark.
+    DeleteRecords {
+        tp: TopicPartition,
+        before: i64,
+        reply: Reply<Result<Offset, ApiError>>,
+    },
+    PartitionSize {
+        tp: TopicPartition,
+        reply: Reply<Result<u64, ApiError>>,
+    },
     /// Control plane: to core 0, the metadata owner.
     CreateTopics {
         topics: Vec<NewTopic>,
@@ -55,6 +65,16 @@ pub(crate) enum ShardMsg {
     },
     DeleteTopics {
         names: Vec<String>,
+        reply: Reply<Vec<Result<(), ApiError>>>,
+    },
+    CreatePartitions {
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+        reply: Reply<Vec<Result<(), ApiError>>>,
+    },
+    AlterTopicConfigs {
+        changes: Vec<(String, ConfigChange)>,
+        validate_only: bool,
         reply: Reply<Vec<Result<(), ApiError>>>,
     },
     /// From core 0 to partition owners.
@@ -68,6 +88,8 @@ pub(crate) enum ShardMsg {
         partitions: Vec<i32>,
         reply: Reply<()>,
     },
+    /// The topic's configs changed (already in this core's snapshot): apply them to its logs.
+    ApplyTopicConfig { topic: String, reply: Reply<()> },
     /// From core 0 to every core: the new metadata version.
     Metadata {
         snapshot: Arc<Snapshot>,

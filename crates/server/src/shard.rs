@@ -26,6 +26,9 @@ use crate::mesh::{Reply, ShardMsg};
 use crate::metadata::{partition_dir, Snapshot};
 use crate::topic_config;
 
+/// Longest sleep of a `flush.ms` timer.
+const FLUSH_TIMER_MS_MAX: u64 = 3_600_000;
+
 pub(crate) struct Shard {
     pub(crate) id: usize,
     pub(crate) cores: usize,
@@ -39,6 +42,10 @@ pub(crate) struct Shard {
     /// Serialises metadata changes (used on shard 0 only).
     pub(crate) control: glommio::sync::Semaphore,
     pub(crate) stopping: Cell<bool>,
+    /// Partitions with a running `flush.ms` timer, each with the timer's generation: a timer
+    /// whose generation is no longer listed stops.
+    flush_timers: RefCell<HashMap<TopicPartition, u64>>,
+    flush_timer_generation: Cell<u64>,
     /// This core's counters, read by the admin endpoint on core 0.
     pub(crate) metrics: Arc<crate::metrics::CoreMetrics>,
 }
@@ -63,6 +70,8 @@ impl Shard {
             senders,
             control: glommio::sync::Semaphore::new(1),
             stopping: Cell::new(false),
+            flush_timers: RefCell::new(HashMap::new()),
+            flush_timer_generation: Cell::new(0),
         }
     }
 
@@ -108,9 +117,8 @@ impl Shard {
                 Ok(log) => {
                     let flusher = log.clone();
                     glommio::spawn_local(async move { flusher.run_flusher().await }).detach();
-                    if let Durability::Relaxed { flush_ms, .. } = config.durability {
-                        spawn_flush_timer(log.clone(), flush_ms);
-                    }
+                    let _ = self.flush_timers.borrow_mut().remove(&tp);
+                    self.ensure_flush_timer(&tp, &log);
                     let _ = self.logs.borrow_mut().insert(tp, log);
                 }
                 Err(error) => {
@@ -129,6 +137,7 @@ impl Shard {
                 partition,
             };
             let _ = self.offline.borrow_mut().remove(&tp);
+            let _ = self.flush_timers.borrow_mut().remove(&tp);
             let log = self.logs.borrow_mut().remove(&tp);
             if let Some(log) = log {
                 if let Err(error) = log.close().await {
@@ -217,6 +226,94 @@ impl Shard {
             .map_err(|e| storage_error(&e))
     }
 
+    /// DeleteRecords on the owner; `before` -1 is the high watermark.
+    pub(crate) async fn local_delete_records(
+        &self,
+        tp: &TopicPartition,
+        before: i64,
+    ) -> Result<Offset, ApiError> {
+        let log = self.log(tp)?;
+        let before = if before == -1 {
+            log.offsets().high_watermark
+        } else {
+            Offset(before)
+        };
+        log.delete_records(before)
+            .await
+            .map_err(|e| storage_error(&e))
+    }
+
+    pub(crate) fn local_partition_size(&self, tp: &TopicPartition) -> Result<u64, ApiError> {
+        Ok(self.log(tp)?.size_bytes())
+    }
+
+    /// Applies the topic's configs from this core's snapshot to the logs it owns, and starts
+    /// a `flush.ms` timer where a log became relaxed.
+    pub(crate) async fn apply_topic_config(self: &Rc<Self>, topic: &str) {
+        let Some(configs) = self.snapshot().topics.get(topic).map(|t| t.configs.clone()) else {
+            return;
+        };
+        let config = match topic_config::log_config(&configs) {
+            Ok(config) => config,
+            Err(error) => {
+                tracing::error!(%topic, ?error, "altered topic config is invalid; not applied");
+                return;
+            }
+        };
+        let logs: Vec<_> = self
+            .logs
+            .borrow()
+            .iter()
+            .filter(|(tp, _)| tp.topic == topic)
+            .map(|(tp, log)| (tp.clone(), log.clone()))
+            .collect();
+        for (tp, log) in logs {
+            if let Err(error) = log.reconfigure(config.clone()).await {
+                tracing::warn!(%tp, %error, "applying an altered topic config");
+                continue;
+            }
+            self.ensure_flush_timer(&tp, &log);
+        }
+    }
+
+    /// Starts the `flush.ms` timer of a relaxed log unless one runs. The timer syncs every
+    /// `flush.ms` (re-read each round, so changes apply) and stops when the log is closed or
+    /// offline, leaves relaxed durability, or is replaced (its generation is gone).
+    fn ensure_flush_timer(self: &Rc<Self>, tp: &TopicPartition, log: &Log<GlommioDisk>) {
+        if !matches!(log.config().durability, Durability::Relaxed { .. }) {
+            return;
+        }
+        let generation = self.flush_timer_generation.get() + 1;
+        {
+            let mut timers = self.flush_timers.borrow_mut();
+            if timers.contains_key(tp) {
+                return;
+            }
+            self.flush_timer_generation.set(generation);
+            let _ = timers.insert(tp.clone(), generation);
+        }
+        let (shard, tp, log) = (self.clone(), tp.clone(), log.clone());
+        glommio::spawn_local(async move {
+            let current = || shard.flush_timers.borrow().get(&tp) == Some(&generation);
+            while let Durability::Relaxed { flush_ms, .. } = log.config().durability {
+                // Capped: Kafka's "never" (Long.MAX_VALUE ms) would overflow the timer's
+                // deadline; a sync an hour changes nothing for a topic that asked for none.
+                let sleep_ms = flush_ms.clamp(1, FLUSH_TIMER_MS_MAX);
+                glommio::timer::sleep(Duration::from_millis(sleep_ms)).await;
+                if !current() || log.config().durability == Durability::Fsync {
+                    break;
+                }
+                if log.sync().await.is_err() {
+                    break; // Closed or offline: nothing more to sync.
+                }
+            }
+            if current() {
+                let _ = shard.flush_timers.borrow_mut().remove(&tp);
+            }
+        })
+        .detach();
+    }
+
     /// Waits until the partition's high watermark passes `offset`, at most `timeout_ms`.
     pub(crate) async fn local_wait_for_data(
         &self,
@@ -299,6 +396,36 @@ impl Shard {
             ShardMsg::DeleteTopics { names, reply } => {
                 let _ = reply.send(self.controller_delete_topics(names).await);
             }
+            ShardMsg::DeleteRecords { tp, before, reply } => {
+                let _ = reply.send(self.local_delete_records(&tp, before).await);
+            }
+            ShardMsg::PartitionSize { tp, reply } => {
+                let _ = reply.send(self.local_partition_size(&tp));
+            }
+            ShardMsg::CreatePartitions {
+                topics,
+                validate_only,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.controller_create_partitions(topics, validate_only)
+                        .await,
+                );
+            }
+            ShardMsg::AlterTopicConfigs {
+                changes,
+                validate_only,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.controller_alter_topic_configs(changes, validate_only)
+                        .await,
+                );
+            }
+            ShardMsg::ApplyTopicConfig { topic, reply } => {
+                self.apply_topic_config(&topic).await;
+                let _ = reply.send(());
+            }
             ShardMsg::OpenLogs {
                 topic,
                 partitions,
@@ -354,19 +481,6 @@ impl Shard {
             }
         }
     }
-}
-
-/// Relaxed-durability topics: sync every `flush_ms` (Kafka `flush.ms`).
-fn spawn_flush_timer(log: Log<GlommioDisk>, flush_ms: u64) {
-    glommio::spawn_local(async move {
-        loop {
-            glommio::timer::sleep(Duration::from_millis(flush_ms.max(1))).await;
-            if log.sync().await.is_err() {
-                return; // Closed or offline: nothing more to sync.
-            }
-        }
-    })
-    .detach();
 }
 
 /// Resolves an owner for a partition or says why there is none.

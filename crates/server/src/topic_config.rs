@@ -3,25 +3,146 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
-use shoal_kafka::cluster::ApiError;
+use shoal_kafka::cluster::{
+    config_source, config_type, ApiError, ConfigChange, ConfigEntry, ConfigOp, ConfigSynonym,
+};
 use shoal_storage::{Durability, LogConfig};
 
 /// The topic configs this broker understands, with their defaults as reported to clients
-/// (DescribeConfigs will list them).
-#[allow(dead_code)]
+/// (DescribeConfigs lists them).
 pub(crate) const KNOWN: &[(&str, &str)] = &[
     ("cleanup.policy", "delete"),
     ("retention.ms", "604800000"),
     ("retention.bytes", "-1"),
     ("segment.bytes", "134217728"),
     ("segment.ms", "604800000"),
-    ("flush.messages", "9223372036854775807"),
-    ("flush.ms", "9223372036854775807"),
+    // Shoal syncs every batch by default: Kafka's spelling of that is 1 message / 0 ms (its
+    // own defaults, Long.MAX_VALUE, would mean relaxed durability under `log_config`).
+    ("flush.messages", "1"),
+    ("flush.ms", "0"),
     ("write.caching", "false"),
     ("max.message.bytes", "16777216"),
     ("message.timestamp.type", "CreateTime"),
     ("min.insync.replicas", "1"),
 ];
+
+/// Configs whose value is a comma-separated list (IncrementalAlterConfigs APPEND/SUBTRACT).
+const LISTS: &[&str] = &["cleanup.policy"];
+
+fn kind_of(key: &str) -> i8 {
+    match key {
+        "cleanup.policy" => config_type::LIST,
+        "write.caching" => config_type::BOOLEAN,
+        "message.timestamp.type" => config_type::STRING,
+        "segment.bytes" | "max.message.bytes" | "min.insync.replicas" => config_type::INT,
+        _ => config_type::LONG,
+    }
+}
+
+/// Every known topic config: the value set on the topic, or the default.
+pub(crate) fn describe(configs: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+    KNOWN
+        .iter()
+        .map(|&(name, default)| {
+            let default_synonym = ConfigSynonym {
+                name: name.to_string(),
+                value: Some(default.to_string()),
+                source: config_source::DEFAULT_CONFIG,
+            };
+            let (value, source, synonyms) = match configs.get(name) {
+                Some(value) => (
+                    value.clone(),
+                    config_source::DYNAMIC_TOPIC_CONFIG,
+                    vec![
+                        ConfigSynonym {
+                            name: name.to_string(),
+                            value: Some(value.clone()),
+                            source: config_source::DYNAMIC_TOPIC_CONFIG,
+                        },
+                        default_synonym,
+                    ],
+                ),
+                None => (
+                    default.to_string(),
+                    config_source::DEFAULT_CONFIG,
+                    vec![default_synonym],
+                ),
+            };
+            ConfigEntry {
+                name: name.to_string(),
+                value: Some(value),
+                source,
+                read_only: false,
+                sensitive: false,
+                config_type: kind_of(name),
+                synonyms,
+            }
+        })
+        .collect()
+}
+
+/// Applies a change to a topic's explicitly set configs and validates the result.
+pub(crate) fn apply_change(
+    current: &BTreeMap<String, String>,
+    change: ConfigChange,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let next = match change {
+        ConfigChange::Replace(configs) => configs,
+        ConfigChange::Incremental(ops) => {
+            let mut next = current.clone();
+            for (key, op) in ops {
+                match op {
+                    ConfigOp::Set(value) => {
+                        let _ = next.insert(key, value);
+                    }
+                    // Deleting a config that is not set (or not known) changes nothing.
+                    ConfigOp::Delete => {
+                        let _ = next.remove(&key);
+                    }
+                    ConfigOp::Append(_) | ConfigOp::Subtract(_)
+                        if !LISTS.contains(&key.as_str()) =>
+                    {
+                        return Err(ApiError::with_message(
+                            ResponseError::InvalidRequest,
+                            format!("{key} is not a list config: APPEND and SUBTRACT do not apply"),
+                        ))
+                    }
+                    ConfigOp::Append(ref values) | ConfigOp::Subtract(ref values) => {
+                        let default = KNOWN
+                            .iter()
+                            .find(|(name, _)| *name == key)
+                            .map_or("", |(_, d)| d);
+                        let base = next.get(&key).map_or(default, String::as_str);
+                        let mut items: Vec<String> = split_list(base);
+                        let changed = split_list(values);
+                        if matches!(op, ConfigOp::Append(_)) {
+                            for item in changed {
+                                if !items.contains(&item) {
+                                    items.push(item);
+                                }
+                            }
+                        } else {
+                            items.retain(|item| !changed.contains(item));
+                        }
+                        let _ = next.insert(key, items.join(","));
+                    }
+                }
+            }
+            next
+        }
+    };
+    let _ = log_config(&next)?;
+    Ok(next)
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
 
 fn invalid(key: &str, value: &str, why: &str) -> ApiError {
     ApiError::with_message(
@@ -140,6 +261,75 @@ mod tests {
             log_config(&configs(&[("flush.messages", "1")])).map(|c| c.durability),
             Ok(Durability::Fsync)
         );
+    }
+
+    #[test]
+    fn incremental_changes_apply_in_order_and_are_validated() {
+        let current = configs(&[("retention.ms", "1000"), ("write.caching", "true")]);
+        let next = apply_change(
+            &current,
+            ConfigChange::Incremental(vec![
+                ("retention.ms".into(), ConfigOp::Delete),
+                ("segment.bytes".into(), ConfigOp::Set("2097152".into())),
+                ("cleanup.policy".into(), ConfigOp::Append("delete".into())),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            next,
+            configs(&[
+                ("cleanup.policy", "delete"),
+                ("segment.bytes", "2097152"),
+                ("write.caching", "true")
+            ])
+        );
+        let append_to_number = apply_change(
+            &current,
+            ConfigChange::Incremental(vec![("retention.ms".into(), ConfigOp::Append("1".into()))]),
+        );
+        assert_eq!(
+            append_to_number.map_err(|e| e.code),
+            Err(ResponseError::InvalidRequest)
+        );
+        let compact = apply_change(
+            &current,
+            ConfigChange::Incremental(vec![(
+                "cleanup.policy".into(),
+                ConfigOp::Append("compact".into()),
+            )]),
+        );
+        assert_eq!(
+            compact.map_err(|e| e.code),
+            Err(ResponseError::InvalidConfig)
+        );
+        let replaced = apply_change(
+            &current,
+            ConfigChange::Replace(configs(&[("retention.bytes", "5")])),
+        );
+        assert_eq!(replaced, Ok(configs(&[("retention.bytes", "5")])));
+    }
+
+    #[test]
+    fn describe_lists_every_known_config_with_its_source() {
+        let entries = describe(&configs(&[("retention.ms", "1000")]));
+        assert_eq!(entries.len(), KNOWN.len());
+        let retention = entries
+            .iter()
+            .find(|e| e.name == "retention.ms")
+            .expect("listed");
+        assert_eq!(retention.value.as_deref(), Some("1000"));
+        assert_eq!(retention.source, config_source::DYNAMIC_TOPIC_CONFIG);
+        assert_eq!(retention.synonyms.len(), 2);
+        let segment = entries
+            .iter()
+            .find(|e| e.name == "segment.bytes")
+            .expect("listed");
+        assert_eq!(segment.source, config_source::DEFAULT_CONFIG);
+        // Every default, set explicitly, is valid and changes nothing (fsync durability).
+        for (name, default) in KNOWN {
+            let config = log_config(&configs(&[(name, default)])).expect(name);
+            assert_eq!(config.durability, Durability::Fsync, "{name}");
+        }
     }
 
     #[test]

@@ -397,6 +397,31 @@ impl<D: Disk> Log<D> {
         self.inner.work.notify();
     }
 
+    /// Changes the configuration like [`Log::set_config`], without moving the high watermark
+    /// back: leaving relaxed durability (where readers see the written end) for `Fsync`
+    /// (where they see the synced end) first syncs everything written, with new appends held
+    /// back, so every offset a reader already saw stays readable.
+    pub async fn reconfigure(&self, config: LogConfig) -> Result<()> {
+        let _permit = self.inner.placement.acquire(1).await;
+        let leaving_relaxed = matches!(
+            self.inner.config.borrow().durability,
+            Durability::Relaxed { .. }
+        ) && config.durability == Durability::Fsync;
+        if leaving_relaxed {
+            let target = {
+                let mut state = self.inner.state.borrow_mut();
+                state.check_usable()?;
+                state.sync_requested = true;
+                state.writer.seal_open();
+                state.log_end
+            };
+            self.inner.work.notify();
+            let _ = self.wait_synced(target).await?;
+        }
+        self.set_config(config);
+        Ok(())
+    }
+
     /// Total bytes of stored batches across segments.
     pub fn size_bytes(&self) -> u64 {
         self.inner

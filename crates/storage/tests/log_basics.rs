@@ -131,6 +131,54 @@ fn relaxed_mode_acknowledges_after_the_write_and_syncs_by_count() {
 }
 
 #[test]
+fn leaving_relaxed_mode_syncs_first_so_the_high_watermark_never_moves_back() {
+    let mut h = Harness::new();
+    let relaxed = Durability::Relaxed {
+        flush_messages: u64::MAX,
+        flush_ms: 1000,
+    };
+    let log = h
+        .open(LogConfig {
+            durability: relaxed,
+            ..LogConfig::default()
+        })
+        .expect("open");
+    for i in 0..5u64 {
+        let _ = h
+            .run(log.append(batch(i, 1, 10, 0), Wait::Durable))
+            .expect("append");
+    }
+    assert_eq!(log.offsets().high_watermark, Offset(5));
+    let syncs_before = h.disk.stats().syncs;
+    h.run(log.reconfigure(LogConfig::default()))
+        .expect("reconfigure");
+    assert_eq!(log.config().durability, Durability::Fsync);
+    assert_eq!(
+        log.offsets().high_watermark,
+        Offset(5),
+        "what readers saw stays visible"
+    );
+    assert!(
+        h.disk.stats().syncs > syncs_before,
+        "written data was synced"
+    );
+    let appended = h
+        .run(log.append(batch(5, 1, 10, 0), Wait::Durable))
+        .expect("append");
+    assert_eq!(appended.guarantee, Guarantee::Synced);
+    // And back: relaxed again needs no sync.
+    h.run(log.reconfigure(LogConfig {
+        durability: relaxed,
+        ..LogConfig::default()
+    }))
+    .expect("reconfigure");
+    let appended = h
+        .run(log.append(batch(6, 1, 10, 0), Wait::Durable))
+        .expect("append");
+    assert_eq!(appended.guarantee, Guarantee::Written);
+}
+
+#[test]
 fn acks_zero_returns_before_the_write_and_the_flusher_still_persists() {
     let mut h = Harness::new();
     let log = h.open(LogConfig::default()).expect("open");

@@ -1,0 +1,464 @@
+//! Test support for handler tests: an in-memory `Cluster` (one node, logs as vectors of
+//! batches), a blocking executor, request framing, and the response round trip through
+//! kafka-protocol's client decoder.
+#![allow(dead_code, unreachable_pub)] // Each test file uses a different part.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use shoal_kafka::cluster::{
+    config_source, config_type, ApiError, BrokerInfo, Cluster, ConfigChange, ConfigEntry, ConfigOp,
+    ConfigSynonym, LogDirInfo, NewTopic, TopicInfo, TopicPartition,
+};
+use shoal_kafka::codec;
+use shoal_kafka::error_map::storage_error;
+use shoal_kafka::handlers::create_partitions::invalid_count;
+use shoal_model::{Offset, TimestampMs};
+use shoal_storage::{Appended, Guarantee, LogOffsets, ReadBatches, Wait};
+
+pub const NODE_ID: i32 = 1;
+pub const CLUSTER_ID: &str = "fake-cluster";
+/// The topic configs the fake knows, with defaults.
+pub const KNOWN: &[(&str, &str)] = &[("cleanup.policy", "delete"), ("retention.ms", "604800000")];
+
+#[derive(Clone, Debug, Default)]
+pub struct FakeLog {
+    pub log_start: i64,
+    /// (base offset, next offset, max timestamp, bytes).
+    pub batches: Vec<(i64, i64, i64, Bytes)>,
+}
+
+impl FakeLog {
+    pub fn end(&self) -> i64 {
+        self.batches.last().map_or(self.log_start, |b| b.1)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FakeTopic {
+    pub id: [u8; 16],
+    pub configs: BTreeMap<String, String>,
+    pub logs: Vec<FakeLog>,
+}
+
+pub struct Fake {
+    pub topics: RefCell<BTreeMap<String, FakeTopic>>,
+    pub auto_create: bool,
+}
+
+impl Fake {
+    pub fn new() -> Fake {
+        Fake {
+            topics: RefCell::new(BTreeMap::new()),
+            auto_create: false,
+        }
+    }
+
+    /// A fake with topic `name` of `partitions` partitions, each holding `batches` batches
+    /// of 2 records (timestamps 1000, 2000, ...).
+    pub fn with_topic(name: &str, partitions: usize, batches: i64) -> Fake {
+        let fake = Fake::new();
+        fake.add_topic(name, partitions, batches);
+        fake
+    }
+
+    pub fn add_topic(&self, name: &str, partitions: usize, batches: i64) {
+        let log = FakeLog {
+            log_start: 0,
+            batches: (0..batches)
+                .map(|i| (2 * i, 2 * i + 2, 1000 * (i + 1), Bytes::from(vec![7u8; 70])))
+                .collect(),
+        };
+        let _ = self.topics.borrow_mut().insert(
+            name.to_string(),
+            FakeTopic {
+                id: [name.len() as u8; 16],
+                configs: BTreeMap::new(),
+                logs: vec![log; partitions],
+            },
+        );
+    }
+
+    fn with_log<T>(
+        &self,
+        tp: &TopicPartition,
+        f: impl FnOnce(&mut FakeLog) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut topics = self.topics.borrow_mut();
+        let log = topics
+            .get_mut(&tp.topic)
+            .and_then(|t| t.logs.get_mut(usize::try_from(tp.partition).ok()?))
+            .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition))?;
+        f(log)
+    }
+}
+
+fn info(name: &str, topic: &FakeTopic) -> TopicInfo {
+    TopicInfo {
+        name: name.to_string(),
+        id: topic.id,
+        partitions: topic.logs.len() as i32,
+        configs: topic.configs.clone(),
+    }
+}
+
+fn out_of_range(requested: i64, log: &FakeLog) -> ApiError {
+    storage_error(&shoal_storage::Error::OffsetOutOfRange {
+        requested: Offset(requested),
+        start: Offset(log.log_start),
+        end: Offset(log.end()),
+    })
+}
+
+impl Cluster for Fake {
+    fn broker(&self) -> BrokerInfo {
+        BrokerInfo {
+            node_id: NODE_ID,
+            host: "localhost".to_string(),
+            port: 9092,
+            rack: None,
+            cluster_id: CLUSTER_ID.to_string(),
+        }
+    }
+
+    fn topics(&self) -> Vec<TopicInfo> {
+        self.topics
+            .borrow()
+            .iter()
+            .map(|(name, t)| info(name, t))
+            .collect()
+    }
+
+    fn topic(&self, name: &str) -> Option<TopicInfo> {
+        self.topics.borrow().get(name).map(|t| info(name, t))
+    }
+
+    fn auto_create_topics(&self) -> bool {
+        self.auto_create
+    }
+
+    async fn create_topics(
+        &self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<Result<TopicInfo, ApiError>> {
+        topics
+            .into_iter()
+            .map(|t| {
+                if self.topics.borrow().contains_key(&t.name) {
+                    return Err(ApiError::new(ResponseError::TopicAlreadyExists));
+                }
+                let topic = FakeTopic {
+                    id: [t.name.len() as u8; 16],
+                    configs: t.configs,
+                    logs: vec![FakeLog::default(); t.partitions.max(1) as usize],
+                };
+                let created = info(&t.name, &topic);
+                if !validate_only {
+                    let _ = self.topics.borrow_mut().insert(t.name, topic);
+                }
+                Ok(created)
+            })
+            .collect()
+    }
+
+    async fn delete_topics(&self, names: Vec<String>) -> Vec<Result<(), ApiError>> {
+        names
+            .iter()
+            .map(|name| {
+                self.topics
+                    .borrow_mut()
+                    .remove(name)
+                    .map(|_| ())
+                    .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition))
+            })
+            .collect()
+    }
+
+    async fn append(
+        &self,
+        tp: &TopicPartition,
+        batch: Vec<u8>,
+        _wait: Wait,
+    ) -> Result<Appended, ApiError> {
+        self.with_log(tp, |log| {
+            let base = log.end();
+            log.batches.push((base, base + 1, 0, Bytes::from(batch)));
+            Ok(Appended {
+                base_offset: Offset(base),
+                last_offset: Offset(base),
+                guarantee: Guarantee::Synced,
+            })
+        })
+    }
+
+    async fn read(
+        &self,
+        tp: &TopicPartition,
+        offset: Offset,
+        _max_bytes: usize,
+    ) -> Result<ReadBatches, ApiError> {
+        self.with_log(tp, |log| {
+            if offset.0 < log.log_start || offset.0 > log.end() {
+                return Err(out_of_range(offset.0, log));
+            }
+            Ok(ReadBatches {
+                batches: log
+                    .batches
+                    .iter()
+                    .filter(|b| b.1 > offset.0)
+                    .map(|b| b.3.clone())
+                    .collect(),
+                high_watermark: Offset(log.end()),
+                log_start: Offset(log.log_start),
+            })
+        })
+    }
+
+    async fn offsets(&self, tp: &TopicPartition) -> Result<LogOffsets, ApiError> {
+        self.with_log(tp, |log| {
+            Ok(LogOffsets {
+                log_start: Offset(log.log_start),
+                high_watermark: Offset(log.end()),
+                log_end: Offset(log.end()),
+            })
+        })
+    }
+
+    async fn offset_for_timestamp(
+        &self,
+        tp: &TopicPartition,
+        ts: TimestampMs,
+    ) -> Result<Option<(Offset, TimestampMs)>, ApiError> {
+        self.with_log(tp, |log| {
+            Ok(log
+                .batches
+                .iter()
+                .find(|b| b.2 >= ts.0)
+                .map(|b| (Offset(b.0), TimestampMs(b.2))))
+        })
+    }
+
+    async fn max_timestamp(
+        &self,
+        tp: &TopicPartition,
+    ) -> Result<Option<(Offset, TimestampMs)>, ApiError> {
+        self.with_log(tp, |log| {
+            Ok(log
+                .batches
+                .iter()
+                .max_by_key(|b| b.2)
+                .map(|b| (Offset(b.0), TimestampMs(b.2))))
+        })
+    }
+
+    async fn wait_for_data(&self, _watches: Vec<(TopicPartition, Offset)>, _timeout_ms: u64) {}
+
+    async fn delete_records(&self, tp: &TopicPartition, before: i64) -> Result<Offset, ApiError> {
+        self.with_log(tp, |log| {
+            let before = if before == -1 { log.end() } else { before };
+            if before < 0 || before > log.end() {
+                return Err(out_of_range(before, log));
+            }
+            log.log_start = log.log_start.max(before);
+            let start = log.log_start;
+            log.batches.retain(|b| b.1 > start);
+            Ok(Offset(log.log_start))
+        })
+    }
+
+    async fn create_partitions(
+        &self,
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    ) -> Vec<Result<(), ApiError>> {
+        topics
+            .into_iter()
+            .map(|(name, count)| {
+                let mut all = self.topics.borrow_mut();
+                let topic = all
+                    .get_mut(&name)
+                    .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition))?;
+                let current = topic.logs.len() as i32;
+                if count <= current {
+                    return Err(invalid_count(current, count));
+                }
+                if !validate_only {
+                    topic.logs.resize(count as usize, FakeLog::default());
+                }
+                Ok(())
+            })
+            .collect()
+    }
+
+    fn topic_configs(&self, topic: &str) -> Option<Vec<ConfigEntry>> {
+        let topics = self.topics.borrow();
+        let configs = &topics.get(topic)?.configs;
+        Some(
+            KNOWN
+                .iter()
+                .map(|&(name, default)| {
+                    let (value, source) = match configs.get(name) {
+                        Some(value) => (value.clone(), config_source::DYNAMIC_TOPIC_CONFIG),
+                        None => (default.to_string(), config_source::DEFAULT_CONFIG),
+                    };
+                    ConfigEntry {
+                        name: name.to_string(),
+                        value: Some(value.clone()),
+                        source,
+                        read_only: false,
+                        sensitive: false,
+                        config_type: if name == "cleanup.policy" {
+                            config_type::LIST
+                        } else {
+                            config_type::LONG
+                        },
+                        synonyms: vec![ConfigSynonym {
+                            name: name.to_string(),
+                            value: Some(value),
+                            source,
+                        }],
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    fn broker_configs(&self) -> Vec<ConfigEntry> {
+        vec![ConfigEntry {
+            name: "broker.id".to_string(),
+            value: Some(NODE_ID.to_string()),
+            source: config_source::STATIC_BROKER_CONFIG,
+            read_only: true,
+            sensitive: false,
+            config_type: config_type::INT,
+            synonyms: Vec::new(),
+        }]
+    }
+
+    async fn alter_topic_configs(
+        &self,
+        changes: Vec<(String, ConfigChange)>,
+        validate_only: bool,
+    ) -> Vec<Result<(), ApiError>> {
+        changes
+            .into_iter()
+            .map(|(name, change)| {
+                let mut all = self.topics.borrow_mut();
+                let topic = all
+                    .get_mut(&name)
+                    .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition))?;
+                let mut next = topic.configs.clone();
+                match change {
+                    ConfigChange::Replace(configs) => next = configs,
+                    ConfigChange::Incremental(ops) => {
+                        for (key, op) in ops {
+                            match op {
+                                ConfigOp::Set(value) => {
+                                    let _ = next.insert(key, value);
+                                }
+                                ConfigOp::Delete => {
+                                    let _ = next.remove(&key);
+                                }
+                                ConfigOp::Append(_) | ConfigOp::Subtract(_)
+                                    if key != "cleanup.policy" =>
+                                {
+                                    return Err(ApiError::new(ResponseError::InvalidRequest));
+                                }
+                                ConfigOp::Append(value) | ConfigOp::Subtract(value) => {
+                                    let _ = next.insert(key, value);
+                                }
+                            }
+                        }
+                    }
+                }
+                if let Some(key) = next.keys().find(|k| !KNOWN.iter().any(|(n, _)| n == k)) {
+                    return Err(ApiError::with_message(
+                        ResponseError::InvalidConfig,
+                        format!("unknown topic config {key}"),
+                    ));
+                }
+                if !validate_only {
+                    topic.configs = next;
+                }
+                Ok(())
+            })
+            .collect()
+    }
+
+    async fn log_dir(&self) -> LogDirInfo {
+        LogDirInfo {
+            path: "/var/lib/shoal".to_string(),
+            total_bytes: Some(1 << 40),
+            usable_bytes: Some(1 << 39),
+        }
+    }
+
+    async fn partition_size(&self, tp: &TopicPartition) -> Result<u64, ApiError> {
+        self.with_log(tp, |log| {
+            Ok(log.batches.iter().map(|b| b.3.len() as u64).sum())
+        })
+    }
+}
+
+pub fn run<F: std::future::Future>(future: F) -> F::Output {
+    futures::executor::block_on(future)
+}
+
+pub fn s(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_string())
+}
+
+pub fn code(error: ResponseError) -> i16 {
+    error.code()
+}
+
+/// A request frame (without the size prefix), as a client sends it.
+pub fn request_frame(api_key: ApiKey, version: i16, body: &RequestKind) -> Bytes {
+    let mut out = BytesMut::new();
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(42)
+        .with_client_id(Some(s("test-client")));
+    header
+        .encode(&mut out, api_key.request_header_version(version))
+        .expect("header encodes");
+    body.encode(&mut out, version).expect("request encodes");
+    out.freeze()
+}
+
+/// Encodes `body` as the broker does and decodes it with the client's decoder; the result
+/// must equal what the handler built, so no field is set that the version cannot carry.
+pub fn assert_round_trip(api_key: ApiKey, version: i16, body: &ResponseKind) {
+    let frame = codec::encode_response(api_key, version, 42, body)
+        .unwrap_or_else(|e| panic!("{api_key:?} v{version} does not encode: {e}"));
+    let mut bytes = frame.freeze();
+    let size = codec::frame_size(&bytes).expect("size prefix");
+    assert_eq!(size as usize, bytes.len() - codec::FRAME_PREFIX_BYTES);
+    let _ = bytes.split_to(codec::FRAME_PREFIX_BYTES);
+    let header_version = if api_key == ApiKey::ApiVersions {
+        0
+    } else {
+        api_key.response_header_version(version)
+    };
+    let header = ResponseHeader::decode(&mut bytes, header_version).expect("header decodes");
+    assert_eq!(header.correlation_id, 42);
+    let decoded = ResponseKind::decode(api_key, &mut bytes, version)
+        .unwrap_or_else(|e| panic!("{api_key:?} v{version} does not decode: {e}"));
+    assert!(bytes.is_empty(), "{api_key:?} v{version}: bytes left over");
+    assert_eq!(
+        &decoded, body,
+        "{api_key:?} v{version}: the client reads something else than the handler built"
+    );
+}
+
+/// Every version this broker advertises for `api_key`.
+pub fn advertised(api_key: ApiKey) -> std::ops::RangeInclusive<i16> {
+    let (min, max) = shoal_kafka::versions::range(api_key).expect("advertised");
+    min..=max
+}
