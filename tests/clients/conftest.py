@@ -23,12 +23,14 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from helpers import admin_client  # noqa: E402
+from helpers import NODE_ID, raw_api_versions, raw_metadata_brokers  # noqa: E402
 
 SHOAL_BIN = os.environ.get("SHOAL_BIN", "/work/main/target/release/shoal")
 SHOAL_CORES = int(os.environ.get("SHOAL_CORES", str(os.cpu_count() or 1)))
 READY_TIMEOUT_S = float(os.environ.get("SHOAL_READY_TIMEOUT", "20"))
 STOP_GRACE_S = 10.0
+# Extra broker flags beyond the contract (e.g. "--admin-addr 127.0.0.1:0"); empty by default.
+EXTRA_ARGS = os.environ.get("SHOAL_EXTRA_ARGS", "").split()
 
 _LIVE = set()  # Broker objects whose process may be running
 
@@ -70,6 +72,7 @@ class Broker:
         self.log_path = os.path.join(self.workdir, "broker.stderr.log")
         self.exit_codes = []  # (generation, how it was stopped, returncode)
         self.needed_sigkill_on_stop = False
+        self.api_versions = None  # {api_key: (min, max)} from the last readiness check
 
     # ---------------------------------------------------------------- process
     def argv(self):
@@ -79,7 +82,7 @@ class Broker:
             "--kafka-addr", self.bootstrap,
             "--advertised-addr", self.bootstrap,
             "--cores", str(self.cores),
-        ]
+        ] + EXTRA_ARGS
 
     def start(self, wait=True):
         assert self.proc is None or self.proc.poll() is not None, "already running"
@@ -105,7 +108,9 @@ class Broker:
         return self.proc is not None and self.proc.poll() is None
 
     def wait_ready(self, timeout=READY_TIMEOUT_S):
-        """Wait until the port accepts TCP and a Metadata call answers."""
+        """Wait until the port accepts TCP and answers ApiVersions v0 and Metadata v1
+        listing this broker. Hand-encoded on purpose: which real clients work is
+        what the tests check, one by one."""
         deadline = time.monotonic() + timeout
         last_err = None
         tcp_ok = False
@@ -123,11 +128,13 @@ class Broker:
                     time.sleep(0.05)
                     continue
             try:
-                md = admin_client(self.bootstrap).list_topics(timeout=2)
-                if any(b.id == 0 for b in md.brokers.values()):
+                versions = raw_api_versions(self.host, self.port)
+                brokers, _ = raw_metadata_brokers(self.host, self.port)
+                if (NODE_ID, self.host, self.port) in brokers:
+                    self.api_versions = versions
                     return
-                last_err = f"metadata without broker 0: {md.brokers}"
-            except Exception as e:  # KafkaException: not ready yet, retried until deadline
+                last_err = f"Metadata v1 without broker {NODE_ID} at {self.bootstrap}: {brokers}"
+            except Exception as e:  # not ready yet (refused, closed, short read): retried until deadline
                 last_err = e
             time.sleep(0.1)
         raise BrokerStartError(

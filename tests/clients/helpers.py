@@ -4,6 +4,7 @@ Nothing here swallows errors: every helper either returns real values for the
 test to assert on, or raises with a message saying what was missing.
 """
 
+import os
 import time
 import uuid
 
@@ -11,6 +12,10 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+
+# The broker's node id (shoal: 0). Overridable only to sanity-check the harness
+# itself against another Kafka-compatible broker.
+NODE_ID = int(os.environ.get("SHOAL_NODE_ID", "0"))
 
 
 def unique_topic(prefix="t"):
@@ -150,3 +155,114 @@ class DeliveryLog:
             self.failed.append((err, msg.key(), msg.value()))
         else:
             self.ok.append((msg.partition(), msg.offset(), msg.key(), msg.value(), msg.timestamp()))
+
+
+# ------------------------------------------------------------------ raw protocol
+# A few hand-encoded, non-flexible requests: the broker readiness check must not
+# depend on any one client library's protocol choices (those are under test).
+
+import socket as _socket
+import struct as _struct
+
+
+def _kstr(s):
+    b = s.encode()
+    return _struct.pack(">h", len(b)) + b
+
+
+def raw_request(host, port, api_key, api_version, body, timeout=2.0, correlation_id=7):
+    """Send one request with header v1; return the response body (after the correlation id)."""
+    header = _struct.pack(">hhi", api_key, api_version, correlation_id) + _kstr("shoal-tests-raw")
+    msg = header + body
+    with _socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(_struct.pack(">i", len(msg)) + msg)
+        size = _struct.unpack(">i", _recv_exact(s, 4))[0]
+        resp = _recv_exact(s, size)
+    (corr,) = _struct.unpack_from(">i", resp)
+    if corr != correlation_id:
+        raise AssertionError(f"correlation id {corr} != {correlation_id}")
+    return resp[4:]
+
+
+def _recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError(f"connection closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return buf
+
+
+def raw_api_versions(host, port):
+    """ApiVersions v0 -> {api_key: (min, max)}; raises on a non-zero error code."""
+    body = raw_request(host, port, 18, 0, b"")
+    err, n = _struct.unpack_from(">hi", body)
+    if err != 0:
+        raise AssertionError(f"ApiVersions error code {err}")
+    out = {}
+    for i in range(n):
+        k, lo, hi = _struct.unpack_from(">hhh", body, 6 + 6 * i)
+        out[k] = (lo, hi)
+    return out
+
+
+def raw_metadata_brokers(host, port):
+    """Metadata v1 for no topics -> ([(node_id, host, port)], controller_id)."""
+    body = raw_request(host, port, 3, 1, _struct.pack(">i", 0))
+    (n,) = _struct.unpack_from(">i", body)
+    pos, brokers = 4, []
+    for _ in range(n):
+        (node,) = _struct.unpack_from(">i", body, pos)
+        pos += 4
+        (hl,) = _struct.unpack_from(">h", body, pos)
+        h = body[pos + 2:pos + 2 + hl].decode()
+        pos += 2 + hl
+        (p,) = _struct.unpack_from(">i", body, pos)
+        pos += 4
+        (rl,) = _struct.unpack_from(">h", body, pos)
+        pos += 2 + max(rl, 0)
+        brokers.append((node, h, p))
+    (controller,) = _struct.unpack_from(">i", body, pos)
+    return brokers, controller
+
+
+def raw_metadata_topics(host, port):
+    """Metadata v1 for all topics -> {topic: (error_code, {partition: leader})}.
+
+    Client-neutral: used where a test checks broker state (e.g. after a
+    restart) rather than a client's Metadata encoding."""
+    body = raw_request(host, port, 3, 1, _struct.pack(">i", -1), timeout=10.0)
+    pos = 0
+
+    def take(fmt):
+        nonlocal pos
+        vals = _struct.unpack_from(fmt, body, pos)
+        pos += _struct.calcsize(fmt)
+        return vals if len(vals) > 1 else vals[0]
+
+    def string():
+        nonlocal pos
+        n = take(">h")
+        s = body[pos:pos + max(n, 0)].decode()
+        pos += max(n, 0)
+        return s
+
+    for _ in range(take(">i")):  # brokers
+        take(">i"), string(), take(">i"), string()
+    take(">i")  # controller id
+    topics = {}
+    for _ in range(take(">i")):
+        err = take(">h")
+        name = string()
+        take(">b")  # is_internal
+        parts = {}
+        for _ in range(take(">i")):
+            _perr, pid, leader = take(">hii")
+            for _ in range(take(">i")):  # replicas
+                take(">i")
+            for _ in range(take(">i")):  # isr
+                take(">i")
+            parts[pid] = leader
+        topics[name] = (err, parts)
+    return topics

@@ -13,7 +13,7 @@ from confluent_kafka import (OFFSET_BEGINNING, OFFSET_END, TIMESTAMP_CREATE_TIME
                              KafkaException, TopicPartition)
 from confluent_kafka.admin import NewTopic, OffsetSpec
 
-from helpers import (CODECS, DeliveryLog, admin_client, consume_partitions, consumer, create_topic,
+from helpers import (CODECS, NODE_ID, DeliveryLog, admin_client, consume_partitions, consumer, create_topic,
                      producer, topic_names, unique_topic, wait_for, watermarks)
 
 
@@ -79,13 +79,13 @@ def test_create_list_topic(broker):
     assert sorted(t.partitions) == [0, 1, 2]
     for pid, pm in t.partitions.items():
         assert pm.error is None, pm.error
-        assert pm.leader == 0
-        assert list(pm.replicas) == [0]
-        assert list(pm.isrs) == [0]
-    assert list(md.brokers) == [0]
-    b0 = md.brokers[0]
+        assert pm.leader == NODE_ID
+        assert list(pm.replicas) == [NODE_ID]
+        assert list(pm.isrs) == [NODE_ID]
+    assert list(md.brokers) == [NODE_ID]
+    b0 = md.brokers[NODE_ID]
     assert (b0.host, b0.port) == ("127.0.0.1", broker.port)
-    assert md.controller_id == 0
+    assert md.controller_id == NODE_ID
     # Single-topic metadata request answers the same.
     md1 = admin_client(broker.bootstrap).list_topics(topic=name, timeout=10)
     assert sorted(md1.topics[name].partitions) == [0, 1, 2]

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from helpers import create_topic, unique_topic
+from helpers import NODE_ID, create_topic, unique_topic
 
 KCAT = shutil.which("kcat") or "/usr/bin/kcat"
 
@@ -48,16 +48,16 @@ def test_kcat_metadata_listing(broker):
     name = unique_topic("kcat-md")
     create_topic(broker.bootstrap, name, 4)
     md = json.loads(kcat(broker, "-L", "-J", "-t", name))
-    assert [(b["id"], b["name"]) for b in md["brokers"]] == [(0, broker.bootstrap)]
+    assert [(b["id"], b["name"]) for b in md["brokers"]] == [(NODE_ID, broker.bootstrap)]
     [t] = md["topics"]
     assert t["topic"] == name
     assert "error" not in t, t
     parts = sorted(t["partitions"], key=lambda p: p["partition"])
     assert [p["partition"] for p in parts] == [0, 1, 2, 3]
     for p in parts:
-        assert p["leader"] == 0
-        assert [r["id"] for r in p["replicas"]] == [0]
-        assert [r["id"] for r in p["isrs"]] == [0]
+        assert p["leader"] == NODE_ID
+        assert [r["id"] for r in p["replicas"]] == [NODE_ID]
+        assert [r["id"] for r in p["isrs"]] == [NODE_ID]
         assert "error" not in p, p
 
     # Plain-text listing of all topics mentions it too.
