@@ -77,10 +77,14 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, DecodeError> {
     let body =
         RequestKind::decode(api_key, &mut frame, version).map_err(|e| malformed(e.to_string()))?;
     if frame.has_remaining() {
-        return Err(malformed(format!(
-            "{} bytes left after the body",
-            frame.remaining()
-        )));
+        // Apache Kafka ignores bytes after the last field, and some clients send them
+        // (librdkafka 2.16 adds three to Metadata v12), so do we.
+        tracing::debug!(
+            ?api_key,
+            version,
+            trailing = frame.remaining(),
+            "ignoring bytes after the request body"
+        );
     }
     Ok(Request {
         api_key,

@@ -301,7 +301,10 @@ fn fetch_round_trips_data_and_errors() {
         let t = &response.responses[0].partitions;
         assert_eq!(t[0].error_code, 0);
         assert_eq!(t[0].high_watermark, 6);
-        assert_eq!(t[0].records.as_ref().map(|r| r.len()), Some(140));
+        assert_eq!(
+            t[0].records.as_ref().map(|r| r.len()),
+            Some(2 * common::real_batch_bytes())
+        );
         assert_eq!(t[1].error_code, ResponseError::OffsetOutOfRange.code());
         assert_eq!(
             t[2].error_code,
@@ -344,8 +347,10 @@ fn list_offsets_round_trips_every_kind_of_lookup() {
             vec![
                 (0, 6, -1),
                 (0, 0, -1),
-                (0, 4, 3000),
-                (0, 2, 2000),
+                // Record precision: the max timestamp is the second record of the last
+                // batch; 1500 is the first record of the second batch (its max is 2000).
+                (0, 5, 3000),
+                (0, 2, 1500),
                 (0, -1, -1),
                 (unknown, -1, -1)
             ]

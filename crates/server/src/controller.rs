@@ -154,6 +154,14 @@ impl Shard {
                         .await;
                 }
             }
+            // Every owner has closed and removed its partitions; now the topic directory.
+            let dir = self.config.data_dir.join(metadata::TOPICS_DIR).join(&name);
+            let removed = glommio::executor()
+                .spawn_blocking(move || crate::shard::remove_dir_if_present(&dir))
+                .await;
+            if let Err(error) = removed {
+                tracing::warn!(topic = %name, %error, "removing a deleted topic's directory");
+            }
         }
         results
     }

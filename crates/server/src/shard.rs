@@ -145,18 +145,17 @@ impl Shard {
                 }
             }
         }
-        let dir = self
-            .config
-            .data_dir
-            .join(crate::metadata::TOPICS_DIR)
-            .join(topic);
+        // Only this core's partitions: other cores may still be closing theirs, so the topic
+        // directory itself is removed by the controller once every core is done.
+        let dirs: Vec<_> = partitions
+            .iter()
+            .map(|&p| partition_dir(&self.config.data_dir, topic, p))
+            .collect();
         let removed = glommio::executor()
-            .spawn_blocking(move || std::fs::remove_dir_all(&dir))
+            .spawn_blocking(move || dirs.iter().try_for_each(remove_dir_if_present))
             .await;
         if let Err(error) = removed {
-            if error.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(%topic, %error, "removing a deleted topic's files");
-            }
+            tracing::warn!(%topic, %error, "removing a deleted topic's files");
         }
     }
 
@@ -488,4 +487,12 @@ pub(crate) fn owner_of(snapshot: &Snapshot, tp: &TopicPartition) -> Result<usize
     snapshot
         .owner(&tp.topic, tp.partition)
         .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition))
+}
+
+/// `remove_dir_all`, treating an already missing directory as done.
+pub(crate) fn remove_dir_if_present(dir: &std::path::PathBuf) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }

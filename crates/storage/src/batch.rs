@@ -145,15 +145,24 @@ pub(crate) fn stamp(batch: &mut [u8], base_offset: Offset, term: Term) {
     batch[EPOCH_AT..EPOCH_AT + 4].copy_from_slice(&term.0.to_be_bytes());
 }
 
-/// Builds a valid v2 batch of `record_count` uncompressed records with the given values.
-/// Used by tests, benchmarks and the crash-test writer; the broker never builds batches.
+/// Builds a valid v2 batch of uncompressed records with the given values, all stamped
+/// `base_timestamp_ms`. Used by tests, benchmarks and the crash-test writer; the broker never
+/// builds batches.
 pub fn build(values: &[&[u8]], base_timestamp_ms: i64) -> Vec<u8> {
-    assert!(!values.is_empty());
+    let timed: Vec<(&[u8], i64)> = values.iter().map(|v| (*v, base_timestamp_ms)).collect();
+    build_timed(&timed)
+}
+
+/// Builds a valid v2 batch whose records carry their own timestamps.
+pub fn build_timed(records_in: &[(&[u8], i64)]) -> Vec<u8> {
+    assert!(!records_in.is_empty());
+    let base_ts = records_in.iter().map(|r| r.1).min().unwrap_or(0);
+    let max_ts = records_in.iter().map(|r| r.1).max().unwrap_or(0);
     let mut records = Vec::new();
-    for (index, value) in values.iter().enumerate() {
+    for (index, (value, ts)) in records_in.iter().enumerate() {
         let mut record = Vec::new();
         record.push(0u8); // Record attributes.
-        put_varint(&mut record, 0); // Timestamp delta.
+        put_varint(&mut record, ts - base_ts);
         put_varint(&mut record, index as i64); // Offset delta.
         put_varint(&mut record, -1); // Null key.
         put_varint(&mut record, value.len() as i64);
@@ -162,7 +171,7 @@ pub fn build(values: &[&[u8]], base_timestamp_ms: i64) -> Vec<u8> {
         put_varint(&mut records, record.len() as i64);
         records.extend_from_slice(&record);
     }
-    let count = i32::try_from(values.len()).expect("test batches are small");
+    let count = i32::try_from(records_in.len()).expect("test batches are small");
     let mut batch = Vec::with_capacity(BATCH_HEADER_BYTES + records.len());
     batch.extend_from_slice(&0i64.to_be_bytes());
     let length = i32::try_from(BATCH_HEADER_BYTES - LENGTH_FIELD_END + records.len())
@@ -173,8 +182,8 @@ pub fn build(values: &[&[u8]], base_timestamp_ms: i64) -> Vec<u8> {
     batch.extend_from_slice(&0u32.to_be_bytes()); // CRC placeholder.
     batch.extend_from_slice(&0i16.to_be_bytes()); // Attributes: no compression, create time.
     batch.extend_from_slice(&(count - 1).to_be_bytes());
-    batch.extend_from_slice(&base_timestamp_ms.to_be_bytes());
-    batch.extend_from_slice(&base_timestamp_ms.to_be_bytes()); // Max timestamp.
+    batch.extend_from_slice(&base_ts.to_be_bytes());
+    batch.extend_from_slice(&max_ts.to_be_bytes());
     batch.extend_from_slice(&(-1i64).to_be_bytes()); // Producer id.
     batch.extend_from_slice(&(-1i16).to_be_bytes()); // Producer epoch.
     batch.extend_from_slice(&(-1i32).to_be_bytes()); // Base sequence.

@@ -25,7 +25,10 @@ mod segment;
 mod sync;
 mod writer;
 
-pub use batch::{build as build_batch, validate as validate_batch, BatchDefect, BatchHeader};
+pub use batch::{
+    build as build_batch, build_timed as build_timed_batch, validate as validate_batch,
+    BatchDefect, BatchHeader,
+};
 pub use cache::BatchCache;
 pub use config::{Durability, Fallocation, LogConfig};
 pub use error::{Error, OfflineKind, OfflineReason, Result};

@@ -1,9 +1,9 @@
 //! ListOffsets: earliest (-2: the log start offset), latest (-1: the high watermark, the end a
 //! consumer can read), max timestamp (-3), or the first offset at or after a timestamp.
 //!
-//! Timestamp lookups are batch-precise: they return the base offset of the first batch whose
-//! max timestamp is at or after the target, and for -3 the base offset of the batch holding
-//! the largest timestamp.
+//! Timestamp lookups are record-precise, as in Kafka: storage finds the first batch whose max
+//! timestamp is at or after the target (through the time index), and the batch is decoded to
+//! find the first record at or after it; for -3, the first record with the largest timestamp.
 
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
@@ -11,6 +11,7 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::records::RecordBatchDecoder;
 use shoal_model::TimestampMs;
 
 use super::topic_name;
@@ -77,14 +78,53 @@ async fn lookup<C: Cluster>(
     match timestamp {
         LATEST => Ok((cluster.offsets(tp).await?.high_watermark.0, -1)),
         EARLIEST => Ok((cluster.offsets(tp).await?.log_start.0, -1)),
-        MAX_TIMESTAMP => {
-            let found = cluster.max_timestamp(tp).await?;
-            Ok(found.map_or((-1, -1), |(offset, ts)| (offset.0, ts.0)))
-        }
-        ts if ts >= 0 => {
-            let found = cluster.offset_for_timestamp(tp, TimestampMs(ts)).await?;
-            Ok(found.map_or((-1, -1), |(offset, ts)| (offset.0, ts.0)))
-        }
+        MAX_TIMESTAMP => match cluster.max_timestamp(tp).await? {
+            Some((base, max)) => record_in_batch(cluster, tp, base, RecordWanted::Max(max.0)).await,
+            None => Ok((-1, -1)),
+        },
+        ts if ts >= 0 => match cluster.offset_for_timestamp(tp, TimestampMs(ts)).await? {
+            Some((base, _)) => {
+                record_in_batch(cluster, tp, base, RecordWanted::AtOrAfter(ts)).await
+            }
+            None => Ok((-1, -1)),
+        },
         _ => Err(ApiError::new(ResponseError::InvalidRequest)),
     }
+}
+
+enum RecordWanted {
+    /// The first record whose timestamp is at or after this.
+    AtOrAfter(i64),
+    /// The first record carrying the batch's largest timestamp.
+    Max(i64),
+}
+
+/// Storage finds the batch; the record inside it is found by decoding the batch (decompressing
+/// it if needed), as Kafka answers with record precision.
+async fn record_in_batch<C: Cluster>(
+    cluster: &C,
+    tp: &TopicPartition,
+    base: shoal_model::Offset,
+    wanted: RecordWanted,
+) -> Result<(i64, i64), ApiError> {
+    let page = cluster.read(tp, base, 1).await?;
+    let Some(batch) = page.batches.into_iter().next() else {
+        return Ok((-1, -1));
+    };
+    let mut bytes = batch;
+    let records = match RecordBatchDecoder::decode(&mut bytes) {
+        Ok(set) => set.records,
+        Err(error) => {
+            let message = format!("cannot decode the batch at {base}: {error}");
+            return Err(ApiError::with_message(
+                ResponseError::CorruptMessage,
+                message,
+            ));
+        }
+    };
+    let found = records.iter().find(|r| match wanted {
+        RecordWanted::AtOrAfter(ts) => r.timestamp >= ts,
+        RecordWanted::Max(max) => r.timestamp == max,
+    });
+    Ok(found.map_or((-1, -1), |r| (r.offset, r.timestamp)))
 }

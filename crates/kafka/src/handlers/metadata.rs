@@ -55,8 +55,27 @@ pub async fn handle<C: Cluster>(
     if version >= 1 {
         response = response.with_controller_id(BrokerId(broker.node_id));
     }
+    // There are no ACLs: every operation is allowed. When a client asks (v8+), say so with the
+    // real bitfield; left unasked, the field keeps its "not requested" value (INT32_MIN).
+    if version >= 8 && request.include_topic_authorized_operations {
+        for topic in response.topics.iter_mut().filter(|t| t.error_code == 0) {
+            topic.topic_authorized_operations = TOPIC_OPERATIONS;
+        }
+    }
+    if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = CLUSTER_OPERATIONS;
+    }
     response
 }
+
+/// Bit n set = Kafka `AclOperation` code n allowed: READ 3, WRITE 4, CREATE 5, DELETE 6,
+/// ALTER 7, DESCRIBE 8, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11.
+const TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+/// CREATE 5, ALTER 7, DESCRIBE 8, CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11,
+/// IDEMPOTENT_WRITE 12.
+const CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 async fn named_topic<C: Cluster>(
     cluster: &C,

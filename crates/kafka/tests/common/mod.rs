@@ -70,7 +70,14 @@ impl Fake {
         let log = FakeLog {
             log_start: 0,
             batches: (0..batches)
-                .map(|i| (2 * i, 2 * i + 2, 1000 * (i + 1), Bytes::from(vec![7u8; 70])))
+                .map(|i| {
+                    (
+                        2 * i,
+                        2 * i + 2,
+                        1000 * (i + 1),
+                        real_batch(2 * i, 1000 * (i + 1)),
+                    )
+                })
                 .collect(),
         };
         let _ = self.topics.borrow_mut().insert(
@@ -461,4 +468,17 @@ pub fn assert_round_trip(api_key: ApiKey, version: i16, body: &ResponseKind) {
 pub fn advertised(api_key: ApiKey) -> std::ops::RangeInclusive<i16> {
     let (min, max) = shoal_kafka::versions::range(api_key).expect("advertised");
     min..=max
+}
+
+/// Bytes of one stored batch: two records at `base` and `base + 1`, stamped `ts - 500` and
+/// `ts` (the batch's max), so timestamp lookups can be checked per record.
+pub fn real_batch(base: i64, ts: i64) -> Bytes {
+    let mut bytes = shoal_storage::build_timed_batch(&[(b"first", ts - 500), (b"second", ts)]);
+    bytes[0..8].copy_from_slice(&base.to_be_bytes());
+    Bytes::from(bytes)
+}
+
+/// Size of every fake batch.
+pub fn real_batch_bytes() -> usize {
+    real_batch(0, 1000).len()
 }
