@@ -14,6 +14,7 @@
 //! ([`std::io::Error::raw_os_error`]), so callers can tell `ENOSPC` from `EIO`; see
 //! [`to_io_error`].
 
+pub mod alloc;
 mod disk;
 mod error;
 pub mod executor;

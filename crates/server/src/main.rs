@@ -28,6 +28,12 @@ use shoal_runtime::executor::{BlockingThread, ExecutorOptions};
 
 use crate::config::{Cli, Command, Config};
 
+/// Huge allocations (a decoder trusting an array length off the wire) become lazy reservations
+/// instead of aborting the broker; see `shoal_runtime::alloc`.
+#[global_allocator]
+static ALLOCATOR: shoal_runtime::alloc::ReservingAllocator =
+    shoal_runtime::alloc::ReservingAllocator;
+
 /// Messages queued per core pair before a sender waits.
 const MESH_CHANNEL_CAPACITY: usize = 1024;
 

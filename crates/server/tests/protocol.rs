@@ -347,3 +347,17 @@ fn pipelined_responses_keep_request_order() {
         assert_eq!(correlation, expected);
     }
 }
+
+#[test]
+fn a_request_declaring_a_huge_array_does_not_take_the_broker_down() {
+    // Found by the fuzzer (fuzz/known-crashes): a CreateTopics frame whose array length claims
+    // ~2^31 elements. The codec sizes a Vec from it; the broker must survive.
+    let broker = start();
+    let body = include_bytes!("../../../fuzz/known-crashes/huge-array-length-create-topics");
+    let mut stream = connect(&broker);
+    let mut request = (body.len() as i32).to_be_bytes().to_vec();
+    request.extend_from_slice(body);
+    stream.write_all(&request).expect("write");
+    assert!(closed(&mut stream), "the bad request closes its connection");
+    api_versions_ok(&broker);
+}
