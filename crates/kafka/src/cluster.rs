@@ -183,6 +183,13 @@ pub trait Cluster {
         &self,
         tp: &TopicPartition,
     ) -> Result<Option<(Offset, TimestampMs)>, ApiError>;
+    /// A producer id never handed out before, also across restarts (InitProducerId).
+    async fn allocate_producer_id(&self) -> Result<i64, ApiError>;
+    /// The idempotent producers a partition knows (DescribeProducers).
+    async fn describe_producers(
+        &self,
+        tp: &TopicPartition,
+    ) -> Result<Vec<shoal_storage::ProducerInfo>, ApiError>;
     /// Returns once any watched partition's high watermark passes its offset, or after
     /// `timeout_ms`, whichever is first.
     async fn wait_for_data(&self, watches: Vec<(TopicPartition, Offset)>, timeout_ms: u64);

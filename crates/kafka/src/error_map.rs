@@ -21,6 +21,10 @@ pub fn storage_error(error: &Error) -> ApiError {
                 ResponseError::KafkaStorageError
             }
         },
+        // Idempotent producer rules (see shoal_storage::producers).
+        Error::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        Error::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        Error::UnknownProducerId => ResponseError::UnknownProducerId,
         // The log was closed under us (topic deleted, shutdown): clients refresh metadata.
         Error::Closed => ResponseError::NotLeaderOrFollower,
     };

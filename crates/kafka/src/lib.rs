@@ -40,6 +40,12 @@ pub async fn handle<C: cluster::Cluster>(
         RequestKind::CreateTopics(body) => ResponseKind::CreateTopics(
             handlers::create_topics::handle(cluster, body, version).await,
         ),
+        RequestKind::InitProducerId(body) => ResponseKind::InitProducerId(
+            handlers::init_producer_id::handle(cluster, body, version).await,
+        ),
+        RequestKind::DescribeProducers(body) => ResponseKind::DescribeProducers(
+            handlers::describe_producers::handle(cluster, body, version).await,
+        ),
         RequestKind::DeleteTopics(body) => ResponseKind::DeleteTopics(
             handlers::delete_topics::handle(cluster, body, version).await,
         ),

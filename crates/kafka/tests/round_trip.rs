@@ -76,6 +76,18 @@ pub fn sample_request(api_key: ApiKey, version: i16) -> RequestKind {
         ApiKey::DeleteTopics => RequestKind::DeleteTopics(
             DeleteTopicsRequest::default().with_topic_names(vec![tn("t")]),
         ),
+        ApiKey::InitProducerId => RequestKind::InitProducerId(
+            kafka_protocol::messages::InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000),
+        ),
+        ApiKey::DescribeProducers => RequestKind::DescribeProducers(
+            kafka_protocol::messages::DescribeProducersRequest::default().with_topics(vec![
+                kafka_protocol::messages::describe_producers_request::TopicRequest::default()
+                    .with_name(tn("t"))
+                    .with_partition_indexes(vec![0, 7]),
+            ]),
+        ),
         ApiKey::DeleteRecords => {
             RequestKind::DeleteRecords(DeleteRecordsRequest::default().with_topics(vec![
                 delete_records_request::DeleteRecordsTopic::default()
@@ -411,4 +423,64 @@ fn create_and_delete_topics_round_trip() {
             &ResponseKind::DeleteTopics(response),
         );
     }
+}
+
+#[test]
+fn init_producer_id_hands_out_fresh_ids_and_refuses_transactions() {
+    for version in advertised(ApiKey::InitProducerId) {
+        let fake = Fake::with_topic("t", 1, 1);
+        let request =
+            kafka_protocol::messages::InitProducerIdRequest::default().with_transactional_id(None);
+        let first = run(handlers::init_producer_id::handle(
+            &fake,
+            request.clone(),
+            version,
+        ));
+        let second = run(handlers::init_producer_id::handle(&fake, request, version));
+        assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+        assert_ne!(
+            first.producer_id, second.producer_id,
+            "ids are never reused"
+        );
+        let transactional = kafka_protocol::messages::InitProducerIdRequest::default()
+            .with_transactional_id(Some(kafka_protocol::messages::TransactionalId(
+                kafka_protocol::protocol::StrBytes::from_static_str("tx"),
+            )));
+        let refused = run(handlers::init_producer_id::handle(
+            &fake,
+            transactional,
+            version,
+        ));
+        assert_eq!(
+            refused.error_code,
+            ResponseError::TransactionalIdAuthorizationFailed.code()
+        );
+        assert_round_trip(
+            ApiKey::InitProducerId,
+            version,
+            &ResponseKind::InitProducerId(first),
+        );
+    }
+}
+
+#[test]
+fn describe_producers_reports_each_partition() {
+    let fake = Fake::with_topic("t", 1, 1);
+    let RequestKind::DescribeProducers(request) = sample_request(ApiKey::DescribeProducers, 0)
+    else {
+        unreachable!()
+    };
+    let response = run(handlers::describe_producers::handle(&fake, request, 0));
+    let partitions = &response.topics[0].partitions;
+    assert_eq!(partitions[0].active_producers[0].producer_id.0, 42);
+    assert_eq!(partitions[0].active_producers[0].last_sequence, 9);
+    assert_eq!(
+        partitions[1].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    assert_round_trip(
+        ApiKey::DescribeProducers,
+        0,
+        &ResponseKind::DescribeProducers(response),
+    );
 }

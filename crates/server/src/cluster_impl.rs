@@ -177,6 +177,31 @@ impl Cluster for ShardCluster {
             .await?
     }
 
+    async fn allocate_producer_id(&self) -> Result<i64, ApiError> {
+        if self.0.id == CONTROLLER_CORE {
+            return self.0.controller_allocate_producer_id().await;
+        }
+        self.0
+            .call(CONTROLLER_CORE, |reply| ShardMsg::AllocateProducerId {
+                reply,
+            })
+            .await?
+    }
+
+    async fn describe_producers(
+        &self,
+        tp: &TopicPartition,
+    ) -> Result<Vec<shoal_storage::ProducerInfo>, ApiError> {
+        let owner = owner_of(&self.0.snapshot(), tp)?;
+        if owner == self.0.id {
+            return Ok(self.0.log(tp)?.producers());
+        }
+        let tp = tp.clone();
+        self.0
+            .call(owner, |reply| ShardMsg::DescribeProducers { tp, reply })
+            .await?
+    }
+
     async fn wait_for_data(&self, watches: Vec<(TopicPartition, Offset)>, timeout_ms: u64) {
         let snapshot = self.0.snapshot();
         let waits = watches.into_iter().filter_map(|(tp, offset)| {

@@ -26,7 +26,29 @@ use shoal_kafka::handlers::api_versions;
 use crate::cluster_impl::ShardCluster;
 use crate::shard::Shard;
 
-type Pending = glommio::Task<Option<BytesMut>>;
+/// A response in the making: its API (for the fault switch) and its bytes, or nothing to send.
+type Pending = glommio::Task<Option<(ApiKey, BytesMut)>>;
+
+/// Test-only fault switch: `SHOAL_FAULT_DROP_PRODUCE_RESPONSE_EVERY=N` closes the connection
+/// instead of sending every N-th Produce response, after the append completed. Real clients
+/// then retry a batch that is already stored: this is how the idempotent producer is tested.
+fn drop_produce_response_every() -> Option<u64> {
+    static EVERY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *EVERY.get_or_init(|| {
+        let every = std::env::var("SHOAL_FAULT_DROP_PRODUCE_RESPONSE_EVERY")
+            .ok()?
+            .parse()
+            .ok()
+            .filter(|&n| n > 0);
+        if let Some(n) = every {
+            tracing::warn!(
+                every = n,
+                "fault injection on: dropping connections instead of Produce responses"
+            );
+        }
+        every
+    })
+}
 
 pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let peer = stream
@@ -68,7 +90,9 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 }) => {
                     let body = ResponseKind::ApiVersions(api_versions::unsupported_version());
                     let encoded =
-                        codec::encode_response(ApiKey::ApiVersions, 0, correlation_id, &body).ok();
+                        codec::encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)
+                            .ok()
+                            .map(|bytes| (ApiKey::ApiVersions, bytes));
                     glommio::spawn_local(async move { encoded })
                 }
                 Err(error) => {
@@ -82,8 +106,20 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         }
     })
     .detach();
+    let mut produce_responses: u64 = 0;
     while let Some(task) = pending.recv().await {
-        let Some(response) = task.await else { continue };
+        let Some((api_key, response)) = task.await else {
+            continue;
+        };
+        if api_key == ApiKey::Produce {
+            produce_responses += 1;
+            if drop_produce_response_every().is_some_and(|n| produce_responses.is_multiple_of(n)) {
+                tracing::warn!(
+                    "fault injection: closing the connection instead of a Produce response"
+                );
+                break;
+            }
+        }
         let _ = metrics
             .bytes_out
             .fetch_add(response.len() as u64, Ordering::Relaxed);
@@ -98,7 +134,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn respond(cluster: &ShardCluster, request: codec::Request) -> Option<BytesMut> {
+async fn respond(cluster: &ShardCluster, request: codec::Request) -> Option<(ApiKey, BytesMut)> {
     let (api_key, version, correlation_id) = (
         request.api_key,
         request.version,
@@ -109,7 +145,7 @@ async fn respond(cluster: &ShardCluster, request: codec::Request) -> Option<Byte
     cluster.0.metrics.record_request(api_key as i16, started);
     let body = body?;
     match codec::encode_response(api_key, version, correlation_id, &body) {
-        Ok(bytes) => Some(bytes),
+        Ok(bytes) => Some((api_key, bytes)),
         Err(error) => {
             tracing::error!(?api_key, version, %error, "cannot encode a response");
             None

@@ -20,6 +20,9 @@ use crate::topic_config;
 /// Kafka has no hard limit; this one keeps a typo from creating a million directories.
 const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 
+/// Producer ids reserved per metadata write.
+const PRODUCER_IDS_PER_BLOCK: i64 = 1000;
+
 pub(crate) fn topic_info(name: &str, meta: &TopicMeta) -> TopicInfo {
     TopicInfo {
         name: name.to_string(),
@@ -294,6 +297,24 @@ impl Shard {
                     .await;
             }
         }
+    }
+
+    /// A producer id never handed out before: ids come from blocks reserved in the persisted
+    /// metadata, so a restart continues above every id it may have given out.
+    pub(crate) async fn controller_allocate_producer_id(self: &Rc<Self>) -> Result<i64, ApiError> {
+        assert_eq!(self.id, 0, "producer ids are allocated on shard 0");
+        let Ok(_permit) = self.control.acquire_permit(1).await else {
+            return Err(ApiError::new(ResponseError::UnknownServerError));
+        };
+        let next = self.next_producer_id.get();
+        let reserved = self.snapshot().producer_ids_reserved_until;
+        if next >= reserved {
+            let mut snapshot = (*self.snapshot()).clone();
+            snapshot.producer_ids_reserved_until = next.max(reserved) + PRODUCER_IDS_PER_BLOCK;
+            self.commit(snapshot).await?;
+        }
+        self.next_producer_id.set(next + 1);
+        Ok(next)
     }
 
     /// Persists the new version and publishes it to every core.

@@ -90,6 +90,12 @@ pub(crate) enum ShardMsg {
     },
     /// The topic's configs changed (already in this core's snapshot): apply them to its logs.
     ApplyTopicConfig { topic: String, reply: Reply<()> },
+    /// Idempotent producers: an id from core 0; a partition's producers from its owner.
+    AllocateProducerId { reply: Reply<Result<i64, ApiError>> },
+    DescribeProducers {
+        tp: TopicPartition,
+        reply: Reply<Result<Vec<shoal_storage::ProducerInfo>, ApiError>>,
+    },
     /// From core 0 to every core: the new metadata version.
     Metadata {
         snapshot: Arc<Snapshot>,

@@ -19,6 +19,9 @@ pub(crate) struct Snapshot {
     pub(crate) version: u64,
     pub(crate) cluster_id: String,
     pub(crate) topics: BTreeMap<String, TopicMeta>,
+    /// Producer ids below this may have been handed out; core 0 reserves blocks above it.
+    #[serde(default)]
+    pub(crate) producer_ids_reserved_until: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -81,6 +84,7 @@ pub(crate) fn load_or_init(data_dir: &Path, cores: usize) -> anyhow::Result<Snap
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let snapshot = Snapshot {
+                producer_ids_reserved_until: 0,
                 version: 1,
                 cluster_id: uuid::Uuid::new_v4().simple().to_string(),
                 topics: BTreeMap::new(),

@@ -48,6 +48,8 @@ pub(crate) struct Shard {
     flush_timer_generation: Cell<u64>,
     /// This core's counters, read by the admin endpoint on core 0.
     pub(crate) metrics: Arc<crate::metrics::CoreMetrics>,
+    /// Next producer id to hand out (core 0 only; ids up to the persisted reservation).
+    pub(crate) next_producer_id: Cell<i64>,
 }
 
 impl Shard {
@@ -59,6 +61,7 @@ impl Shard {
         metrics: Arc<crate::metrics::CoreMetrics>,
     ) -> Shard {
         Shard {
+            next_producer_id: Cell::new(snapshot.producer_ids_reserved_until),
             metrics,
             id: senders.peer_id(),
             cores: senders.nr_consumers(),
@@ -440,6 +443,12 @@ impl Shard {
             } => {
                 self.drop_logs(&topic, &partitions).await;
                 let _ = reply.send(());
+            }
+            ShardMsg::AllocateProducerId { reply } => {
+                let _ = reply.send(self.controller_allocate_producer_id().await);
+            }
+            ShardMsg::DescribeProducers { tp, reply } => {
+                let _ = reply.send(self.log(&tp).map(|log| log.producers()));
             }
             ShardMsg::Metadata { snapshot, reply } => {
                 *self.meta.borrow_mut() = snapshot;

@@ -18,6 +18,9 @@ const CRC_AT: usize = 17;
 const CRC_COVERED_FROM: usize = 21;
 const LAST_OFFSET_DELTA_AT: usize = 23;
 const MAX_TIMESTAMP_AT: usize = 35;
+const PRODUCER_ID_AT: usize = 43;
+const PRODUCER_EPOCH_AT: usize = 51;
+const BASE_SEQUENCE_AT: usize = 53;
 const RECORD_COUNT_AT: usize = 57;
 
 /// Why bytes are not a valid batch. `Corrupt` means the bytes were damaged (CRC or framing);
@@ -60,6 +63,10 @@ pub struct BatchHeader {
     /// Number of offsets the batch occupies (`lastOffsetDelta + 1`).
     pub offset_count: i64,
     pub max_timestamp: TimestampMs,
+    /// Idempotent producer fields: id (-1 when not idempotent), epoch, first sequence.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
 }
 
 impl BatchHeader {
@@ -134,6 +141,12 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchDefect> {
         term: Term(be_i32(batch, EPOCH_AT)),
         offset_count: i64::from(last_offset_delta) + 1,
         max_timestamp: TimestampMs(be_i64(batch, MAX_TIMESTAMP_AT)),
+        producer_id: be_i64(batch, PRODUCER_ID_AT),
+        producer_epoch: i16::from_be_bytes([
+            batch[PRODUCER_EPOCH_AT],
+            batch[PRODUCER_EPOCH_AT + 1],
+        ]),
+        base_sequence: be_i32(batch, BASE_SEQUENCE_AT),
     })
 }
 
@@ -155,6 +168,16 @@ pub fn build(values: &[&[u8]], base_timestamp_ms: i64) -> Vec<u8> {
 
 /// Builds a valid v2 batch whose records carry their own timestamps.
 pub fn build_timed(records_in: &[(&[u8], i64)]) -> Vec<u8> {
+    build_full(records_in, -1, -1, -1)
+}
+
+/// Builds a batch of an idempotent producer: `producer_id`, `epoch`, first `sequence`.
+pub fn build_idempotent(values: &[&[u8]], producer_id: i64, epoch: i16, sequence: i32) -> Vec<u8> {
+    let timed: Vec<(&[u8], i64)> = values.iter().map(|v| (*v, 0)).collect();
+    build_full(&timed, producer_id, epoch, sequence)
+}
+
+fn build_full(records_in: &[(&[u8], i64)], producer_id: i64, epoch: i16, sequence: i32) -> Vec<u8> {
     assert!(!records_in.is_empty());
     let base_ts = records_in.iter().map(|r| r.1).min().unwrap_or(0);
     let max_ts = records_in.iter().map(|r| r.1).max().unwrap_or(0);
@@ -184,9 +207,9 @@ pub fn build_timed(records_in: &[(&[u8], i64)]) -> Vec<u8> {
     batch.extend_from_slice(&(count - 1).to_be_bytes());
     batch.extend_from_slice(&base_ts.to_be_bytes());
     batch.extend_from_slice(&max_ts.to_be_bytes());
-    batch.extend_from_slice(&(-1i64).to_be_bytes()); // Producer id.
-    batch.extend_from_slice(&(-1i16).to_be_bytes()); // Producer epoch.
-    batch.extend_from_slice(&(-1i32).to_be_bytes()); // Base sequence.
+    batch.extend_from_slice(&producer_id.to_be_bytes());
+    batch.extend_from_slice(&epoch.to_be_bytes());
+    batch.extend_from_slice(&sequence.to_be_bytes());
     batch.extend_from_slice(&count.to_be_bytes());
     batch.extend_from_slice(&records);
     let crc = crc32c::crc32c(&batch[CRC_COVERED_FROM..]);

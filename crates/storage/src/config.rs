@@ -55,6 +55,8 @@ pub struct LogConfig {
     pub write_chunk_bytes: usize,
     /// Leader epoch stamped into appended batches and segment names.
     pub term: Term,
+    /// Kafka `producer.id.expiration.ms`: idempotent producer state idle this long is dropped.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -74,6 +76,7 @@ impl Default for LogConfig {
             recycled_segments_max: 2,
             write_chunk_bytes: WRITE_CHUNK_BYTES_DEFAULT,
             term: Term(0),
+            producer_id_expiration_ms: 24 * 3600 * 1000,
         }
     }
 }

@@ -35,6 +35,18 @@ pub enum Error {
     /// The partition is offline and serves nothing (Kafka `KAFKA_STORAGE_ERROR`).
     #[error("partition is offline: {0}")]
     Offline(Rc<OfflineReason>),
+    /// An idempotent producer's batch does not follow its last sequence (Kafka
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER`).
+    #[error("out of order sequence: expected {expected}, received {received}")]
+    OutOfOrderSequence { expected: i32, received: i32 },
+    /// An idempotent producer's epoch is older than the partition's (Kafka
+    /// `INVALID_PRODUCER_EPOCH`: the producer was fenced by a newer instance).
+    #[error("producer epoch {received} is older than the current epoch {current}")]
+    InvalidProducerEpoch { current: i16, received: i16 },
+    /// An idempotent producer this partition has no state for sent a non-zero sequence (Kafka
+    /// `UNKNOWN_PRODUCER_ID`).
+    #[error("unknown producer id with a non-zero sequence")]
+    UnknownProducerId,
     /// The log was closed (Kafka `NOT_LEADER_OR_FOLLOWER`: the partition moved or stopped).
     #[error("log is closed")]
     Closed,

@@ -17,6 +17,7 @@ mod flush;
 mod index;
 mod log;
 mod pool;
+mod producers;
 mod read;
 mod recovery;
 mod retention;
@@ -26,12 +27,13 @@ mod sync;
 mod writer;
 
 pub use batch::{
-    build as build_batch, build_timed as build_timed_batch, validate as validate_batch,
-    BatchDefect, BatchHeader,
+    build as build_batch, build_idempotent as build_idempotent_batch,
+    build_timed as build_timed_batch, validate as validate_batch, BatchDefect, BatchHeader,
 };
 pub use cache::BatchCache;
 pub use config::{Durability, Fallocation, LogConfig};
 pub use error::{Error, OfflineKind, OfflineReason, Result};
 pub use log::{Appended, Guarantee, Log, LogOffsets, LogStats, ReadBatches, Wait};
 pub use pool::BufferPool;
+pub use producers::{ProducerInfo, BATCHES_PER_PRODUCER};
 pub use recovery::LogContext;

@@ -30,13 +30,14 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use shoal_io::{Clock, Disk, DmaFile};
-use shoal_model::{Offset, TimestampMs};
+use shoal_model::Offset;
 
 use crate::batch;
 use crate::cache::{BatchCache, CachedBatch, LogUid};
 use crate::config::{Durability, Fallocation, LogConfig};
 use crate::error::{Error, OfflineReason, Result};
 use crate::pool::BufferPool;
+use crate::producers::{last_sequence, BatchRange, ProducerStates, SequenceError, Verdict};
 use crate::segment::Segment;
 use crate::sync::{Event, FifoSemaphore};
 use crate::writer::Writer;
@@ -137,6 +138,7 @@ pub(crate) struct State<F: DmaFile> {
     pub(crate) sync_requested: bool,
     pub(crate) offline: Option<Rc<OfflineReason>>,
     pub(crate) closed: bool,
+    pub(crate) producers: ProducerStates,
     pub(crate) stats: LogStats,
 }
 
@@ -198,9 +200,19 @@ impl<D: Disk> Log<D> {
         let appended = {
             let _permit = self.inner.placement.acquire(1).await;
             self.inner.state.borrow().check_usable()?;
+            // Idempotent producers: a retry is answered with the original offsets (once they
+            // are as durable as asked), a gap or a fenced epoch is refused. The check and the
+            // placement happen under the same permit, so no other batch can slip in between.
+            if let Some(original) = self.check_producer(&header)? {
+                drop(_permit);
+                return match wait {
+                    Wait::Buffered => Ok(original),
+                    Wait::Durable => self.wait_durable(original).await,
+                };
+            }
             self.roll_if_due(batch.len()).await?;
             self.reserve_chunk(batch.len()).await?;
-            self.place(batch, header.offset_count, header.max_timestamp)?
+            self.place(batch, &header)?
         };
         self.inner.work.notify();
         match wait {
@@ -241,12 +253,8 @@ impl<D: Disk> Log<D> {
     }
 
     /// Assigns offsets, stamps and copies the batch, indexes and caches it.
-    fn place(
-        &self,
-        mut batch: Vec<u8>,
-        offset_count: i64,
-        max_ts: TimestampMs,
-    ) -> Result<Appended> {
+    fn place(&self, mut batch: Vec<u8>, header: &batch::BatchHeader) -> Result<Appended> {
+        let (offset_count, max_ts) = (header.offset_count, header.max_timestamp);
         let config = self.inner.config.borrow();
         let mut state = self.inner.state.borrow_mut();
         let base = state.log_end;
@@ -268,6 +276,18 @@ impl<D: Disk> Log<D> {
                 state.sync_requested = true;
             }
         }
+        if header.producer_id >= 0 {
+            let range = BatchRange {
+                first_sequence: header.base_sequence,
+                last_sequence: last_sequence(header.base_sequence, offset_count),
+                base_offset: base,
+                last_offset: Offset(next.0 - 1),
+            };
+            let now_ms = self.inner.clock.now_ms();
+            state
+                .producers
+                .record(header.producer_id, header.producer_epoch, range, now_ms);
+        }
         // The caller's buffer becomes the cache entry: no second copy of the batch.
         let stored = Bytes::from(batch);
         debug_assert!(
@@ -287,6 +307,42 @@ impl<D: Disk> Log<D> {
             last_offset: Offset(next.0 - 1),
             guarantee: Guarantee::Buffered,
         })
+    }
+
+    /// `Some(original offsets)` if the batch is a retry of a cached batch of its producer.
+    fn check_producer(&self, header: &batch::BatchHeader) -> Result<Option<Appended>> {
+        if header.producer_id < 0 {
+            return Ok(None);
+        }
+        let range = (
+            header.base_sequence,
+            last_sequence(header.base_sequence, header.offset_count),
+        );
+        let verdict = self.inner.state.borrow().producers.check(
+            header.producer_id,
+            header.producer_epoch,
+            range,
+        );
+        match verdict {
+            Ok(Verdict::Append) => Ok(None),
+            Ok(Verdict::Duplicate(original)) => Ok(Some(Appended {
+                base_offset: original.base_offset,
+                last_offset: original.last_offset,
+                guarantee: Guarantee::Buffered,
+            })),
+            Err(SequenceError::OutOfOrder { expected, received }) => {
+                Err(Error::OutOfOrderSequence { expected, received })
+            }
+            Err(SequenceError::InvalidEpoch { current, received }) => {
+                Err(Error::InvalidProducerEpoch { current, received })
+            }
+            Err(SequenceError::UnknownProducer) => Err(Error::UnknownProducerId),
+        }
+    }
+
+    /// The idempotent producers this partition knows (Kafka DescribeProducers).
+    pub fn producers(&self) -> Vec<crate::producers::ProducerInfo> {
+        self.inner.state.borrow().producers.describe()
     }
 
     async fn wait_durable(&self, appended: Appended) -> Result<Appended> {

@@ -122,6 +122,7 @@ impl<D: Disk> Log<D> {
         }
         let log = Log::assemble(ctx, dir, config, segments, log_start_saved, tail).await?;
         log.delete_segments_below_start().await?;
+        log.rebuild_producers().await?;
         Ok(log)
     }
 
@@ -153,6 +154,7 @@ impl<D: Disk> Log<D> {
                 sync_requested: false,
                 offline: None,
                 closed: false,
+                producers: Default::default(),
                 stats: LogStats::default(),
             }),
             placement: FifoSemaphore::new(1),

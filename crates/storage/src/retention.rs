@@ -11,10 +11,14 @@ use shoal_model::{Offset, TimestampMs};
 use crate::error::{Error, Result};
 use crate::index::IndexCheckpoint;
 use crate::log::Log;
+use crate::producers::{last_sequence, BatchRange, ProducerStates};
 use crate::roll::RECYCLE_DIR;
-use crate::segment::{path_of, write_small_file, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::segment::{
+    path_of, read_small_file, write_small_file, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+};
 
 pub(crate) const LOG_START_FILE: &str = "log_start_offset";
+pub(crate) const PRODUCER_SNAPSHOT_FILE: &str = "producer_state.snapshot";
 const LOG_START_MAGIC: &[u8; 4] = b"SHLS";
 
 pub(crate) fn encode_log_start(offset: Offset) -> Vec<u8> {
@@ -184,7 +188,71 @@ impl<D: Disk> Log<D> {
             (active.stem(), active.index.clone(), checkpoint)
         };
         index.truncate_at(checkpoint.covered_bytes);
-        self.write_index_files(&stem_name, &index, checkpoint).await
+        self.write_index_files(&stem_name, &index, checkpoint)
+            .await?;
+        self.snapshot_producers().await
+    }
+
+    /// Expires idle producers and writes the producer state snapshot, valid for the log up to
+    /// its current end (recovery discards it if the log ends up shorter after a crash).
+    async fn snapshot_producers(&self) -> Result<()> {
+        let bytes = {
+            let idle_ms_max = self.inner.config.borrow().producer_id_expiration_ms;
+            let now_ms = self.inner.clock.now_ms();
+            let mut state = self.inner.state.borrow_mut();
+            state.producers.expire(now_ms, idle_ms_max);
+            state.producers.encode(state.log_end)
+        };
+        let disk = &*self.inner.disk;
+        if let Err(error) =
+            write_small_file(disk, &self.inner.dir, PRODUCER_SNAPSHOT_FILE, &bytes).await
+        {
+            let path = self.inner.dir.join(PRODUCER_SNAPSHOT_FILE);
+            return Err(self.offline_io("write producer snapshot", path, &error));
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the idempotent producer state at open: the snapshot, if it is valid for this
+    /// log, then every batch after it (batches carry producer id, epoch and sequence).
+    pub(crate) async fn rebuild_producers(&self) -> Result<()> {
+        let path = self.inner.dir.join(PRODUCER_SNAPSHOT_FILE);
+        let saved = read_small_file(&*self.inner.disk, &path)
+            .await
+            .ok()
+            .flatten();
+        let offsets = self.offsets();
+        let (mut states, mut next) = match saved.as_deref().and_then(ProducerStates::decode) {
+            Some((states, covered))
+                if covered <= offsets.log_end && covered >= offsets.log_start =>
+            {
+                (states, covered)
+            }
+            _ => (ProducerStates::default(), offsets.log_start),
+        };
+        let now_ms = self.inner.clock.now_ms();
+        while next < offsets.log_end {
+            let page = self.read(next, 1 << 20).await?;
+            if page.batches.is_empty() {
+                break;
+            }
+            for bytes in &page.batches {
+                let header = crate::batch::validate(bytes).expect("read returns validated batches");
+                next = header.next_offset();
+                if header.producer_id < 0 || header.next_offset() <= offsets.log_start {
+                    continue;
+                }
+                let range = BatchRange {
+                    first_sequence: header.base_sequence,
+                    last_sequence: last_sequence(header.base_sequence, header.offset_count),
+                    base_offset: header.base_offset,
+                    last_offset: header.last_offset(),
+                };
+                states.record(header.producer_id, header.producer_epoch, range, now_ms);
+            }
+        }
+        self.inner.state.borrow_mut().producers = states;
+        Ok(())
     }
 
     /// Syncs everything, checkpoints the indexes and stops the flusher. Later calls fail with

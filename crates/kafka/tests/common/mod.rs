@@ -48,11 +48,13 @@ pub struct FakeTopic {
 pub struct Fake {
     pub topics: RefCell<BTreeMap<String, FakeTopic>>,
     pub auto_create: bool,
+    pub next_producer_id: std::cell::Cell<i64>,
 }
 
 impl Fake {
     pub fn new() -> Fake {
         Fake {
+            next_producer_id: std::cell::Cell::new(1000),
             topics: RefCell::new(BTreeMap::new()),
             auto_create: false,
         }
@@ -264,6 +266,26 @@ impl Cluster for Fake {
     }
 
     async fn wait_for_data(&self, _watches: Vec<(TopicPartition, Offset)>, _timeout_ms: u64) {}
+
+    async fn allocate_producer_id(&self) -> Result<i64, ApiError> {
+        let id = self.next_producer_id.get();
+        self.next_producer_id.set(id + 1);
+        Ok(id)
+    }
+
+    async fn describe_producers(
+        &self,
+        tp: &TopicPartition,
+    ) -> Result<Vec<shoal_storage::ProducerInfo>, ApiError> {
+        self.with_log(tp, |_| {
+            Ok(vec![shoal_storage::ProducerInfo {
+                producer_id: 42,
+                epoch: 3,
+                last_sequence: 9,
+                last_append_ms: 1_000,
+            }])
+        })
+    }
 
     async fn delete_records(&self, tp: &TopicPartition, before: i64) -> Result<Offset, ApiError> {
         self.with_log(tp, |log| {
