@@ -68,7 +68,7 @@ def wait_for(pred, timeout, interval=0.1, what="condition"):
 def producer(bootstrap, **extra):
     conf = {
         "bootstrap.servers": bootstrap,
-        "enable.idempotence": False,  # InitProducerId is not served yet
+        "enable.idempotence": False,  # the idempotent producer is tested in test_idempotence.py
         "linger.ms": 5,
         "message.timeout.ms": 30000,
     }
