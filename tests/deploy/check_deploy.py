@@ -515,6 +515,22 @@ def check_systemd_unit_verifies():
     return "systemd-analyze verify: clean"
 
 
+def systemd_expand(command, environment=None):
+    """systemd's own expansion of an Exec line before exec: `$$` is a literal `$`, `$VAR` and
+    `${VAR}` are replaced by the unit's environment (empty when unset), `%%` is `%`. The unit
+    sets no Environment= for the shell's variables, so an unescaped `$rc` becomes empty."""
+    environment = environment or {}
+
+    def replace(match):
+        if match.group(0) == "$$":
+            return "$"
+        return environment.get(match.group(1) or match.group(2), "")
+
+    command = re.sub(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", replace,
+                     command)
+    return command.replace("%%", "%")
+
+
 def unit_prestart_command():
     sections = unit_directives()
     pre = unit_get(sections, "Service", "ExecStartPre")
@@ -550,7 +566,7 @@ def check_systemd_unit_contract():
 
     prefix, command = unit_prestart_command()
     require("+" in prefix, f"ExecStartPre must run as root with `+`, prefix is {prefix!r}")
-    argv = shlex.split(command)
+    argv = shlex.split(systemd_expand(command))
     rpk = next((a for a in argv if "/usr/local/bin/rpk-tune" in a), None)
     require(rpk, "ExecStartPre does not run /usr/local/bin/rpk-tune")
     # The rpk-tune invocation inside (directly, or inside sh -c '...').
