@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Runs workloads against (a) Shoal with default durability (fsync before ack), (b) Shoal with
+# write.caching=true (ack after the DMA write), (c) Tansu with in-memory storage when the
+# `tansu` binary is installed (opt-in: `cargo install tansu --features dynostore,libsql`, ~20
+# min build; skipped when absent). Every Shoal run gets a fresh broker in a new directory under
+# $DATA_ROOT (a real file system: O_DIRECT), started and awaited on /v1/status/ready, stopped
+# with SIGTERM. fio's write+fdatasync latency for the workload's batch size runs on the same
+# file system in the same invocation, and the machine is recorded next to the results.
+#
+#   benches/loadgen/compare.sh benches/loadgen/workloads/1kib-rate2000-1p-1part.toml [...]
+#
+# Environment: OUT (results dir, default /var/tmp/loadgen-results-<time>), DATA_ROOT
+# (/var/tmp), CORES (2), LOADGEN_ARGS (extra `loadgen run` flags, e.g. "--duration 10"),
+# VARIANTS ("fsync caching tansu"), FIO_SECONDS (10), TANSU_ARGS (extra tansu flags).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[ $# -ge 1 ] || { sed -n '2,16p' "$0"; exit 2; }
+
+OUT=${OUT:-/var/tmp/loadgen-results-$(date +%Y%m%d-%H%M%S)}
+DATA_ROOT=${DATA_ROOT:-/var/tmp}
+CORES=${CORES:-2}
+VARIANTS=${VARIANTS:-fsync caching tansu}
+FIO_SECONDS=${FIO_SECONDS:-10}
+KAFKA_PORT=${KAFKA_PORT:-19092}
+ADMIN_PORT=${ADMIN_PORT:-19644}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+mkdir -p "$OUT"
+
+if ! command -v fio >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio
+  else
+    echo "fio missing (apt-get install fio)" >&2; exit 1
+  fi
+fi
+cargo build --release --locked -p shoal-server -p shoal-loadgen
+SHOAL=$CARGO_TARGET_DIR/release/shoal
+LOADGEN=$CARGO_TARGET_DIR/release/loadgen
+
+# --- the machine -----------------------------------------------------------------------------
+dev=$(df --output=source "$DATA_ROOT" | tail -1)
+{
+  echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores online, broker --cores $CORES"
+  echo "- kernel: $(uname -r); fio: $(fio --version)"
+  echo "- data dir: $DATA_ROOT on $dev ($(df --output=fstype "$DATA_ROOT" | tail -1); $(lsblk -dno NAME,ROTA,SIZE,MODEL "/dev/$(lsblk -no PKNAME "$dev" 2>/dev/null | head -1)" 2>/dev/null || lsblk -dno NAME,ROTA,SIZE "$dev" 2>/dev/null || echo unknown device))"
+  echo "- load before the run: $(cut -d' ' -f1-3 /proc/loadavg); compiles running: $(pgrep -c 'rustc|cargo' || true)"
+} | tee "$OUT/machine.md"
+
+wait_ready() { # pid
+  for _ in $(seq 200); do
+    curl -sf "http://127.0.0.1:$ADMIN_PORT/v1/status/ready" >/dev/null && return 0
+    kill -0 "$1" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+run_fio() { # block size -> "p50 p99 p99.9" of fdatasync in µs, also kept as json
+  local bs=$1 dir
+  dir=$(mktemp -d "$DATA_ROOT/loadgen-fio.XXXXXX")
+  fio --name=fdatasync --directory="$dir" --ioengine=io_uring --direct=1 --rw=write \
+      --fdatasync=1 --bs="$bs" --size=256m --time_based --runtime="$FIO_SECONDS" \
+      --iodepth=1 --output-format=json >"$OUT/fio-$bs.json"
+  rm -rf "$dir"
+  python3 - "$OUT/fio-$bs.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))["jobs"][0]
+s = j["sync"]["lat_ns"]
+p = s["percentile"]
+us = lambda k: p[k] / 1000
+iops = j["write"]["iops"]
+print(f"{us('50.000000'):.0f} {us('99.000000'):.0f} {us('99.900000'):.0f} {iops:.0f}")
+PY
+}
+
+run_shoal() { # workload label [loadgen args...]
+  local workload=$1 label=$2; shift 2
+  local dir pid
+  local attempt
+  for attempt in 1 2 3; do
+    sleep 1 # let the previous broker's sockets and locked memory go
+    dir=$(mktemp -d "$DATA_ROOT/loadgen-shoal.XXXXXX")
+    "$SHOAL" start --data-dir "$dir" --kafka-addr "127.0.0.1:$KAFKA_PORT" \
+        --admin-addr "127.0.0.1:$ADMIN_PORT" --cores "$CORES" >"$OUT/$label.broker.log" 2>&1 &
+    pid=$!
+    wait_ready "$pid" && break
+    # Seen here: a broker that logs "shoal started" but never binds its listeners.
+    echo "$label: broker not ready after 20 s (attempt $attempt), restarting" | tee -a "$OUT/not-ready.log" >&2
+    cp "$OUT/$label.broker.log" "$OUT/$label.broker-not-ready-$attempt.log"
+    kill -9 "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+    rm -rf "$dir"
+    [ "$attempt" -lt 3 ] || return 0
+  done
+  # shellcheck disable=SC2086
+  "$LOADGEN" run --workload "$workload" --brokers "127.0.0.1:$KAFKA_PORT" --label "$label" \
+      --out-dir "$OUT" --markdown "$OUT/rows.md" "$@" ${LOADGEN_ARGS:-} | tee "$OUT/$label.log" || true
+  kill -TERM "$pid"; wait "$pid" || true
+  rm -rf "$dir"
+}
+
+run_tansu() { # workload label
+  local workload=$1 label=$2 pid
+  tansu --kafka-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+      --kafka-advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+      --storage-engine memory://tansu/ ${TANSU_ARGS:-} >"$OUT/$label.broker.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null && break; sleep 0.1; done
+  # shellcheck disable=SC2086
+  "$LOADGEN" run --workload "$workload" --brokers "127.0.0.1:$KAFKA_PORT" --label "$label" \
+      --out-dir "$OUT" --markdown "$OUT/rows.md" ${LOADGEN_ARGS:-} | tee "$OUT/$label.log" || true
+  kill -TERM "$pid"; wait "$pid" || true
+}
+
+: >"$OUT/fio.md"
+for workload in "$@"; do
+  name=$(basename "$workload" .toml)
+  bs=$("$LOADGEN" fio-block-size "$workload")
+  if [ ! -f "$OUT/fio-$bs.json" ]; then
+    read -r p50 p99 p999 iops < <(run_fio "$bs")
+    echo "| $bs | $iops | $p50 | $p99 | $p999 |" >>"$OUT/fio.md"
+    echo "fio write+fdatasync bs=$bs: $iops/s, fdatasync p50 $p50 µs p99 $p99 µs p99.9 $p999 µs"
+  fi
+  for v in $VARIANTS; do
+    case $v in
+      fsync) run_shoal "$workload" "$name-shoal-fsync" ;;
+      caching) run_shoal "$workload" "$name-shoal-caching" --topic-config write.caching=true ;;
+      tansu)
+        if command -v tansu >/dev/null; then run_tansu "$workload" "$name-tansu"
+        else echo "tansu not installed: peer not measured"; fi ;;
+    esac
+  done
+  jsons=("$OUT/$name"-*.json)
+  "$LOADGEN" plot --out "$OUT/$name-percentiles-compare.png" "${jsons[@]}"
+done
+
+{
+  echo "## Machine"; cat "$OUT/machine.md"; echo
+  echo "## fio write + fdatasync, io_uring, O_DIRECT, iodepth 1, same file system"
+  echo "| block size | fio writes/s | fdatasync p50 µs | p99 µs | p99.9 µs |"
+  echo "|---|---|---|---|---|"; cat "$OUT/fio.md"; echo
+  echo "## loadgen"
+  "$LOADGEN" table "$OUT"/*.json
+} >"$OUT/summary.md"
+echo "results in $OUT (summary.md, *.json, *.png)"
