@@ -21,6 +21,8 @@ use crate::shard::Shard;
 
 /// How often a core looks at the stop flag set by the signal handler.
 const STOP_POLL_MS: u64 = 100;
+/// Longest a parked core sleeps without looking at its cross-core channels.
+const WAKEUP_TICK_MS: u64 = 5;
 /// How long in-flight requests get to finish after the listener closed.
 const DRAIN_MS: u64 = 500;
 
@@ -32,6 +34,16 @@ pub(crate) async fn run_core(
     metrics: Arc<CoreMetrics>,
     admin: AdminView,
 ) -> anyhow::Result<()> {
+    // glommio 0.9 can lose the cross-executor wake-up of a parked executor (seen here: the
+    // mesh join of 4 executors on 2 CPUs sleeps forever until any signal arrives). A parked
+    // executor checks its remote channels whenever it wakes, so a periodic timer bounds such a
+    // stall to one tick, for the join and for every later cross-core message.
+    glommio::spawn_local(async {
+        loop {
+            glommio::timer::sleep(Duration::from_millis(WAKEUP_TICK_MS)).await;
+        }
+    })
+    .detach();
     let (senders, mut receivers) = mesh
         .join()
         .await
