@@ -216,4 +216,18 @@ pub trait Cluster {
     async fn log_dir(&self) -> LogDirInfo;
     /// Bytes stored by one partition.
     async fn partition_size(&self, tp: &TopicPartition) -> Result<u64, ApiError>;
+
+    /// Consumer groups: runs `op` on the core that coordinates `group_id`.
+    async fn group(
+        &self,
+        group_id: &str,
+        op: shoal_groups::GroupOp,
+    ) -> shoal_groups::GroupReply {
+        let _ = group_id;
+        shoal_groups::GroupReply::failed(&op, ResponseError::CoordinatorNotAvailable)
+    }
+    /// ListGroups: the groups of every core.
+    async fn list_groups(&self) -> Vec<shoal_groups::GroupListing> {
+        Vec::new()
+    }
 }

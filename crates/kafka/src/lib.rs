@@ -73,6 +73,42 @@ pub async fn handle<C: cluster::Cluster>(
         RequestKind::DescribeLogDirs(body) => ResponseKind::DescribeLogDirs(
             handlers::describe_log_dirs::handle(cluster, body, version).await,
         ),
+        RequestKind::FindCoordinator(body) => ResponseKind::FindCoordinator(
+            handlers::groups::find_coordinator(cluster, body, version).await,
+        ),
+        RequestKind::JoinGroup(body) => {
+            let client_id = request.header.client_id.as_deref().unwrap_or("").to_string();
+            ResponseKind::JoinGroup(
+                handlers::groups::join_group(cluster, body, version, &client_id).await,
+            )
+        }
+        RequestKind::SyncGroup(body) => {
+            ResponseKind::SyncGroup(handlers::groups::sync_group(cluster, body, version).await)
+        }
+        RequestKind::Heartbeat(body) => {
+            ResponseKind::Heartbeat(handlers::groups::heartbeat(cluster, body, version).await)
+        }
+        RequestKind::LeaveGroup(body) => {
+            ResponseKind::LeaveGroup(handlers::groups::leave_group(cluster, body, version).await)
+        }
+        RequestKind::OffsetCommit(body) => ResponseKind::OffsetCommit(
+            handlers::groups::offset_commit(cluster, body, version).await,
+        ),
+        RequestKind::OffsetFetch(body) => ResponseKind::OffsetFetch(
+            handlers::groups::offset_fetch(cluster, body, version).await,
+        ),
+        RequestKind::ListGroups(body) => {
+            ResponseKind::ListGroups(handlers::groups::list_groups(cluster, body, version).await)
+        }
+        RequestKind::DescribeGroups(body) => ResponseKind::DescribeGroups(
+            handlers::groups::describe_groups(cluster, body, version).await,
+        ),
+        RequestKind::DeleteGroups(body) => ResponseKind::DeleteGroups(
+            handlers::groups::delete_groups(cluster, body, version).await,
+        ),
+        RequestKind::OffsetDelete(body) => ResponseKind::OffsetDelete(
+            handlers::groups::offset_delete(cluster, body, version).await,
+        ),
         other => {
             // `versions::supports` admitted a request no handler serves: a bug in the table.
             tracing::error!(request = ?std::mem::discriminant(&other), "no handler for an advertised API");

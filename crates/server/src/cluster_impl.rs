@@ -403,4 +403,43 @@ impl Cluster for ShardCluster {
             .call(owner, |reply| ShardMsg::PartitionSize { tp, reply })
             .await?
     }
+
+    async fn group(
+        &self,
+        group_id: &str,
+        op: shoal_groups::GroupOp,
+    ) -> shoal_groups::GroupReply {
+        let core = crate::groups::core_of(group_id, self.0.cores);
+        if core == self.0.id {
+            return crate::groups::serve(op).await;
+        }
+        let unreachable = shoal_groups::GroupReply::failed(
+            &op,
+            kafka_protocol::error::ResponseError::CoordinatorNotAvailable,
+        );
+        self.0
+            .call(core, |reply| ShardMsg::Group { op, reply })
+            .await
+            .unwrap_or(unreachable)
+    }
+
+    async fn list_groups(&self) -> Vec<shoal_groups::GroupListing> {
+        let calls = (0..self.0.cores).map(|core| {
+            let shard = self.0.clone();
+            async move {
+                if core == shard.id {
+                    return crate::groups::list_local();
+                }
+                shard
+                    .call(core, |reply| ShardMsg::ListGroups { reply })
+                    .await
+                    .unwrap_or_default()
+            }
+        });
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
 }

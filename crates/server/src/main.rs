@@ -10,6 +10,7 @@ mod cluster_impl;
 mod config;
 mod connection;
 mod controller;
+mod groups;
 mod mesh;
 mod metadata;
 mod metrics;

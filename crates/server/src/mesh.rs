@@ -101,4 +101,13 @@ pub(crate) enum ShardMsg {
         snapshot: Arc<Snapshot>,
         reply: Reply<()>,
     },
+    /// Consumer groups: to the group's coordinator core (`groups::core_of`).
+    Group {
+        op: shoal_groups::GroupOp,
+        reply: Reply<shoal_groups::GroupReply>,
+    },
+    /// ListGroups: to every core.
+    ListGroups {
+        reply: Reply<Vec<shoal_groups::GroupListing>>,
+    },
 }

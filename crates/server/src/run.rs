@@ -74,6 +74,7 @@ pub(crate) async fn run_core(
         .detach();
     }
     shard.open_owned().await;
+    crate::groups::start(shard.clone()).await;
     glommio::spawn_local(shard.clone().housekeeping()).detach();
     let listener = TcpListener::bind(config.kafka_addr)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.kafka_addr))?;
@@ -118,6 +119,7 @@ pub(crate) async fn run_core(
     shard.stopping.set(true);
     glommio::timer::sleep(Duration::from_millis(DRAIN_MS)).await;
     shard.close_all().await;
+    crate::groups::close().await;
     tracing::info!(
         core = shard.id,
         "stopped: every partition synced and closed"

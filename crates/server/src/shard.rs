@@ -37,7 +37,7 @@ pub(crate) struct Shard {
     logs: RefCell<HashMap<TopicPartition, Log<GlommioDisk>>>,
     /// Partitions that failed to open or went offline, with the reason.
     offline: RefCell<HashMap<TopicPartition, String>>,
-    ctx: LogContext<GlommioDisk>,
+    pub(crate) ctx: LogContext<GlommioDisk>,
     pub(crate) senders: Senders<ShardMsg>,
     /// Serialises metadata changes (used on shard 0 only).
     pub(crate) control: glommio::sync::Semaphore,
@@ -453,6 +453,12 @@ impl Shard {
             ShardMsg::Metadata { snapshot, reply } => {
                 *self.meta.borrow_mut() = snapshot;
                 let _ = reply.send(());
+            }
+            ShardMsg::Group { op, reply } => {
+                let _ = reply.send(crate::groups::serve(op).await);
+            }
+            ShardMsg::ListGroups { reply } => {
+                let _ = reply.send(crate::groups::list_local());
             }
         }
     }

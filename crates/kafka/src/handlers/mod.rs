@@ -18,6 +18,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod groups;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;

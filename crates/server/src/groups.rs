@@ -1,0 +1,258 @@
+//! Consumer group coordination on this core.
+//!
+//! Groups are spread over `GROUP_PARTITIONS` internal partitions (`hash(group id) %
+//! GROUP_PARTITIONS`, Kafka's rule); partition `p` lives on core `p % cores`, so every core
+//! owns a fixed set of groups and requests for a group are routed to its core
+//! (`ShardMsg::Group`). Each partition is a durable internal log
+//! (`<data_dir>/__consumer_offsets/<p>`, fsync mode) of `shoal_groups::Record`s; at startup the
+//! core replays its partitions (latest record per key wins) into its `Coordinator`. Offset
+//! commits are acknowledged only after their records are synced.
+//!
+//! The state lives in a thread-local (one per core's executor thread), next to the `Shard`.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::records::RecordBatchDecoder;
+use shoal_groups::{Coordinator, GroupOp, GroupReply, Handled, Record};
+use shoal_io::{Clock, SystemClock};
+use shoal_model::Offset;
+use shoal_storage::{Log, LogConfig, Wait};
+
+use crate::metrics::MeteredDisk as GlommioDisk;
+use crate::shard::Shard;
+
+/// Internal partitions groups are hashed onto (fixed: changing it moves groups).
+pub(crate) const GROUP_PARTITIONS: u32 = 16;
+pub(crate) const GROUPS_DIR: &str = "__consumer_offsets";
+/// Session and rebalance timers.
+const TICK_MS: u64 = 100;
+/// Offset retention checks (Kafka `offsets.retention.check.interval.ms` is 10 minutes).
+const EXPIRE_EVERY_TICKS: u64 = 600;
+/// Bytes read per step while replaying an internal log.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+struct Groups {
+    coordinator: RefCell<Coordinator>,
+    logs: RefCell<BTreeMap<u32, Log<GlommioDisk>>>,
+}
+
+thread_local! {
+    static GROUPS: RefCell<Option<Rc<Groups>>> = const { RefCell::new(None) };
+}
+
+fn groups() -> Option<Rc<Groups>> {
+    GROUPS.with(|g| g.borrow().clone())
+}
+
+fn now_ms() -> i64 {
+    SystemClock.now_ms()
+}
+
+fn partition_of(group_id: &str) -> u32 {
+    shoal_groups::partition_for(group_id, GROUP_PARTITIONS)
+}
+
+/// The core coordinating `group_id`.
+pub(crate) fn core_of(group_id: &str, cores: usize) -> usize {
+    partition_of(group_id) as usize % cores
+}
+
+/// Opens and replays this core's group partitions, then starts the timers.
+pub(crate) async fn start(shard: Rc<Shard>) {
+    let mut coordinator = Coordinator::new(shoal_groups::Config::default());
+    let mut logs = BTreeMap::new();
+    let config = LogConfig {
+        // Offsets expire by the group rules, never by segment age.
+        retention_ms: None,
+        ..LogConfig::default()
+    };
+    for partition in (0..GROUP_PARTITIONS).filter(|p| *p as usize % shard.cores == shard.id) {
+        let dir = shard
+            .config
+            .data_dir
+            .join(GROUPS_DIR)
+            .join(partition.to_string());
+        let log = match Log::open(shard.ctx.clone(), dir, config.clone()).await {
+            Ok(log) => log,
+            Err(error) => {
+                tracing::error!(partition, %error, "consumer group partition offline");
+                continue;
+            }
+        };
+        let flusher = log.clone();
+        glommio::spawn_local(async move { flusher.run_flusher().await }).detach();
+        let replayed = replay(&log, &mut coordinator).await;
+        tracing::info!(
+            core = shard.id,
+            partition,
+            records = replayed,
+            "group partition loaded"
+        );
+        let _ = logs.insert(partition, log);
+    }
+    let groups = Rc::new(Groups {
+        coordinator: RefCell::new(coordinator),
+        logs: RefCell::new(logs),
+    });
+    GROUPS.with(|g| *g.borrow_mut() = Some(groups.clone()));
+    glommio::spawn_local(timers(shard, groups)).detach();
+}
+
+async fn replay(log: &Log<GlommioDisk>, coordinator: &mut Coordinator) -> usize {
+    let now = now_ms();
+    let mut offset = log.offsets().log_start;
+    let mut count = 0;
+    loop {
+        let read = match log.read(offset, REPLAY_READ_BYTES).await {
+            Ok(read) => read,
+            Err(error) => {
+                tracing::error!(%error, "reading a group partition");
+                break;
+            }
+        };
+        if read.batches.is_empty() {
+            break;
+        }
+        for batch in read.batches {
+            let Ok(header) = shoal_storage::validate_batch(&batch) else {
+                break;
+            };
+            offset = Offset(offset.0.max(header.next_offset().0));
+            let mut bytes: Bytes = batch.clone();
+            let Ok(records) = RecordBatchDecoder::decode(&mut bytes) else {
+                tracing::warn!("undecodable group batch skipped");
+                continue;
+            };
+            for record in records.records {
+                if let Some(record) = record.value.as_deref().and_then(Record::decode) {
+                    coordinator.replay(record, now);
+                    count += 1;
+                }
+            }
+        }
+        if offset >= read.high_watermark {
+            break;
+        }
+    }
+    count
+}
+
+async fn timers(shard: Rc<Shard>, groups: Rc<Groups>) {
+    let mut tick: u64 = 0;
+    while !shard.stopping.get() {
+        glommio::timer::sleep(Duration::from_millis(TICK_MS)).await;
+        tick += 1;
+        let now = now_ms();
+        let records = {
+            let mut coordinator = groups.coordinator.borrow_mut();
+            coordinator.tick(now);
+            if tick.is_multiple_of(EXPIRE_EVERY_TICKS) {
+                coordinator.expire(now);
+            }
+            coordinator.take_records()
+        };
+        if let Err(error) = persist(&groups, records).await {
+            tracing::warn!(?error, "persisting group state");
+        }
+    }
+}
+
+/// Appends records to their group partitions and waits until they are durable.
+async fn persist(groups: &Groups, records: Vec<Record>) -> Result<(), ResponseError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut by_partition: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
+    for record in &records {
+        by_partition
+            .entry(partition_of(record.group()))
+            .or_default()
+            .push(record.encode());
+    }
+    let now = now_ms();
+    let appends: Vec<_> = by_partition
+        .into_iter()
+        .map(|(partition, values)| {
+            let log = groups.logs.borrow().get(&partition).cloned();
+            async move {
+                let log = log.ok_or(ResponseError::CoordinatorNotAvailable)?;
+                let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+                let batch = shoal_storage::build_batch(&values, now);
+                log.append(batch, Wait::Durable).await.map_err(|error| {
+                    tracing::warn!(partition, %error, "group partition append failed");
+                    ResponseError::CoordinatorNotAvailable
+                })
+            }
+        })
+        .collect();
+    for result in futures::future::join_all(appends).await {
+        let _ = result?;
+    }
+    Ok(())
+}
+
+/// Runs a group operation on this core (the group's coordinator).
+pub(crate) async fn serve(op: GroupOp) -> GroupReply {
+    let Some(groups) = groups() else {
+        return GroupReply::failed(&op, ResponseError::CoordinatorLoadInProgress);
+    };
+    let now = now_ms();
+    if let GroupOp::Commit(req) = op {
+        let validated = groups.coordinator.borrow_mut().validate_commit(&req, now);
+        let per_partition = match validated {
+            Ok(per_partition) => per_partition,
+            Err(error) => return GroupReply::Commit(Err(error)),
+        };
+        let records = {
+            let mut coordinator = groups.coordinator.borrow_mut();
+            let mut records = coordinator.take_records();
+            records.extend(coordinator.commit_records(&req, &per_partition, now));
+            records
+        };
+        if let Err(error) = persist(&groups, records).await {
+            return GroupReply::Commit(Err(error));
+        }
+        groups
+            .coordinator
+            .borrow_mut()
+            .apply_commit(&req, &per_partition, now, false);
+        return GroupReply::Commit(Ok(per_partition));
+    }
+    let (handled, records) = {
+        let mut coordinator = groups.coordinator.borrow_mut();
+        let handled = coordinator.handle(op, now);
+        (handled, coordinator.take_records())
+    };
+    if let Err(error) = persist(&groups, records).await {
+        tracing::warn!(?error, "persisting group state");
+    }
+    match handled {
+        Handled::Ready(reply) => reply,
+        Handled::Wait(wait) => wait.wait().await,
+    }
+}
+
+/// This core's groups, for ListGroups.
+pub(crate) fn list_local() -> Vec<shoal_groups::GroupListing> {
+    groups()
+        .map(|g| g.coordinator.borrow().list())
+        .unwrap_or_default()
+}
+
+/// Syncs and closes the group partitions (clean shutdown).
+pub(crate) async fn close() {
+    let Some(groups) = groups() else { return };
+    let logs: Vec<_> = std::mem::take(&mut *groups.logs.borrow_mut())
+        .into_values()
+        .collect();
+    for log in logs {
+        if let Err(error) = log.close().await {
+            tracing::warn!(%error, "closing a group partition");
+        }
+    }
+}
