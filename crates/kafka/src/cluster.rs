@@ -218,11 +218,7 @@ pub trait Cluster {
     async fn partition_size(&self, tp: &TopicPartition) -> Result<u64, ApiError>;
 
     /// Consumer groups: runs `op` on the core that coordinates `group_id`.
-    async fn group(
-        &self,
-        group_id: &str,
-        op: shoal_groups::GroupOp,
-    ) -> shoal_groups::GroupReply {
+    async fn group(&self, group_id: &str, op: shoal_groups::GroupOp) -> shoal_groups::GroupReply {
         let _ = group_id;
         shoal_groups::GroupReply::failed(&op, ResponseError::CoordinatorNotAvailable)
     }

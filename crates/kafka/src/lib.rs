@@ -77,7 +77,12 @@ pub async fn handle<C: cluster::Cluster>(
             handlers::groups::find_coordinator(cluster, body, version).await,
         ),
         RequestKind::JoinGroup(body) => {
-            let client_id = request.header.client_id.as_deref().unwrap_or("").to_string();
+            let client_id = request
+                .header
+                .client_id
+                .as_deref()
+                .unwrap_or("")
+                .to_string();
             ResponseKind::JoinGroup(
                 handlers::groups::join_group(cluster, body, version, &client_id).await,
             )
@@ -94,9 +99,9 @@ pub async fn handle<C: cluster::Cluster>(
         RequestKind::OffsetCommit(body) => ResponseKind::OffsetCommit(
             handlers::groups::offset_commit(cluster, body, version).await,
         ),
-        RequestKind::OffsetFetch(body) => ResponseKind::OffsetFetch(
-            handlers::groups::offset_fetch(cluster, body, version).await,
-        ),
+        RequestKind::OffsetFetch(body) => {
+            ResponseKind::OffsetFetch(handlers::groups::offset_fetch(cluster, body, version).await)
+        }
         RequestKind::ListGroups(body) => {
             ResponseKind::ListGroups(handlers::groups::list_groups(cluster, body, version).await)
         }

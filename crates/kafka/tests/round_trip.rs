@@ -164,9 +164,10 @@ pub fn sample_request(api_key: ApiKey, version: i16) -> RequestKind {
                 .with_session_timeout_ms(10_000)
                 .with_rebalance_timeout_ms(if version >= 1 { 10_000 } else { -1 })
                 .with_protocol_type(s("consumer"))
-                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default()
-                    .with_name(s("range"))
-                    .with_metadata(Bytes::from_static(b"m"))]),
+                .with_protocols(vec![join_group_request::JoinGroupRequestProtocol::default(
+                )
+                .with_name(s("range"))
+                .with_metadata(Bytes::from_static(b"m"))]),
         ),
         ApiKey::SyncGroup => RequestKind::SyncGroup(
             SyncGroupRequest::default()
@@ -193,13 +194,15 @@ pub fn sample_request(api_key: ApiKey, version: i16) -> RequestKind {
             OffsetCommitRequest::default()
                 .with_group_id(GroupId(s("g")))
                 .with_generation_id_or_member_epoch(-1)
-                .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
-                    .with_name(tn("t"))
-                    .with_partitions(vec![
-                        offset_commit_request::OffsetCommitRequestPartition::default()
-                            .with_partition_index(0)
-                            .with_committed_offset(5),
-                    ])]),
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(tn("t"))
+                        .with_partitions(vec![
+                            offset_commit_request::OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(5),
+                        ]),
+                ]),
         ),
         ApiKey::OffsetFetch => RequestKind::OffsetFetch(if version >= 8 {
             OffsetFetchRequest::default().with_groups(vec![
@@ -210,9 +213,11 @@ pub fn sample_request(api_key: ApiKey, version: i16) -> RequestKind {
         } else {
             OffsetFetchRequest::default()
                 .with_group_id(GroupId(s("g")))
-                .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopic::default()
-                    .with_name(tn("t"))
-                    .with_partition_indexes(vec![0])]))
+                .with_topics(Some(vec![
+                    offset_fetch_request::OffsetFetchRequestTopic::default()
+                        .with_name(tn("t"))
+                        .with_partition_indexes(vec![0]),
+                ]))
         }),
         ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
         ApiKey::DescribeGroups => RequestKind::DescribeGroups(
@@ -224,12 +229,14 @@ pub fn sample_request(api_key: ApiKey, version: i16) -> RequestKind {
         ApiKey::OffsetDelete => RequestKind::OffsetDelete(
             OffsetDeleteRequest::default()
                 .with_group_id(GroupId(s("g")))
-                .with_topics(vec![offset_delete_request::OffsetDeleteRequestTopic::default()
-                    .with_name(tn("t"))
-                    .with_partitions(vec![
-                        offset_delete_request::OffsetDeleteRequestPartition::default()
-                            .with_partition_index(0),
-                    ])]),
+                .with_topics(vec![
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(tn("t"))
+                        .with_partitions(vec![
+                            offset_delete_request::OffsetDeleteRequestPartition::default()
+                                .with_partition_index(0),
+                        ]),
+                ]),
         ),
         other => panic!("no sample request for {other:?}: add one"),
     }

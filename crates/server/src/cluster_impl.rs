@@ -404,11 +404,7 @@ impl Cluster for ShardCluster {
             .await?
     }
 
-    async fn group(
-        &self,
-        group_id: &str,
-        op: shoal_groups::GroupOp,
-    ) -> shoal_groups::GroupReply {
+    async fn group(&self, group_id: &str, op: shoal_groups::GroupOp) -> shoal_groups::GroupReply {
         let core = crate::groups::core_of(group_id, self.0.cores);
         if core == self.0.id {
             return crate::groups::serve(op).await;

@@ -12,13 +12,13 @@ pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod fetch;
+pub mod groups;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
-pub mod groups;
 
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
