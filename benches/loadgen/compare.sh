@@ -24,7 +24,7 @@ FIO_SECONDS=${FIO_SECONDS:-10}
 KAFKA_PORT=${KAFKA_PORT:-19092}
 ADMIN_PORT=${ADMIN_PORT:-19644}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-mkdir -p "$OUT"
+mkdir -p "$OUT/fio"
 
 if ! command -v fio >/dev/null; then
   if [ "$(id -u)" -eq 0 ]; then
@@ -55,14 +55,14 @@ wait_ready() { # pid
   return 1
 }
 
-run_fio() { # block size -> "p50 p99 p99.9" of fdatasync in µs, also kept as json
-  local bs=$1 dir
+run_fio() { # block size, name -> "p50 p99 p99.9 writes/s" of fdatasync (µs), json kept
+  local bs=$1 name=$2 dir
   dir=$(mktemp -d "$DATA_ROOT/loadgen-fio.XXXXXX")
   fio --name=fdatasync --directory="$dir" --ioengine=io_uring --direct=1 --rw=write \
       --fdatasync=1 --bs="$bs" --size=256m --time_based --runtime="$FIO_SECONDS" \
-      --iodepth=1 --output-format=json >"$OUT/fio-$bs.json"
+      --iodepth=1 --output-format=json >"$OUT/fio/$name-$bs.json"
   rm -rf "$dir"
-  python3 - "$OUT/fio-$bs.json" <<'PY'
+  python3 - "$OUT/fio/$name-$bs.json" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]
 s = j["sync"]["lat_ns"]
@@ -115,11 +115,10 @@ run_tansu() { # workload label
 for workload in "$@"; do
   name=$(basename "$workload" .toml)
   bs=$("$LOADGEN" fio-block-size "$workload")
-  if [ ! -f "$OUT/fio-$bs.json" ]; then
-    read -r p50 p99 p999 iops < <(run_fio "$bs")
-    echo "| $bs | $iops | $p50 | $p99 | $p999 |" >>"$OUT/fio.md"
-    echo "fio write+fdatasync bs=$bs: $iops/s, fdatasync p50 $p50 µs p99 $p99 µs p99.9 $p999 µs"
-  fi
+  # fio right before this workload's runs, so both see the same disk weather.
+  read -r p50 p99 p999 iops < <(run_fio "$bs" "$name")
+  echo "| $name | $bs | $iops | $p50 | $p99 | $p999 |" >>"$OUT/fio.md"
+  echo "fio write+fdatasync bs=$bs: $iops/s, fdatasync p50 $p50 µs p99 $p99 µs p99.9 $p999 µs"
   for v in $VARIANTS; do
     case $v in
       fsync) run_shoal "$workload" "$name-shoal-fsync" ;;
@@ -136,8 +135,8 @@ done
 {
   echo "## Machine"; cat "$OUT/machine.md"; echo
   echo "## fio write + fdatasync, io_uring, O_DIRECT, iodepth 1, same file system"
-  echo "| block size | fio writes/s | fdatasync p50 µs | p99 µs | p99.9 µs |"
-  echo "|---|---|---|---|---|"; cat "$OUT/fio.md"; echo
+  echo "| before workload | block size | fio writes/s | fdatasync p50 µs | p99 µs | p99.9 µs |"
+  echo "|---|---|---|---|---|---|"; cat "$OUT/fio.md"; echo
   echo "## loadgen"
   "$LOADGEN" table "$OUT"/*.json
 } >"$OUT/summary.md"
