@@ -240,3 +240,37 @@ def test_groups_kafka_python_admin_views(broker):
     [desc] = admin.describe_consumer_groups([group])
     assert desc.state == "Empty"
     admin.close()
+
+
+def _dir_bytes(path):
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+
+
+def test_groups_internal_log_stays_bounded_and_keeps_the_latest_commit(broker_factory, monkeypatch):
+    # A tiny compaction threshold: thousands of commits must not grow the internal log without
+    # bound, and the last commit must survive compaction and a restart.
+    monkeypatch.setenv("SHOAL_GROUP_LOG_COMPACT_BYTES", "65536")
+    b = broker_factory().start()
+    topic = unique_topic("compact")
+    create_topic(b.bootstrap, topic, 1)
+    group = unique_topic("g-compact")
+    c = make_consumer(b.bootstrap, group)
+    commits = 3000
+    for offset in range(1, commits + 1):
+        c.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+    c.close()
+    internal = os.path.join(b.data_dir, "__consumer_offsets")
+    # Each commit record is ~100+ bytes: without compaction the log would hold > 300 KB.
+    deadline = time.monotonic() + 30
+    while _dir_bytes(internal) > 400_000 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    size = _dir_bytes(internal)
+    log = open(b.log_path).read()
+    assert "group partition compacted" in log, "compaction never ran"
+    b.kill9()
+    b.restart()
+    c = make_consumer(b.bootstrap, group)
+    committed = c.committed([TopicPartition(topic, 0)], timeout=20)
+    c.close()
+    assert committed[0].offset == commits, f"committed offset after compaction + restart: {committed[0].offset}"
+    assert size <= 400_000, f"internal log holds {size} bytes after {commits} commits"

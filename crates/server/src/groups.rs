@@ -39,6 +39,24 @@ const REPLAY_READ_BYTES: usize = 1 << 20;
 struct Groups {
     coordinator: RefCell<Coordinator>,
     logs: RefCell<BTreeMap<u32, Log<GlommioDisk>>>,
+    /// Offset commits appended but not yet applied to `coordinator` (compaction waits for 0).
+    commits_in_flight: std::cell::Cell<usize>,
+}
+
+/// How often the internal logs are checked for compaction (in timer ticks).
+const COMPACT_EVERY_TICKS: u64 = 50;
+/// An internal partition log larger than this is compacted: the live state is appended as
+/// one batch and everything before it is deleted (`SHOAL_GROUP_LOG_COMPACT_BYTES` overrides).
+const COMPACT_BYTES_DEFAULT: u64 = 64 << 20;
+
+fn compact_bytes() -> u64 {
+    static BYTES: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BYTES.get_or_init(|| {
+        std::env::var("SHOAL_GROUP_LOG_COMPACT_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(COMPACT_BYTES_DEFAULT)
+    })
 }
 
 thread_local! {
@@ -69,6 +87,8 @@ pub(crate) async fn start(shard: Rc<Shard>) {
     let config = LogConfig {
         // Offsets expire by the group rules, never by segment age.
         retention_ms: None,
+        // Small segments, so compaction can delete what the live state superseded.
+        segment_bytes_max: (compact_bytes() / 4).max(64 << 10),
         ..LogConfig::default()
     };
     for partition in (0..GROUP_PARTITIONS).filter(|p| *p as usize % shard.cores == shard.id) {
@@ -98,6 +118,7 @@ pub(crate) async fn start(shard: Rc<Shard>) {
     let groups = Rc::new(Groups {
         coordinator: RefCell::new(coordinator),
         logs: RefCell::new(logs),
+        commits_in_flight: std::cell::Cell::new(0),
     });
     GROUPS.with(|g| *g.borrow_mut() = Some(groups.clone()));
     glommio::spawn_local(timers(shard, groups)).detach();
@@ -159,6 +180,60 @@ async fn timers(shard: Rc<Shard>, groups: Rc<Groups>) {
         if let Err(error) = persist(&groups, records).await {
             tracing::warn!(?error, "persisting group state");
         }
+        if tick.is_multiple_of(COMPACT_EVERY_TICKS) {
+            compact(&groups).await;
+        }
+    }
+}
+
+/// Keeps the internal logs bounded (latest record per key wins on replay, so the live state
+/// supersedes everything before it). The snapshot is taken and appended without an await in
+/// between, so every change made after it lands after it in the log; commits that are appended
+/// but not yet applied to the state would be missing from the snapshot, so compaction waits
+/// until there are none.
+async fn compact(groups: &Groups) {
+    let logs: Vec<(u32, Log<GlommioDisk>)> = groups
+        .logs
+        .borrow()
+        .iter()
+        .map(|(p, l)| (*p, l.clone()))
+        .collect();
+    for (partition, log) in logs {
+        if log.size_bytes() < compact_bytes() || groups.commits_in_flight.get() > 0 {
+            continue;
+        }
+        let values: Vec<Vec<u8>> = groups
+            .coordinator
+            .borrow()
+            .snapshot_records()
+            .into_iter()
+            .filter(|record| partition_of(record.group()) == partition)
+            .map(|record| record.encode())
+            .collect();
+        let start = if values.is_empty() {
+            log.offsets().log_end
+        } else {
+            let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+            match log
+                .append(shoal_storage::build_batch(&refs, now_ms()), Wait::Durable)
+                .await
+            {
+                Ok(appended) => appended.base_offset,
+                Err(error) => {
+                    tracing::warn!(partition, %error, "compacting a group partition");
+                    continue;
+                }
+            }
+        };
+        match log.delete_records(start).await {
+            Ok(_) => tracing::info!(
+                partition,
+                records = values.len(),
+                bytes = log.size_bytes(),
+                "group partition compacted"
+            ),
+            Err(error) => tracing::warn!(partition, %error, "compacting a group partition"),
+        }
     }
 }
 
@@ -214,13 +289,22 @@ pub(crate) async fn serve(op: GroupOp) -> GroupReply {
             records.extend(coordinator.commit_records(&req, &per_partition, now));
             records
         };
-        if let Err(error) = persist(&groups, records).await {
-            return GroupReply::Commit(Err(error));
+        groups
+            .commits_in_flight
+            .set(groups.commits_in_flight.get() + 1);
+        let persisted = persist(&groups, records).await;
+        if persisted.is_ok() {
+            groups
+                .coordinator
+                .borrow_mut()
+                .apply_commit(&req, &per_partition, now, false);
         }
         groups
-            .coordinator
-            .borrow_mut()
-            .apply_commit(&req, &per_partition, now, false);
+            .commits_in_flight
+            .set(groups.commits_in_flight.get() - 1);
+        if let Err(error) = persisted {
+            return GroupReply::Commit(Err(error));
+        }
         return GroupReply::Commit(Ok(per_partition));
     }
     let (handled, records) = {
