@@ -274,3 +274,39 @@ def test_groups_internal_log_stays_bounded_and_keeps_the_latest_commit(broker_fa
     c.close()
     assert committed[0].offset == commits, f"committed offset after compaction + restart: {committed[0].offset}"
     assert size <= 400_000, f"internal log holds {size} bytes after {commits} commits"
+
+
+def test_groups_kafka_python_consumers_share_partitions(broker):
+    # kafka-python speaks older group protocol versions than librdkafka: two of its consumers
+    # in one group split the partitions, and together read every message once.
+    from kafka import KafkaConsumer
+
+    topic = unique_topic("kp-group")
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    produce(broker.bootstrap, topic, 60)
+    group = unique_topic("kp-g")
+    consumers = [
+        KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id=group,
+                      auto_offset_reset="earliest", enable_auto_commit=False,
+                      session_timeout_ms=6000, heartbeat_interval_ms=500)
+        for _ in range(2)
+    ]
+    seen = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for c in consumers:
+                for records in c.poll(timeout_ms=200).values():
+                    seen.extend(r.value.decode() for r in records)
+                    c.commit()
+            owned = [c.assignment() for c in consumers]
+            if len(seen) >= 60 and all(owned) and len(set().union(*owned)) == PARTITIONS:
+                break
+        owned = [c.assignment() for c in consumers]
+        assert all(owned), f"a consumer owns nothing: {owned}"
+        assert not (owned[0] & owned[1]), f"a partition is owned twice: {owned}"
+        assert len(owned[0] | owned[1]) == PARTITIONS
+        assert sorted(seen) == sorted(f"m{i}" for i in range(60)), f"{len(seen)} messages, duplicates or gaps"
+    finally:
+        for c in consumers:
+            c.close()
