@@ -40,10 +40,10 @@ impl Shard {
     ) -> Vec<Result<TopicInfo, ApiError>> {
         assert_eq!(self.id, 0, "metadata changes run on shard 0");
         let Ok(_permit) = self.control.acquire_permit(1).await else {
-            return topics
-                .iter()
-                .map(|_| Err(ApiError::new(ResponseError::UnknownServerError)))
-                .collect();
+            return fail_all(
+                topics.len(),
+                &ApiError::new(ResponseError::UnknownServerError),
+            );
         };
         let mut next = (*self.snapshot()).clone();
         let mut load = next.load(self.cores);
@@ -65,10 +65,7 @@ impl Shard {
             return results;
         }
         if let Err(error) = self.commit(next).await {
-            return results
-                .into_iter()
-                .map(|r| r.and(Err(error.clone())))
-                .collect();
+            return fail_succeeded(results, &error);
         }
         for name in created {
             self.open_everywhere(&name).await;
@@ -116,10 +113,10 @@ impl Shard {
     ) -> Vec<Result<(), ApiError>> {
         assert_eq!(self.id, 0, "metadata changes run on shard 0");
         let Ok(_permit) = self.control.acquire_permit(1).await else {
-            return names
-                .iter()
-                .map(|_| Err(ApiError::new(ResponseError::UnknownServerError)))
-                .collect();
+            return fail_all(
+                names.len(),
+                &ApiError::new(ResponseError::UnknownServerError),
+            );
         };
         let mut next = (*self.snapshot()).clone();
         let mut removed: Vec<(String, TopicMeta)> = Vec::new();
@@ -137,10 +134,7 @@ impl Shard {
             return results;
         }
         if let Err(error) = self.commit(next).await {
-            return results
-                .into_iter()
-                .map(|r| r.and(Err(error.clone())))
-                .collect();
+            return fail_succeeded(results, &error);
         }
         for (name, meta) in removed {
             for (core, partitions) in by_owner(&meta) {
@@ -178,10 +172,10 @@ impl Shard {
     ) -> Vec<Result<(), ApiError>> {
         assert_eq!(self.id, 0, "metadata changes run on shard 0");
         let Ok(_permit) = self.control.acquire_permit(1).await else {
-            return topics
-                .iter()
-                .map(|_| Err(ApiError::new(ResponseError::UnknownServerError)))
-                .collect();
+            return fail_all(
+                topics.len(),
+                &ApiError::new(ResponseError::UnknownServerError),
+            );
         };
         let mut next = (*self.snapshot()).clone();
         let mut load = next.load(self.cores);
@@ -218,10 +212,7 @@ impl Shard {
             return results;
         }
         if let Err(error) = self.commit(next).await {
-            return results
-                .into_iter()
-                .map(|r| r.and(Err(error.clone())))
-                .collect();
+            return fail_succeeded(results, &error);
         }
         for name in grown {
             self.open_everywhere(&name).await;
@@ -238,10 +229,10 @@ impl Shard {
     ) -> Vec<Result<(), ApiError>> {
         assert_eq!(self.id, 0, "metadata changes run on shard 0");
         let Ok(_permit) = self.control.acquire_permit(1).await else {
-            return changes
-                .iter()
-                .map(|_| Err(ApiError::new(ResponseError::UnknownServerError)))
-                .collect();
+            return fail_all(
+                changes.len(),
+                &ApiError::new(ResponseError::UnknownServerError),
+            );
         };
         let mut next = (*self.snapshot()).clone();
         let mut altered = Vec::new();
@@ -269,10 +260,7 @@ impl Shard {
             return results;
         }
         if let Err(error) = self.commit(next).await {
-            return results
-                .into_iter()
-                .map(|r| r.and(Err(error.clone())))
-                .collect();
+            return fail_succeeded(results, &error);
         }
         for name in altered {
             self.apply_config_everywhere(&name).await;
@@ -373,4 +361,21 @@ fn by_owner(meta: &TopicMeta) -> BTreeMap<usize, Vec<i32>> {
         groups.entry(core).or_default().push(partition as i32);
     }
     groups
+}
+
+/// Every item of a change fails with `error` (the change could not start).
+fn fail_all<T>(count: usize, error: &ApiError) -> Vec<Result<T, ApiError>> {
+    (0..count).map(|_| Err(error.clone())).collect()
+}
+
+/// The outcomes of a change whose commit failed: what would have succeeded fails with the
+/// commit's error; items refused earlier keep their own error.
+fn fail_succeeded<T>(
+    outcomes: Vec<Result<T, ApiError>>,
+    error: &ApiError,
+) -> Vec<Result<T, ApiError>> {
+    outcomes
+        .into_iter()
+        .map(|outcome| outcome.and(Err(error.clone())))
+        .collect()
 }
