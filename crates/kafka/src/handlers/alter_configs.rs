@@ -46,21 +46,14 @@ pub async fn handle<C: Cluster>(
             Err(error) => checked.push(Some(error)),
         }
     }
-    let mut applied = cluster
+    let applied = cluster
         .alter_topic_configs(changes, request.validate_only)
-        .await
-        .into_iter();
+        .await;
     let responses = request
         .resources
         .iter()
-        .zip(checked)
-        .map(|(resource, early)| {
-            let outcome = match early {
-                Some(error) => Err(error),
-                None => applied
-                    .next()
-                    .unwrap_or_else(|| Err(ApiError::new(ResponseError::UnknownServerError))),
-            };
+        .zip(merge_outcomes(checked, applied))
+        .map(|(resource, outcome)| {
             let entry = AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
@@ -73,6 +66,24 @@ pub async fn handle<C: Cluster>(
         })
         .collect();
     AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Per resource, in request order: its early refusal, or else the cluster's outcome for the
+/// next change that was sent (changes were sent only for resources not refused early).
+pub(crate) fn merge_outcomes(
+    checked: Vec<Option<ApiError>>,
+    applied: Vec<Result<(), ApiError>>,
+) -> Vec<Result<(), ApiError>> {
+    let mut applied = applied.into_iter();
+    checked
+        .into_iter()
+        .map(|early| match early {
+            Some(error) => Err(error),
+            None => applied
+                .next()
+                .unwrap_or_else(|| Err(ApiError::new(ResponseError::UnknownServerError))),
+        })
+        .collect()
 }
 
 /// Checks the resource type and that the resource is named once.

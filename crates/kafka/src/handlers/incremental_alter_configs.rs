@@ -10,7 +10,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
-use super::alter_configs::check_resource;
+use super::alter_configs::{check_resource, merge_outcomes};
 use super::str_bytes;
 use crate::cluster::{ApiError, Cluster, ConfigChange, ConfigOp};
 
@@ -72,21 +72,14 @@ pub async fn handle<C: Cluster>(
             Err(error) => checked.push(Some(error)),
         }
     }
-    let mut applied = cluster
+    let applied = cluster
         .alter_topic_configs(changes, request.validate_only)
-        .await
-        .into_iter();
+        .await;
     let responses = request
         .resources
         .iter()
-        .zip(checked)
-        .map(|(resource, early)| {
-            let outcome = match early {
-                Some(error) => Err(error),
-                None => applied
-                    .next()
-                    .unwrap_or_else(|| Err(ApiError::new(ResponseError::UnknownServerError))),
-            };
+        .zip(merge_outcomes(checked, applied))
+        .map(|(resource, outcome)| {
             let entry = AlterConfigsResourceResponse::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
