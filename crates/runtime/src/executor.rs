@@ -105,3 +105,28 @@ impl ExecutorOptions {
         std::iter::once(self.cpu).chain(blocking)
     }
 }
+
+/// The CPUs this process may run on (its affinity mask, as set by `taskset` or a cgroup
+/// cpuset), in increasing order. Executors are placed on these so that `taskset -c 2,3 shoal`
+/// keeps the broker on CPUs 2 and 3 instead of pinning it to 0 and 1 regardless. Falls back to
+/// every online CPU if the mask cannot be read.
+pub fn allowed_cpus() -> Vec<usize> {
+    let online: Vec<usize> = CpuSet::online()
+        .map(|set| set.into_iter().map(|l| l.cpu).collect())
+        .unwrap_or_default();
+    let allowed: Vec<usize> = match rustix::thread::sched_getaffinity(None) {
+        Ok(mask) => online
+            .iter()
+            .copied()
+            .filter(|&cpu| mask.is_set(cpu))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let mut cpus = if allowed.is_empty() { online } else { allowed };
+    cpus.sort_unstable();
+    cpus.dedup();
+    if cpus.is_empty() {
+        cpus.push(0);
+    }
+    cpus
+}

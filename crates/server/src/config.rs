@@ -40,7 +40,8 @@ pub(crate) struct StartArgs {
     /// Address of the admin HTTP endpoint.
     #[arg(long)]
     pub(crate) admin_addr: Option<SocketAddr>,
-    /// Number of cores (one executor each, pinned to CPUs 0..cores).
+    /// Number of cores (one executor each, pinned in order to the CPUs the process may use:
+    /// its affinity mask, so `taskset -c 2,3` places it on CPUs 2 and 3).
     #[arg(long)]
     pub(crate) cores: Option<usize>,
     /// Memory budget in bytes for buffers and caches, split evenly over the cores.

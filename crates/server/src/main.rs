@@ -71,7 +71,8 @@ fn start(config: Config) -> anyhow::Result<()> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         let _ = signal_hook::flag::register(signal, stop.clone())?;
     }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Core i runs on the i-th CPU the process may use, so taskset/cpusets place the broker.
+    let cpus = shoal_runtime::executor::allowed_cpus();
     let mesh = MeshBuilder::full(config.cores, MESH_CHANNEL_CAPACITY);
     let core_metrics: Vec<_> = (0..config.cores)
         .map(|_| Arc::new(metrics::CoreMetrics::new()))
@@ -82,7 +83,7 @@ fn start(config: Config) -> anyhow::Result<()> {
     };
     let mut handles = Vec::with_capacity(config.cores);
     for (core, metrics) in core_metrics.iter().enumerate() {
-        let cpu = core % cpus;
+        let cpu = cpus[core % cpus.len()];
         let options = ExecutorOptions {
             name: format!("shoal-{core}"),
             cpu,
