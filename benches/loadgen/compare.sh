@@ -11,7 +11,9 @@
 #
 # Environment: OUT (results dir, default /var/tmp/loadgen-results-<time>), DATA_ROOT
 # (/var/tmp), CORES (2), LOADGEN_ARGS (extra `loadgen run` flags, e.g. "--duration 10"),
-# VARIANTS ("fsync caching tansu"), FIO_SECONDS (10), TANSU_ARGS (extra tansu flags).
+# VARIANTS ("fsync caching tansu"), FIO_SECONDS (10), TANSU_ARGS (extra tansu flags),
+# BROKER_CPUS / CLIENT_CPUS (taskset CPU lists, e.g. 1 and 0: broker and load generator on
+# separate CPUs, as OMB runs clients on other machines; unset: both share every CPU).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -ge 1 ] || { sed -n '2,16p' "$0"; exit 2; }
@@ -21,6 +23,8 @@ DATA_ROOT=${DATA_ROOT:-/var/tmp}
 CORES=${CORES:-2}
 VARIANTS=${VARIANTS:-fsync caching tansu}
 FIO_SECONDS=${FIO_SECONDS:-10}
+BROKER_CPUS=${BROKER_CPUS:-}
+CLIENT_CPUS=${CLIENT_CPUS:-}
 KAFKA_PORT=${KAFKA_PORT:-19092}
 ADMIN_PORT=${ADMIN_PORT:-19644}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
@@ -36,11 +40,16 @@ fi
 cargo build --release --locked -p shoal-server -p shoal-loadgen
 SHOAL=$CARGO_TARGET_DIR/release/shoal
 LOADGEN=$CARGO_TARGET_DIR/release/loadgen
+# Processes placed on CPU lists when asked (taskset execs the program, so $! stays the broker's
+# pid); Shoal pins its cores inside its mask.
+on_broker_cpus=(); [ -z "$BROKER_CPUS" ] || on_broker_cpus=(taskset -c "$BROKER_CPUS")
+on_client_cpus=(); [ -z "$CLIENT_CPUS" ] || on_client_cpus=(taskset -c "$CLIENT_CPUS")
 
 # --- the machine -----------------------------------------------------------------------------
 dev=$(df --output=source "$DATA_ROOT" | tail -1)
 {
   echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores online, broker --cores $CORES"
+  echo "- placement: broker CPUs ${BROKER_CPUS:-all}, load generator CPUs ${CLIENT_CPUS:-all}"
   echo "- kernel: $(uname -r); fio: $(fio --version)"
   echo "- data dir: $DATA_ROOT on $dev ($(df --output=fstype "$DATA_ROOT" | tail -1); $(lsblk -dno NAME,ROTA,SIZE,MODEL "/dev/$(lsblk -no PKNAME "$dev" 2>/dev/null | head -1)" 2>/dev/null || lsblk -dno NAME,ROTA,SIZE "$dev" 2>/dev/null || echo unknown device))"
   echo "- load before the run: $(cut -d' ' -f1-3 /proc/loadavg); compiles running: $(pgrep -c 'rustc|cargo' || true)"
@@ -80,7 +89,7 @@ run_shoal() { # workload label [loadgen args...]
   for attempt in 1 2 3; do
     sleep 1 # let the previous broker's sockets and locked memory go
     dir=$(mktemp -d "$DATA_ROOT/loadgen-shoal.XXXXXX")
-    "$SHOAL" start --data-dir "$dir" --kafka-addr "127.0.0.1:$KAFKA_PORT" \
+    "${on_broker_cpus[@]}" "$SHOAL" start --data-dir "$dir" --kafka-addr "127.0.0.1:$KAFKA_PORT" \
         --admin-addr "127.0.0.1:$ADMIN_PORT" --cores "$CORES" >"$OUT/$label.broker.log" 2>&1 &
     pid=$!
     wait_ready "$pid" && break
@@ -92,26 +101,30 @@ run_shoal() { # workload label [loadgen args...]
     [ "$attempt" -lt 3 ] || return 0
   done
   # shellcheck disable=SC2086
-  "$LOADGEN" run --workload "$workload" --brokers "127.0.0.1:$KAFKA_PORT" --label "$label" \
+  "${on_client_cpus[@]}" "$LOADGEN" run --workload "$workload" --brokers "127.0.0.1:$KAFKA_PORT" --label "$label" \
       --out-dir "$OUT" --markdown "$OUT/rows.md" "$@" ${LOADGEN_ARGS:-} | tee "$OUT/$label.log" || true
+  # The broker's own view of the same run (warm-up included): where the client's latency went.
+  curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" >"$OUT/$label.metrics.txt" &&
+    benches/loadgen/scripts/broker-latency.py "$label" "$OUT/$label.metrics.txt" >>"$OUT/broker.md" || true
   kill -TERM "$pid"; wait "$pid" || true
   rm -rf "$dir"
 }
 
 run_tansu() { # workload label
   local workload=$1 label=$2 pid
-  tansu --kafka-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+  "${on_broker_cpus[@]}" tansu --kafka-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
       --kafka-advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
       --storage-engine memory://tansu/ ${TANSU_ARGS:-} >"$OUT/$label.broker.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null && break; sleep 0.1; done
   # shellcheck disable=SC2086
-  "$LOADGEN" run --workload "$workload" --brokers "127.0.0.1:$KAFKA_PORT" --label "$label" \
+  "${on_client_cpus[@]}" "$LOADGEN" run --workload "$workload" --brokers "127.0.0.1:$KAFKA_PORT" --label "$label" \
       --out-dir "$OUT" --markdown "$OUT/rows.md" ${LOADGEN_ARGS:-} | tee "$OUT/$label.log" || true
   kill -TERM "$pid"; wait "$pid" || true
 }
 
 : >"$OUT/fio.md"
+: >"$OUT/broker.md"
 for workload in "$@"; do
   name=$(basename "$workload" .toml)
   bs=$("$LOADGEN" fio-block-size "$workload")
@@ -139,5 +152,9 @@ done
   echo "|---|---|---|---|---|---|"; cat "$OUT/fio.md"; echo
   echo "## loadgen"
   "$LOADGEN" table "$OUT"/*.json
+  echo
+  echo "## Broker side (Shoal /metrics at the end of each run, warm-up included; bucket bounds in ms)"
+  echo "| run | Produce requests | Produce latency p50 / p99 / p99.9 | durable writes | durable write p50 / p99 / p99.9 |"
+  echo "|---|---|---|---|---|"; cat "$OUT/broker.md"
 } >"$OUT/summary.md"
 echo "results in $OUT (summary.md, *.json, *.png)"

@@ -10,8 +10,9 @@
 //! - cross-core hop: a round trip over two glommio shared channels between executors pinned to
 //!   CPUs 0 and 1 (the cost of routing a request to the core that owns the partition).
 //!
-//! The sparse offset index (`crates/storage/src/index.rs`) is `pub(crate)`: not reachable from
-//! here, so it has no benchmark.
+//! - index lookup: the sparse offset and time index of one full 1 GiB segment of 1 KiB batches
+//!   (an entry every 4 KiB, 262,144 entries), looked up at random offsets and timestamps (through
+//!   the `bench-internals` feature of shoal-storage).
 
 use std::time::{Duration, Instant};
 
@@ -103,6 +104,56 @@ fn validation(c: &mut Criterion) {
     g.finish();
 }
 
+fn index_lookup(c: &mut Criterion) {
+    use shoal_model::{Offset, TimestampMs};
+    use shoal_storage::bench_internals::OffsetIndex;
+    let segment_bytes: u64 = 1 << 30;
+    let batch_bytes: u64 = 1024 + 61;
+    let interval_bytes: u64 = 4096;
+    let mut index = OffsetIndex::default();
+    let mut pos = 0;
+    let mut offset = 0;
+    while pos + batch_bytes <= segment_bytes {
+        index.observe(
+            Offset(offset),
+            pos,
+            TimestampMs(1_700_000_000_000 + offset / 10),
+            interval_bytes,
+        );
+        pos += batch_bytes;
+        offset += 1;
+    }
+    let last_offset = offset;
+    // Lookups at pseudo-random offsets, generated outside the timed loop.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let targets: Vec<i64> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % last_offset as u64) as i64
+        })
+        .collect();
+    let mut g = c.benchmark_group("index_lookup");
+    g.throughput(Throughput::Elements(targets.len() as u64));
+    let name = format!("{}_entries", index.entries());
+    g.bench_function(BenchmarkId::new("offset", &name), |b| {
+        b.iter(|| {
+            for &t in &targets {
+                criterion::black_box(index.lookup(Offset(t)));
+            }
+        })
+    });
+    g.bench_function(BenchmarkId::new("timestamp", &name), |b| {
+        b.iter(|| {
+            for &t in &targets {
+                criterion::black_box(index.lookup_time(TimestampMs(1_700_000_000_000 + t / 10)));
+            }
+        })
+    });
+    g.finish();
+}
+
 /// `iters` round trips between two executors (CPU 0 drives, CPU 1 echoes); the elapsed time
 /// as measured on the driving executor.
 fn hop_round_trips(iters: u64, spin: Option<Duration>) -> Duration {
@@ -164,5 +215,5 @@ fn cross_core(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec, validation, cross_core);
+criterion_group!(benches, codec, validation, index_lookup, cross_core);
 criterion_main!(benches);

@@ -26,6 +26,44 @@ mod segment;
 mod sync;
 mod writer;
 
+/// Internals for the micro benchmarks (`benches/loadgen/benches/hot_paths.rs`), compiled only
+/// with the `bench-internals` feature so the storage API stays what the broker uses.
+#[cfg(feature = "bench-internals")]
+pub mod bench_internals {
+    use shoal_model::{Offset, TimestampMs};
+
+    /// One segment's sparse offset/time index, as the log keeps it in memory.
+    #[derive(Default)]
+    pub struct OffsetIndex(crate::index::SparseIndex);
+
+    impl OffsetIndex {
+        /// Records a batch at byte `pos`; adds an entry every `interval_bytes` of log.
+        pub fn observe(
+            &mut self,
+            base: Offset,
+            pos: u64,
+            max_ts: TimestampMs,
+            interval_bytes: u64,
+        ) {
+            self.0.observe(base, pos, max_ts, interval_bytes);
+        }
+
+        /// Where a scan for `offset` may start: the last entry at or before it.
+        pub fn lookup(&self, offset: Offset) -> Option<(Offset, u64)> {
+            self.0.lookup(offset)
+        }
+
+        /// A batch at or before the first one whose max timestamp is >= `target`.
+        pub fn lookup_time(&self, target: TimestampMs) -> Option<Offset> {
+            self.0.lookup_time(target)
+        }
+
+        pub fn entries(&self) -> usize {
+            self.0.offsets.len()
+        }
+    }
+}
+
 pub use batch::{
     build as build_batch, build_idempotent as build_idempotent_batch,
     build_timed as build_timed_batch, validate as validate_batch, BatchDefect, BatchHeader,
