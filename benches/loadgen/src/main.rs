@@ -68,6 +68,10 @@ struct RunArgs {
     /// Extra topic config, key=value (repeatable; overrides the workload's).
     #[arg(long = "topic-config", value_parser = parse_kv)]
     topic_config: Vec<(String, String)>,
+    /// Extra librdkafka producer config, key=value (repeatable; overrides the workload's,
+    /// e.g. `linger.ms=0` or `queue.buffering.max.messages=10000`).
+    #[arg(long = "producer-config", value_parser = parse_kv)]
+    producer_config: Vec<(String, String)>,
     /// Overrides: records/s over all producers (0 = max), producers per topic, partitions
     /// per topic, warm-up and measured seconds.
     #[arg(long)]
@@ -118,6 +122,9 @@ fn cmd_run(args: RunArgs) -> Result<(), String> {
     let mut w = Workload::load(&args.workload)?;
     for (k, v) in args.topic_config {
         w.topic_config.insert(k, v);
+    }
+    for (k, v) in args.producer_config {
+        w.producer_config.insert(k, v);
     }
     if let Some(r) = args.rate {
         w.producer_rate = r;
