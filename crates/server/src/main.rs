@@ -63,6 +63,9 @@ fn main() -> ExitCode {
 fn start(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("data dir {}: {e}", config.data_dir.display()))?;
+    // Held until the process exits (the kernel drops the lock with the file descriptor).
+    let _data_dir_lock = lock_data_dir(&config.data_dir)?;
+    check_addresses_free(&config)?;
     warn_about_host(&config);
     let snapshot = metadata::load_or_init(&config.data_dir, config.cores)?;
     metadata::remove_orphans(&config.data_dir, &snapshot)?;
@@ -138,4 +141,80 @@ fn warn_about_host(config: &Config) {
         }
         Err(error) => tracing::warn!(%error, "host checks could not run"),
     }
+}
+
+/// Two brokers on one data directory would append to the same segment files and corrupt
+/// them, so the first holds an exclusive lock on `<data_dir>/.lock` (as Kafka does on each log
+/// directory) and a second one stops with a clear error. The lock is advisory (flock) and dies
+/// with the process, kill -9 included, so a restart never finds a stale lock.
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("data dir lock {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
+            "data dir {} is in use by another broker process ({} is locked)",
+            data_dir.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::anyhow!("data dir lock {}: {e}", path.display()))
+        }
+    }
+}
+
+/// Every core listens on the Kafka address with SO_REUSEPORT (and glommio binds the admin
+/// address the same way), which would let a second broker started on the same address share
+/// the port silently: the kernel would spread new connections over both processes. So before
+/// binding, connect to each address: if anything accepts, another process listens there and
+/// this one stops with a clear error. (A plain bind as the probe would also trip over the
+/// TIME_WAIT sockets a broker that just stopped leaves behind, and refuse a restart.)
+///
+/// A broker killed with SIGKILL keeps accepting for a moment after it is gone: its listening
+/// sockets are held by io_uring, whose teardown finishes asynchronously after the process is
+/// reaped. So a busy address is retried for `ADDRESS_WAIT_MS` before giving up, which lets a
+/// supervisor restart a crashed broker at once.
+fn check_addresses_free(config: &Config) -> anyhow::Result<()> {
+    const ADDRESS_WAIT_MS: u64 = 10_000;
+    let deadline = std::time::Instant::now() + Duration::from_millis(ADDRESS_WAIT_MS);
+    let mut logged = false;
+    loop {
+        let busy = [("kafka", config.kafka_addr), ("admin", config.admin_addr)]
+            .into_iter()
+            .find(|&(_, addr)| someone_listens(addr));
+        let Some((what, addr)) = busy else {
+            return Ok(());
+        };
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "{what} address {addr} is already in use: another process listens there \
+                 (another broker?)"
+            );
+        }
+        if !logged {
+            tracing::warn!(%addr, "{what} address answers; waiting up to {ADDRESS_WAIT_MS} ms for it to be released");
+            logged = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether a TCP connection to `addr` (the loopback for a wildcard address) is accepted.
+fn someone_listens(addr: std::net::SocketAddr) -> bool {
+    if addr.port() == 0 {
+        return false;
+    }
+    let mut target = addr;
+    if addr.ip().is_unspecified() {
+        target.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    std::net::TcpStream::connect_timeout(&target, Duration::from_millis(500)).is_ok()
 }

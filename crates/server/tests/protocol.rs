@@ -361,3 +361,138 @@ fn a_request_declaring_a_huge_array_does_not_take_the_broker_down() {
     assert!(closed(&mut stream), "the bad request closes its connection");
     api_versions_ok(&broker);
 }
+
+/// Runs `shoal start` with `args` and waits (at most 20 s) for it to exit on its own: what a
+/// second broker does when the first holds its address or data directory.
+fn start_expecting_refusal(args: &[&str], data_dir: &std::path::Path) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .arg("start")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start second shoal");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(!status.success(), "the second broker must refuse to start");
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the second broker kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut log = String::new();
+    for pipe in [
+        child.stdout.take().map(|p| Box::new(p) as Box<dyn Read>),
+        child.stderr.take().map(|p| Box::new(p) as Box<dyn Read>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let mut pipe = pipe;
+        let _ = pipe.read_to_string(&mut log);
+    }
+    log
+}
+
+#[test]
+fn a_second_broker_on_the_same_address_or_data_dir_refuses_to_start() {
+    let first = start();
+    // Same Kafka address (every core binds it with SO_REUSEPORT, which alone would let the
+    // second process share the port), different data dir and admin address.
+    let other_dir = tempfile::tempdir_in("/var/tmp").expect("data dir");
+    let admin = format!("127.0.0.1:{}", free_port());
+    let log = start_expecting_refusal(
+        &[
+            "--cores",
+            "1",
+            "--kafka-addr",
+            &first.addr,
+            "--admin-addr",
+            &admin,
+        ],
+        other_dir.path(),
+    );
+    assert!(log.contains("in use"), "unclear refusal: {log}");
+    // Same data dir, different addresses.
+    let kafka = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    let log = start_expecting_refusal(
+        &[
+            "--cores",
+            "1",
+            "--kafka-addr",
+            &kafka,
+            "--admin-addr",
+            &admin,
+        ],
+        first._dir.path(),
+    );
+    assert!(
+        log.contains("in use by another broker"),
+        "unclear refusal: {log}"
+    );
+    // The first broker still answers.
+    let mut stream = connect(&first);
+    stream
+        .write_all(&frame(
+            ApiKey::ApiVersions,
+            3,
+            1,
+            &ApiVersionsRequest::default(),
+        ))
+        .expect("send");
+    assert!(read_response(&mut stream, ApiKey::ApiVersions, 3).is_some());
+}
+
+#[test]
+fn a_broker_restarted_on_the_same_addresses_starts_at_once() {
+    // The admin endpoint closes its connections first, which leaves TIME_WAIT sockets on the
+    // admin port after the broker is gone, and a SIGKILLed broker's listeners linger until
+    // io_uring's teardown ends; a restart must take neither for a live broker.
+    let dir = tempfile::tempdir_in("/var/tmp").expect("data dir");
+    let kafka = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    for round in 0..2 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+            .args([
+                "start",
+                "--cores",
+                "1",
+                "--kafka-addr",
+                &kafka,
+                "--admin-addr",
+                &admin,
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start shoal");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ready = loop {
+            if let Ok(mut http) = TcpStream::connect(&admin) {
+                let _ = http.write_all(b"GET /v1/status/ready HTTP/1.0\r\n\r\n");
+                let mut reply = String::new();
+                let _ = http.read_to_string(&mut reply);
+                if reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200") {
+                    break true;
+                }
+            }
+            if child.try_wait().expect("wait").is_some() || Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(ready, "round {round}: broker did not become ready");
+    }
+}
