@@ -55,6 +55,11 @@ dev=$(df --output=source "$DATA_ROOT" | tail -1)
   echo "- load before the run: $(cut -d' ' -f1-3 /proc/loadavg); compiles running: $(pgrep -c 'rustc|cargo' || true)"
 } | tee "$OUT/machine.md"
 
+# A broker left running by an aborted run would keep the ports (a new Shoal refuses to start on
+# them), so whatever this script started is stopped when it exits, however it exits.
+current_pid=""
+trap '[ -z "$current_pid" ] || kill -TERM "$current_pid" 2>/dev/null || true' EXIT
+
 wait_ready() { # pid
   for _ in $(seq 200); do
     curl -sf "http://127.0.0.1:$ADMIN_PORT/v1/status/ready" >/dev/null && return 0
@@ -98,6 +103,7 @@ run_shoal() { # workload label [loadgen args...]
     "${on_broker_cpus[@]}" "$SHOAL" start --data-dir "$dir" --kafka-addr "127.0.0.1:$KAFKA_PORT" \
         --admin-addr "127.0.0.1:$ADMIN_PORT" --cores "$CORES" >"$OUT/$label.broker.log" 2>&1 &
     pid=$!
+    current_pid=$pid
     wait_ready "$pid" && break
     # Seen here: a broker that logs "shoal started" but never binds its listeners.
     echo "$label: broker not ready after 20 s (attempt $attempt), restarting" | tee -a "$OUT/not-ready.log" >&2
@@ -106,12 +112,25 @@ run_shoal() { # workload label [loadgen args...]
     rm -rf "$dir"
     [ "$attempt" -lt 3 ] || return 0
   done
+  # The broker's own view of the measured window: /metrics when loadgen's window begins (it
+  # creates the marker file then) and after the run; the script subtracts the two.
+  local marker="$OUT/$label.window-start" poller
+  rm -f "$marker" "$OUT/$label.metrics-start.txt"
+  ( for _ in $(seq 6000); do
+      if [ -e "$marker" ]; then
+        curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" >"$OUT/$label.metrics-start.txt" || true
+        break
+      fi
+      sleep 0.05
+    done ) &
+  poller=$!
   # shellcheck disable=SC2086
   "${on_client_cpus[@]}" "$LOADGEN" run --workload "$workload" --brokers "127.0.0.1:$KAFKA_PORT" --label "$label" \
-      --out-dir "$OUT" --markdown "$OUT/rows.md" "$@" ${LOADGEN_ARGS:-} | tee "$OUT/$label.log" || true
-  # The broker's own view of the same run (warm-up included): where the client's latency went.
+      --out-dir "$OUT" --markdown "$OUT/rows.md" --window-marker "$marker" "$@" ${LOADGEN_ARGS:-} | tee "$OUT/$label.log" || true
+  kill "$poller" 2>/dev/null || true; wait "$poller" 2>/dev/null || true
   curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" >"$OUT/$label.metrics.txt" &&
-    benches/loadgen/scripts/broker-latency.py "$label" "$OUT/$label.metrics.txt" >>"$OUT/broker.md" || true
+    benches/loadgen/scripts/broker-latency.py "$label" "$OUT/$label.metrics.txt" \
+      "$OUT/$label.metrics-start.txt" >>"$OUT/broker.md" || true
   kill -TERM "$pid"; wait "$pid" || true
   rm -rf "$dir"
 }
@@ -122,6 +141,7 @@ run_tansu() { # workload label
       --kafka-advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
       --storage-engine memory://tansu/ ${TANSU_ARGS:-} >"$OUT/$label.broker.log" 2>&1 &
   pid=$!
+  current_pid=$pid
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null && break; sleep 0.1; done
   # shellcheck disable=SC2086
   "${on_client_cpus[@]}" "$LOADGEN" run --workload "$workload" --brokers "127.0.0.1:$KAFKA_PORT" --label "$label" \
@@ -167,7 +187,7 @@ done
   echo "## loadgen"
   "$LOADGEN" table "$OUT"/*.json
   echo
-  echo "## Broker side (Shoal /metrics at the end of each run, warm-up included; bucket bounds in ms)"
+  echo "## Broker side (Shoal /metrics over the measured window, or the whole run where marked; bucket bounds in ms)"
   echo "| run | Produce requests | Produce latency p50 / p99 / p99.9 | durable writes | durable write p50 / p99 / p99.9 |"
   echo "|---|---|---|---|---|"; cat "$OUT/broker.md"
 } >"$OUT/summary.md"

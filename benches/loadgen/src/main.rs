@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run one workload against a broker.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// One percentile-distribution PNG over several result files (publish and end-to-end).
     Plot {
         #[arg(long)]
@@ -84,6 +84,10 @@ struct RunArgs {
     warmup: Option<u64>,
     #[arg(long)]
     duration: Option<u64>,
+    /// Create this file when the measured window begins (after the warm-up), so a script can
+    /// snapshot broker-side counters at that moment (compare.sh scrapes Shoal's /metrics).
+    #[arg(long)]
+    window_marker: Option<PathBuf>,
     /// Do not delete the topics afterwards.
     #[arg(long)]
     keep_topics: bool,
@@ -100,7 +104,7 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 fn main() {
     let cli = Cli::parse();
     let outcome = match cli.cmd {
-        Cmd::Run(args) => cmd_run(args),
+        Cmd::Run(args) => cmd_run(*args),
         Cmd::Plot { out, results } => load_all(&results).and_then(|r| plot_compare(&r, &out)),
         Cmd::Table { results } => load_all(&results).map(|r| {
             println!("{}", table_header());
@@ -149,6 +153,7 @@ fn cmd_run(args: RunArgs) -> Result<(), String> {
         label: label.clone(),
         keep_topics: args.keep_topics,
         quiet: args.quiet,
+        window_marker: args.window_marker,
     };
     let result = run::run(&w, &opts)?;
     std::fs::create_dir_all(&args.out_dir)

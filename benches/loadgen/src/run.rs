@@ -47,6 +47,7 @@ pub(crate) struct Options {
     pub(crate) label: String,
     pub(crate) keep_topics: bool,
     pub(crate) quiet: bool,
+    pub(crate) window_marker: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -368,6 +369,15 @@ pub(crate) fn run(w: &Workload, opts: &Options) -> Result<RunResult, String> {
             end: start + (w.warmup_seconds + w.test_duration_seconds) * 1_000_000,
         }
     };
+    if let (Some(path), false) = (opts.window_marker.clone(), backlog_mode) {
+        let starts_in = Duration::from_micros(window.start.saturating_sub(now_us()));
+        thread::spawn(move || {
+            thread::sleep(starts_in);
+            if let Err(e) = std::fs::write(&path, "measuring\n") {
+                eprintln!("window marker {}: {e}", path.display());
+            }
+        });
+    }
     let stop_producers = Arc::new(AtomicBool::new(false));
     let stop_consumers = Arc::new(AtomicBool::new(false));
     let mut producer_stats = Vec::new();
