@@ -64,6 +64,9 @@ class Broker:
         self.data_dir = os.path.join(self.workdir, "data")
         os.makedirs(self.data_dir, exist_ok=True)
         self.port = port or free_port()
+        # Each broker gets its own admin port: a module's shared broker and a test's fresh one
+        # run at the same time, and Shoal refuses an address another process listens on.
+        self.admin_port = free_port()
         self.host = "127.0.0.1"
         self.bootstrap = f"{self.host}:{self.port}"
         self.cores = cores
@@ -82,7 +85,8 @@ class Broker:
             "--kafka-addr", self.bootstrap,
             "--advertised-addr", self.bootstrap,
             "--cores", str(self.cores),
-        ] + EXTRA_ARGS
+        ] + ([] if "--admin-addr" in EXTRA_ARGS else
+             ["--admin-addr", f"{self.host}:{self.admin_port}"]) + EXTRA_ARGS
 
     def start(self, wait=True):
         assert self.proc is None or self.proc.poll() is not None, "already running"
