@@ -236,6 +236,22 @@ mod tests {
     }
 
     #[test]
+    fn unset_configs_behave_as_the_reported_defaults() {
+        // DescribeConfigs reports these defaults; the log must act on them when they are unset.
+        let config = log_config(&configs(&[])).expect("defaults are valid");
+        let reported = |key: &str| -> u64 {
+            KNOWN
+                .iter()
+                .find(|(name, _)| *name == key)
+                .and_then(|(_, value)| value.parse().ok())
+                .expect("known numeric default")
+        };
+        assert_eq!(config.segment_ms_max, Some(reported("segment.ms")));
+        assert_eq!(config.retention_ms, Some(reported("retention.ms")));
+        assert_eq!(config.segment_bytes_max, reported("segment.bytes"));
+    }
+
+    #[test]
     fn durability_follows_the_documented_rule() {
         assert_eq!(
             log_config(&configs(&[])).map(|c| c.durability),

@@ -63,7 +63,9 @@ impl Default for LogConfig {
     fn default() -> LogConfig {
         LogConfig {
             segment_bytes_max: SEGMENT_BYTES_DEFAULT,
-            segment_ms_max: None,
+            // Kafka's `segment.ms` default (7 days): without an age roll a quiet partition's
+            // active segment is never sealed, so `retention.ms` could never delete its data.
+            segment_ms_max: Some(7 * 24 * 3600 * 1000),
             retention_bytes: None,
             retention_ms: Some(7 * 24 * 3600 * 1000),
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
