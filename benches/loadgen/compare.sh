@@ -93,6 +93,13 @@ print(f"{us('50.000000'):.0f} {us('99.000000'):.0f} {us('99.900000'):.0f} {iops:
 PY
 }
 
+run_loadgen() { # workload label [loadgen args...]: one run against whatever listens on KAFKA_PORT
+  local workload=$1 label=$2; shift 2
+  # shellcheck disable=SC2086
+  "${on_client_cpus[@]}" "$LOADGEN" run --workload "$workload" --brokers "127.0.0.1:$KAFKA_PORT" --label "$label" \
+      --out-dir "$OUT" --markdown "$OUT/rows.md" "$@" ${LOADGEN_ARGS:-} | tee "$OUT/$label.log" || true
+}
+
 run_shoal() { # workload label [loadgen args...]
   local workload=$1 label=$2; shift 2
   local dir pid
@@ -124,9 +131,7 @@ run_shoal() { # workload label [loadgen args...]
       sleep 0.05
     done ) &
   poller=$!
-  # shellcheck disable=SC2086
-  "${on_client_cpus[@]}" "$LOADGEN" run --workload "$workload" --brokers "127.0.0.1:$KAFKA_PORT" --label "$label" \
-      --out-dir "$OUT" --markdown "$OUT/rows.md" --window-marker "$marker" "$@" ${LOADGEN_ARGS:-} | tee "$OUT/$label.log" || true
+  run_loadgen "$workload" "$label" --window-marker "$marker" "$@"
   kill "$poller" 2>/dev/null || true; wait "$poller" 2>/dev/null || true
   curl -sf "http://127.0.0.1:$ADMIN_PORT/metrics" >"$OUT/$label.metrics.txt" &&
     benches/loadgen/scripts/broker-latency.py "$label" "$OUT/$label.metrics.txt" \
@@ -143,9 +148,7 @@ run_tansu() { # workload label
   pid=$!
   current_pid=$pid
   for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null && break; sleep 0.1; done
-  # shellcheck disable=SC2086
-  "${on_client_cpus[@]}" "$LOADGEN" run --workload "$workload" --brokers "127.0.0.1:$KAFKA_PORT" --label "$label" \
-      --out-dir "$OUT" --markdown "$OUT/rows.md" ${LOADGEN_ARGS:-} | tee "$OUT/$label.log" || true
+  run_loadgen "$workload" "$label"
   kill -TERM "$pid"; wait "$pid" || true
 }
 
@@ -153,12 +156,11 @@ run_tansu() { # workload label
 : >"$OUT/broker.md"
 for workload in "$@"; do
   name=$(basename "$workload" .toml)
-  bs=$("$LOADGEN" fio-block-size "$workload")
+  read -r bs producers rate < <("$LOADGEN" fio-plan "$workload")
   # fio right before this workload's runs, so both see the same disk weather.
   read -r p50 p99 p999 iops < <(run_fio "$bs" "$name")
   echo "| $name | $bs | 1 | max | $iops | $p50 | $p99 | $p999 |" >>"$OUT/fio.md"
   echo "fio write+fdatasync bs=$bs: $iops/s, fdatasync p50 $p50 µs p99 $p99 µs p99.9 $p999 µs"
-  read -r producers rate < <(python3 -c 'import sys, tomllib; w = tomllib.load(open(sys.argv[1], "rb")); print(w.get("producers_per_topic", 1), int(w.get("producer_rate", 0)))' "$workload")
   if [ "$producers" -gt 1 ] && [ "$rate" -gt 0 ]; then
     read -r p50 p99 p999 iops < <(run_fio "$bs" "$name" "$producers" "$rate")
     echo "| $name | $bs | $producers | $rate | $iops | $p50 | $p99 | $p999 |" >>"$OUT/fio.md"

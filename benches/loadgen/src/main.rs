@@ -47,8 +47,9 @@ enum Cmd {
     },
     /// Print the Markdown table (header and one row per result file).
     Table { results: Vec<PathBuf> },
-    /// Print the fio block size a workload compares against (for scripts).
-    FioBlockSize { workload: PathBuf },
+    /// Print the fio job a workload compares against, for scripts: "block-size writers rate",
+    /// where writers is the number of producers and rate their total records/s (0 = max).
+    FioPlan { workload: PathBuf },
 }
 
 #[derive(Parser)]
@@ -112,9 +113,14 @@ fn main() {
                 println!("{}", table_row(x));
             }
         }),
-        Cmd::FioBlockSize { workload } => {
-            Workload::load(&workload).map(|w| println!("{}", w.fio_block_size()))
-        }
+        Cmd::FioPlan { workload } => Workload::load(&workload).map(|w| {
+            let writers = w.topics * w.producers_per_topic;
+            println!(
+                "{} {writers} {}",
+                w.fio_block_size(),
+                w.producer_rate as u64
+            )
+        }),
     };
     if let Err(e) = outcome {
         eprintln!("loadgen: {e}");
