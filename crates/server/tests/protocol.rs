@@ -37,22 +37,30 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// `shoal start` on the given cores, addresses and data directory.
+fn shoal(cores: &str, kafka: &str, admin: &str, data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
+    command
+        .args([
+            "start",
+            "--cores",
+            cores,
+            "--kafka-addr",
+            kafka,
+            "--admin-addr",
+            admin,
+        ])
+        .arg("--data-dir")
+        .arg(data_dir);
+    command
+}
+
 fn start() -> Broker {
     let dir = tempfile::tempdir_in("/var/tmp").expect("data dir");
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args([
-            "start",
-            "--cores",
-            "2",
-            "--kafka-addr",
-            &addr,
-            "--admin-addr",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
+    let admin = format!("127.0.0.1:{}", free_port());
+    let child = shoal("2", &addr, &admin, dir.path())
         .env("SHOAL_REQUEST_BYTES_MAX", "1048576")
         .stderr(Stdio::null())
         .spawn()
@@ -362,24 +370,16 @@ fn a_request_declaring_a_huge_array_does_not_take_the_broker_down() {
     api_versions_ok(&broker);
 }
 
-/// Runs `shoal start` with `args` and waits (at most 20 s) for it to exit on its own: what a
-/// second broker does when the first holds its address or data directory.
-fn start_expecting_refusal(args: &[&str], data_dir: &std::path::Path) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .arg("start")
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
+/// Waits (at most 20 s) for a broker to exit on its own, as a second broker does when the first
+/// holds its address or data directory; returns what it printed.
+fn expect_refusal(mut command: Command) -> String {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start second shoal");
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            assert!(!status.success(), "the second broker must refuse to start");
-            break;
-        }
+    while child.try_wait().expect("wait").is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
@@ -387,18 +387,16 @@ fn start_expecting_refusal(args: &[&str], data_dir: &std::path::Path) -> String 
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut log = String::new();
-    for pipe in [
-        child.stdout.take().map(|p| Box::new(p) as Box<dyn Read>),
-        child.stderr.take().map(|p| Box::new(p) as Box<dyn Read>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let mut pipe = pipe;
-        let _ = pipe.read_to_string(&mut log);
-    }
-    log
+    let output = child.wait_with_output().expect("output");
+    assert!(
+        !output.status.success(),
+        "the second broker must refuse to start"
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 #[test]
@@ -408,32 +406,12 @@ fn a_second_broker_on_the_same_address_or_data_dir_refuses_to_start() {
     // second process share the port), different data dir and admin address.
     let other_dir = tempfile::tempdir_in("/var/tmp").expect("data dir");
     let admin = format!("127.0.0.1:{}", free_port());
-    let log = start_expecting_refusal(
-        &[
-            "--cores",
-            "1",
-            "--kafka-addr",
-            &first.addr,
-            "--admin-addr",
-            &admin,
-        ],
-        other_dir.path(),
-    );
+    let log = expect_refusal(shoal("1", &first.addr, &admin, other_dir.path()));
     assert!(log.contains("in use"), "unclear refusal: {log}");
     // Same data dir, different addresses.
     let kafka = format!("127.0.0.1:{}", free_port());
     let admin = format!("127.0.0.1:{}", free_port());
-    let log = start_expecting_refusal(
-        &[
-            "--cores",
-            "1",
-            "--kafka-addr",
-            &kafka,
-            "--admin-addr",
-            &admin,
-        ],
-        first._dir.path(),
-    );
+    let log = expect_refusal(shoal("1", &kafka, &admin, first._dir.path()));
     assert!(
         log.contains("in use by another broker"),
         "unclear refusal: {log}"
@@ -460,18 +438,7 @@ fn a_broker_restarted_on_the_same_addresses_starts_at_once() {
     let kafka = format!("127.0.0.1:{}", free_port());
     let admin = format!("127.0.0.1:{}", free_port());
     for round in 0..2 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .args([
-                "start",
-                "--cores",
-                "1",
-                "--kafka-addr",
-                &kafka,
-                "--admin-addr",
-                &admin,
-            ])
-            .arg("--data-dir")
-            .arg(dir.path())
+        let mut child = shoal("1", &kafka, &admin, dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
