@@ -9,10 +9,9 @@
 //!   64 KiB batches.
 //! - cross-core hop: a round trip over two glommio shared channels between executors pinned to
 //!   CPUs 0 and 1 (the cost of routing a request to the core that owns the partition).
-//!
-//! - index lookup: the sparse offset and time index of one full 1 GiB segment of 1 KiB batches
-//!   (an entry every 4 KiB, 262,144 entries), looked up at random offsets and timestamps (through
-//!   the `bench-internals` feature of shoal-storage).
+//! - index lookup: the sparse offset and time index of one full 1 GiB segment of 1 KiB-record
+//!   batches (an entry every 4 KiB of log, ~247,000 entries), looked up at random offsets and
+//!   timestamps (through the `bench-internals` feature of shoal-storage).
 
 use std::time::{Duration, Instant};
 

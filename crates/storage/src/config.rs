@@ -59,15 +59,18 @@ pub struct LogConfig {
     pub producer_id_expiration_ms: i64,
 }
 
+/// Kafka's default for both `segment.ms` and `retention.ms`: 7 days.
+const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
+
 impl Default for LogConfig {
     fn default() -> LogConfig {
         LogConfig {
             segment_bytes_max: SEGMENT_BYTES_DEFAULT,
-            // Kafka's `segment.ms` default (7 days): without an age roll a quiet partition's
-            // active segment is never sealed, so `retention.ms` could never delete its data.
-            segment_ms_max: Some(7 * 24 * 3600 * 1000),
+            // Kafka's `segment.ms` default: without an age roll a quiet partition's active
+            // segment is never sealed, so `retention.ms` could never delete its data.
+            segment_ms_max: Some(WEEK_MS),
             retention_bytes: None,
-            retention_ms: Some(7 * 24 * 3600 * 1000),
+            retention_ms: Some(WEEK_MS),
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             batch_bytes_max: BATCH_BYTES_MAX,
             durability: Durability::Fsync,
