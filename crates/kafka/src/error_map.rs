@@ -25,6 +25,8 @@ pub fn storage_error(error: &Error) -> ApiError {
         Error::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         Error::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
         Error::UnknownProducerId => ResponseError::UnknownProducerId,
+        // A caller with an older leader epoch than the partition's.
+        Error::StaleTerm { .. } => ResponseError::FencedLeaderEpoch,
         // The log was closed under us (topic deleted, shutdown): clients refresh metadata.
         Error::Closed => ResponseError::NotLeaderOrFollower,
     };

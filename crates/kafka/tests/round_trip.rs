@@ -342,10 +342,13 @@ fn metadata_round_trips_for_all_errorless_and_error_topics() {
 fn produce_round_trips_successes_and_errors() {
     for version in advertised(ApiKey::Produce) {
         let fake = Fake::with_topic("t", 1, 0);
+        // A log that starts at 10 (DeleteRecords ran): the response carries that start.
+        fake.topics.borrow_mut().get_mut("t").expect("t").logs[0].log_start = 10;
+        // Two records per batch: offsets advance by the record count, not by one per append.
         let partition = |index: i32| {
             produce_request::PartitionProduceData::default()
                 .with_index(index)
-                .with_records(Some(Bytes::from_static(&[1, 2, 3])))
+                .with_records(Some(common::real_batch(0, 1000)))
         };
         let request = ProduceRequest::default()
             .with_acks(-1)
@@ -359,14 +362,24 @@ fn produce_round_trips_successes_and_errors() {
             ]);
         let response =
             run(handlers::produce::handle(&fake, request, version)).expect("acks=-1 answers");
-        let results: Vec<(i16, i64)> = response
+        let results: Vec<(i16, i64, i64)> = response
             .responses
             .iter()
             .flat_map(|t| t.partition_responses.iter())
-            .map(|p| (p.error_code, p.base_offset))
+            .map(|p| (p.error_code, p.base_offset, p.log_start_offset))
             .collect();
         let unknown = ResponseError::UnknownTopicOrPartition.code();
-        assert_eq!(results, vec![(0, 0), (0, 1), (unknown, -1), (unknown, -1)]);
+        // The log start offset is reported from v5 on (-1 before, and on errors).
+        let start = if version >= 5 { 10 } else { -1 };
+        assert_eq!(
+            results,
+            vec![
+                (0, 10, start),
+                (0, 12, start),
+                (unknown, -1, -1),
+                (unknown, -1, -1)
+            ]
+        );
         assert_round_trip(ApiKey::Produce, version, &ResponseKind::Produce(response));
         let acks_zero = ProduceRequest::default().with_acks(0);
         assert!(run(handlers::produce::handle(&fake, acks_zero, version)).is_none());

@@ -4,7 +4,6 @@
 use shoal_model::constants::{
     BATCH_BYTES_MAX, INDEX_INTERVAL_BYTES_DEFAULT, SEGMENT_BYTES_DEFAULT, WRITE_CHUNK_BYTES_DEFAULT,
 };
-use shoal_model::Term;
 
 /// When an append completes, relative to the disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,8 +52,6 @@ pub struct LogConfig {
     pub recycled_segments_max: usize,
     /// Minimum capacity of a write chunk taken from the buffer pool.
     pub write_chunk_bytes: usize,
-    /// Leader epoch stamped into appended batches and segment names.
-    pub term: Term,
     /// Kafka `producer.id.expiration.ms`: idempotent producer state idle this long is dropped.
     pub producer_id_expiration_ms: i64,
 }
@@ -80,7 +77,6 @@ impl Default for LogConfig {
             fallocation_step_bytes_max: 32 * 1024 * 1024,
             recycled_segments_max: 2,
             write_chunk_bytes: WRITE_CHUNK_BYTES_DEFAULT,
-            term: Term(0),
             producer_id_expiration_ms: 24 * 3600 * 1000,
         }
     }

@@ -6,7 +6,7 @@ use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use shoal_model::Offset;
+use shoal_model::{Offset, Term};
 
 use crate::batch::BatchDefect;
 
@@ -47,6 +47,10 @@ pub enum Error {
     /// `UNKNOWN_PRODUCER_ID`).
     #[error("unknown producer id with a non-zero sequence")]
     UnknownProducerId,
+    /// A leader epoch older than the log's current one (a caller bug or a stale leader; Kafka
+    /// `FENCED_LEADER_EPOCH`).
+    #[error("leader epoch {requested} is older than the log's epoch {current}")]
+    StaleTerm { current: Term, requested: Term },
     /// The log was closed (Kafka `NOT_LEADER_OR_FOLLOWER`: the partition moved or stopped).
     #[error("log is closed")]
     Closed,

@@ -12,6 +12,7 @@
 mod batch;
 mod cache;
 mod config;
+mod epochs;
 mod error;
 mod flush;
 mod index;

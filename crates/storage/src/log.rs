@@ -30,7 +30,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use shoal_io::{Clock, Disk, DmaFile};
-use shoal_model::Offset;
+use shoal_model::{Offset, Term};
 
 use crate::batch;
 use crate::cache::{BatchCache, CachedBatch, LogUid};
@@ -67,6 +67,8 @@ pub struct Appended {
     pub base_offset: Offset,
     pub last_offset: Offset,
     pub guarantee: Guarantee,
+    /// The log start offset when the batch was placed (Kafka's Produce `log_start_offset`).
+    pub log_start: Offset,
 }
 
 /// Batches returned by [`Log::read`], each a complete stored batch (CRC verified).
@@ -75,6 +77,8 @@ pub struct ReadBatches {
     pub batches: Vec<Bytes>,
     pub high_watermark: Offset,
     pub log_start: Offset,
+    /// The log's leader epoch when it was read (KIP-320 fencing of readers).
+    pub leader_epoch: Term,
 }
 
 /// Counters for metrics and benchmarks.
@@ -95,6 +99,8 @@ pub struct LogOffsets {
     pub high_watermark: Offset,
     /// The next offset to assign.
     pub log_end: Offset,
+    /// The current leader epoch (the term appends are stamped with).
+    pub leader_epoch: Term,
 }
 
 pub struct Log<D: Disk> {
@@ -132,6 +138,9 @@ pub(crate) struct State<F: DmaFile> {
     pub(crate) writer: Writer<F::Buf>,
     pub(crate) log_start: Offset,
     pub(crate) log_end: Offset,
+    /// The leader epoch (Raft term) stamped into appended batches; the active segment's term.
+    /// Part of the log's state, not of its configuration: a config change never resets it.
+    pub(crate) term: Term,
     pub(crate) written_next: Offset,
     pub(crate) synced_next: Offset,
     pub(crate) batches_unsynced: u64,
@@ -164,7 +173,7 @@ impl<F: DmaFile> State<F> {
         }
     }
 
-    fn check_usable(&self) -> Result<()> {
+    pub(crate) fn check_usable(&self) -> Result<()> {
         if let Some(reason) = &self.offline {
             return Err(Error::Offline(reason.clone()));
         }
@@ -259,7 +268,13 @@ impl<D: Disk> Log<D> {
         let mut state = self.inner.state.borrow_mut();
         let base = state.log_end;
         let next = base.plus(offset_count);
-        batch::stamp(&mut batch, base, config.term);
+        let term = state.term;
+        assert_eq!(
+            term,
+            state.active().term,
+            "the active segment carries the log's term"
+        );
+        batch::stamp(&mut batch, base, term);
         let pos = state.writer.place(&batch, next);
         let segment = state.active_mut();
         segment
@@ -306,6 +321,7 @@ impl<D: Disk> Log<D> {
             base_offset: base,
             last_offset: Offset(next.0 - 1),
             guarantee: Guarantee::Buffered,
+            log_start: state.log_start,
         })
     }
 
@@ -329,6 +345,7 @@ impl<D: Disk> Log<D> {
                 base_offset: original.base_offset,
                 last_offset: original.last_offset,
                 guarantee: Guarantee::Buffered,
+                log_start: self.inner.state.borrow().log_start,
             })),
             Err(SequenceError::OutOfOrder { expected, received }) => {
                 Err(Error::OutOfOrderSequence { expected, received })
@@ -431,6 +448,7 @@ impl<D: Disk> Log<D> {
             log_start: state.log_start,
             high_watermark: state.high_watermark(durability),
             log_end: state.log_end,
+            leader_epoch: state.term,
         }
     }
 

@@ -33,7 +33,7 @@ impl<D: Disk> Log<D> {
     /// (always at least one batch when any is visible, as Kafka requires so that a consumer can
     /// make progress past a batch larger than its limit).
     pub async fn read(&self, from: Offset, max_bytes: usize) -> Result<ReadBatches> {
-        let (hwm, log_start, log_end) = {
+        let (hwm, log_start, log_end, leader_epoch) = {
             let durability = self.inner.config.borrow().durability;
             let state = self.inner.state.borrow();
             if let Some(reason) = &state.offline {
@@ -43,6 +43,7 @@ impl<D: Disk> Log<D> {
                 state.high_watermark(durability),
                 state.log_start,
                 state.log_end,
+                state.term,
             )
         };
         if from < log_start || from > log_end {
@@ -56,6 +57,7 @@ impl<D: Disk> Log<D> {
             batches: Vec::new(),
             high_watermark: hwm,
             log_start,
+            leader_epoch,
         };
         if from >= hwm {
             return Ok(out);

@@ -148,6 +148,7 @@ impl<D: Disk> Log<D> {
                 writer: Writer::resume(0, &[], 0),
                 log_start: Offset(0),
                 log_end: Offset(0),
+                term: Term(0),
                 written_next: Offset(0),
                 synced_next: Offset(0),
                 batches_unsynced: 0,
@@ -168,7 +169,7 @@ impl<D: Disk> Log<D> {
             Some(tail) => tail,
             None => {
                 let base = log_start_saved.unwrap_or(Offset(0));
-                let (segment, allocated) = log.create_segment(base).await?;
+                let (segment, allocated) = log.create_segment(base, Term(0)).await?;
                 let _ = segments.insert(base, segment);
                 (Vec::new(), allocated)
             }
@@ -187,6 +188,7 @@ impl<D: Disk> Log<D> {
             ))));
         }
         state.writer = Writer::resume(end_bytes, &tail_block, allocated);
+        state.term = state.active().term;
         state.log_start = log_start;
         state.log_end = log_end;
         state.written_next = log_end;

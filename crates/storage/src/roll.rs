@@ -8,7 +8,7 @@
 use std::rc::Rc;
 
 use shoal_io::{Disk, DmaFile, OpenMode};
-use shoal_model::{Offset, TimestampMs};
+use shoal_model::{Offset, Term, TimestampMs};
 
 use crate::error::{Error, OfflineReason, Result};
 use crate::index::{self, IndexCheckpoint, SparseIndex};
@@ -41,8 +41,15 @@ impl<D: Disk> Log<D> {
         Ok(())
     }
 
-    /// Seals the active segment and opens a new one at the log end.
+    /// Seals the active segment and opens a new one at the log end, in the same term.
     pub(crate) async fn roll(&self) -> Result<()> {
+        let term = self.inner.state.borrow().term;
+        self.roll_into(term).await
+    }
+
+    /// Seals the active segment and opens a new one at the log end for `term`, which becomes
+    /// the log's term once the new segment exists. Called with the placement permit held.
+    pub(crate) async fn roll_into(&self, term: Term) -> Result<()> {
         let log_end = self.offsets().log_end;
         {
             let mut state = self.inner.state.borrow_mut();
@@ -52,8 +59,9 @@ impl<D: Disk> Log<D> {
         self.inner.work.notify();
         let _ = self.wait_synced(log_end).await?;
         self.seal_active().await?;
-        let (segment, allocated_bytes) = self.create_segment(log_end).await?;
+        let (segment, allocated_bytes) = self.create_segment(log_end, term).await?;
         let mut state = self.inner.state.borrow_mut();
+        state.term = term;
         let previous = state.segments.insert(segment.base, segment);
         assert!(
             previous.is_none(),
@@ -128,8 +136,11 @@ impl<D: Disk> Log<D> {
 
     /// Creates (or takes from the recycle directory) the file for a segment starting at `base`.
     /// Returns the segment and how many bytes its file already holds (a recycled file).
-    pub(crate) async fn create_segment(&self, base: Offset) -> Result<(Segment<D::File>, u64)> {
-        let term = self.inner.config.borrow().term;
+    pub(crate) async fn create_segment(
+        &self,
+        base: Offset,
+        term: Term,
+    ) -> Result<(Segment<D::File>, u64)> {
         let stem_name = stem(base, term);
         let path = path_of(&self.inner.dir, &stem_name, LOG_SUFFIX);
         let disk = &*self.inner.disk;

@@ -65,7 +65,10 @@ pub async fn handle<C: Cluster>(cluster: &C, request: FetchRequest, version: i16
             .sum();
         let any_error = results.iter().any(Result::is_err);
         let waited_ms = started.elapsed().as_millis() as u64;
-        if available >= min_bytes.max(1)
+        // min_bytes 0 asks for an immediate answer (Kafka: `fetchMinBytes <= 0` responds at
+        // once, even when nothing is available); otherwise wait for that much data.
+        if min_bytes == 0
+            || available >= min_bytes
             || any_error
             || waited_ms >= max_wait_ms
             || wanted.is_empty()

@@ -23,50 +23,64 @@ pub async fn handle<C: Cluster>(
         Wait::Durable
     };
     let transactional = request.transactional_id.is_some();
-    let mut topics = Vec::with_capacity(request.topic_data.len());
-    for topic in request.topic_data {
-        let name = topic.name.0.to_string();
-        let partitions = ensure_topic(cluster, &name).await;
-        let appends = topic.partition_data.into_iter().map(|data| {
-            let tp = TopicPartition {
-                topic: name.clone(),
-                partition: data.index,
-            };
-            let partitions = partitions.clone();
-            async move {
-                let result = if !(-1..=1).contains(&acks) {
-                    Err(ApiError::new(ResponseError::InvalidRequiredAcks))
-                } else if transactional {
-                    let reason = "transactions are not supported";
-                    Err(ApiError::with_message(
-                        ResponseError::TransactionalIdAuthorizationFailed,
-                        reason,
-                    ))
-                } else {
-                    match (partitions, data.records) {
-                        (Ok(count), Some(records)) if (0..count).contains(&tp.partition) => {
-                            cluster.append(&tp, records.to_vec(), wait).await
-                        }
-                        (Ok(_), Some(_)) => {
-                            Err(ApiError::new(ResponseError::UnknownTopicOrPartition))
-                        }
-                        (Ok(_), None) => Err(ApiError::with_message(
-                            ResponseError::CorruptMessage,
-                            "no records",
-                        )),
-                        (Err(error), _) => Err(error),
-                    }
+    let names: Vec<String> = request
+        .topic_data
+        .iter()
+        .map(|topic| topic.name.0.to_string())
+        .collect();
+    // Topics are resolved (and auto-created) together, then every partition of every topic is
+    // appended at once: a request for k topics waits for one round of syncs, not k.
+    let counts = join_all(names.iter().map(|name| ensure_topic(cluster, name))).await;
+    let appends = request
+        .topic_data
+        .into_iter()
+        .zip(names.iter().zip(counts))
+        .map(|(topic, (name, partitions))| {
+            let appends = topic.partition_data.into_iter().map(move |data| {
+                let tp = TopicPartition {
+                    topic: name.clone(),
+                    partition: data.index,
                 };
-                partition_response(tp.partition, result, version)
-            }
+                let partitions = partitions.clone();
+                async move {
+                    let result = if !(-1..=1).contains(&acks) {
+                        Err(ApiError::new(ResponseError::InvalidRequiredAcks))
+                    } else if transactional {
+                        let reason = "transactions are not supported";
+                        Err(ApiError::with_message(
+                            ResponseError::TransactionalIdAuthorizationFailed,
+                            reason,
+                        ))
+                    } else {
+                        match (partitions, data.records) {
+                            (Ok(count), Some(records)) if (0..count).contains(&tp.partition) => {
+                                cluster.append(&tp, records.to_vec(), wait).await
+                            }
+                            (Ok(_), Some(_)) => {
+                                Err(ApiError::new(ResponseError::UnknownTopicOrPartition))
+                            }
+                            (Ok(_), None) => Err(ApiError::with_message(
+                                ResponseError::CorruptMessage,
+                                "no records",
+                            )),
+                            (Err(error), _) => Err(error),
+                        }
+                    };
+                    partition_response(tp.partition, result, version)
+                }
+            });
+            join_all(appends)
         });
-        let partition_responses = join_all(appends).await;
-        topics.push(
+    let per_topic = join_all(appends).await;
+    let topics = names
+        .iter()
+        .zip(per_topic)
+        .map(|(name, partition_responses)| {
             TopicProduceResponse::default()
-                .with_name(topic_name(&name))
-                .with_partition_responses(partition_responses),
-        );
-    }
+                .with_name(topic_name(name))
+                .with_partition_responses(partition_responses)
+        })
+        .collect();
     (acks != 0).then(|| ProduceResponse::default().with_responses(topics))
 }
 
@@ -104,11 +118,20 @@ fn partition_response(
         .with_index(index)
         .with_log_append_time_ms(-1);
     match result {
-        Ok(appended) => response.with_base_offset(appended.base_offset.0),
+        Ok(appended) => {
+            let response = response.with_base_offset(appended.base_offset.0);
+            if version >= 5 {
+                response.with_log_start_offset(appended.log_start.0)
+            } else {
+                response
+            }
+        }
         Err(error) => {
+            // Kafka answers -1 for the log start offset of a failed partition.
             let response = response
                 .with_error_code(error.code.code())
-                .with_base_offset(-1);
+                .with_base_offset(-1)
+                .with_log_start_offset(-1);
             if version >= 8 {
                 response.with_error_message(error.message.as_deref().map(str_bytes))
             } else {

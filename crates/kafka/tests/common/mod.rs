@@ -25,16 +25,62 @@ pub const CLUSTER_ID: &str = "fake-cluster";
 /// The topic configs the fake knows, with defaults.
 pub const KNOWN: &[(&str, &str)] = &[("cleanup.policy", "delete"), ("retention.ms", "604800000")];
 
-#[derive(Clone, Debug, Default)]
+/// The leader epoch of every fake partition: not 0, so a handler that answers a hard-coded 0
+/// instead of the partition's epoch fails its test.
+pub const LEADER_EPOCH: i32 = 7;
+
+/// One partition, kept the way the storage engine keeps it: offsets assigned per record from
+/// each batch's header, a high watermark that can trail the log end (what a reader may see),
+/// and the leader epoch stamped into every batch.
+#[derive(Clone, Debug)]
 pub struct FakeLog {
     pub log_start: i64,
     /// (base offset, next offset, max timestamp, bytes).
     pub batches: Vec<(i64, i64, i64, Bytes)>,
+    /// Readers see offsets below this.
+    pub high_watermark: i64,
+    /// When set, appends leave the high watermark where it is (data written, not yet durable).
+    pub hold_watermark: bool,
+    pub leader_epoch: i32,
+}
+
+impl Default for FakeLog {
+    fn default() -> FakeLog {
+        FakeLog {
+            log_start: 0,
+            batches: Vec::new(),
+            high_watermark: 0,
+            hold_watermark: false,
+            leader_epoch: LEADER_EPOCH,
+        }
+    }
 }
 
 impl FakeLog {
     pub fn end(&self) -> i64 {
         self.batches.last().map_or(self.log_start, |b| b.1)
+    }
+
+    /// Appends a client batch as storage does: validated, stamped with its base offset and
+    /// the leader epoch, one offset per record.
+    pub fn append(&mut self, mut batch: Vec<u8>) -> Result<Appended, ApiError> {
+        let header = shoal_storage::validate_batch(&batch)
+            .map_err(|defect| storage_error(&shoal_storage::Error::CorruptBatch(defect)))?;
+        let base = self.end();
+        batch[0..8].copy_from_slice(&base.to_be_bytes());
+        batch[12..16].copy_from_slice(&self.leader_epoch.to_be_bytes());
+        let next = base + header.offset_count;
+        self.batches
+            .push((base, next, header.max_timestamp.0, Bytes::from(batch)));
+        if !self.hold_watermark {
+            self.high_watermark = next;
+        }
+        Ok(Appended {
+            base_offset: Offset(base),
+            last_offset: Offset(next - 1),
+            guarantee: Guarantee::Synced,
+            log_start: Offset(self.log_start),
+        })
     }
 }
 
@@ -49,12 +95,39 @@ pub struct Fake {
     pub topics: RefCell<BTreeMap<String, FakeTopic>>,
     pub auto_create: bool,
     pub next_producer_id: std::cell::Cell<i64>,
+    /// How often a handler long-polled (`wait_for_data`).
+    pub waits: std::cell::Cell<usize>,
+    /// Appends in flight now, and the most seen at once (each append yields once before it
+    /// completes, as a real one waits for its sync, so concurrent appends overlap).
+    pub appends_in_flight: std::cell::Cell<usize>,
+    pub appends_in_flight_max: std::cell::Cell<usize>,
+}
+
+/// A future that is pending once (waking itself), then ready.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
 }
 
 impl Fake {
     pub fn new() -> Fake {
         Fake {
             next_producer_id: std::cell::Cell::new(1000),
+            waits: std::cell::Cell::new(0),
+            appends_in_flight: std::cell::Cell::new(0),
+            appends_in_flight_max: std::cell::Cell::new(0),
             topics: RefCell::new(BTreeMap::new()),
             auto_create: false,
         }
@@ -69,19 +142,11 @@ impl Fake {
     }
 
     pub fn add_topic(&self, name: &str, partitions: usize, batches: i64) {
-        let log = FakeLog {
-            log_start: 0,
-            batches: (0..batches)
-                .map(|i| {
-                    (
-                        2 * i,
-                        2 * i + 2,
-                        1000 * (i + 1),
-                        real_batch(2 * i, 1000 * (i + 1)),
-                    )
-                })
-                .collect(),
-        };
+        let mut log = FakeLog::default();
+        for i in 0..batches {
+            let appended = log.append(real_batch(0, 1000 * (i + 1)).to_vec());
+            assert!(appended.is_ok(), "a real batch appends");
+        }
         let _ = self.topics.borrow_mut().insert(
             name.to_string(),
             FakeTopic {
@@ -194,15 +259,13 @@ impl Cluster for Fake {
         batch: Vec<u8>,
         _wait: Wait,
     ) -> Result<Appended, ApiError> {
-        self.with_log(tp, |log| {
-            let base = log.end();
-            log.batches.push((base, base + 1, 0, Bytes::from(batch)));
-            Ok(Appended {
-                base_offset: Offset(base),
-                last_offset: Offset(base),
-                guarantee: Guarantee::Synced,
-            })
-        })
+        let now = self.appends_in_flight.get() + 1;
+        self.appends_in_flight.set(now);
+        self.appends_in_flight_max
+            .set(self.appends_in_flight_max.get().max(now));
+        YieldOnce(false).await;
+        self.appends_in_flight.set(self.appends_in_flight.get() - 1);
+        self.with_log(tp, |log| log.append(batch))
     }
 
     async fn read(
@@ -219,11 +282,12 @@ impl Cluster for Fake {
                 batches: log
                     .batches
                     .iter()
-                    .filter(|b| b.1 > offset.0)
+                    .filter(|b| b.1 > offset.0 && b.0 < log.high_watermark)
                     .map(|b| b.3.clone())
                     .collect(),
-                high_watermark: Offset(log.end()),
+                high_watermark: Offset(log.high_watermark),
                 log_start: Offset(log.log_start),
+                leader_epoch: shoal_model::Term(log.leader_epoch),
             })
         })
     }
@@ -232,8 +296,9 @@ impl Cluster for Fake {
         self.with_log(tp, |log| {
             Ok(LogOffsets {
                 log_start: Offset(log.log_start),
-                high_watermark: Offset(log.end()),
+                high_watermark: Offset(log.high_watermark),
                 log_end: Offset(log.end()),
+                leader_epoch: shoal_model::Term(log.leader_epoch),
             })
         })
     }
@@ -247,8 +312,9 @@ impl Cluster for Fake {
             Ok(log
                 .batches
                 .iter()
+                .filter(|b| b.0 < log.high_watermark && b.1 > log.log_start)
                 .find(|b| b.2 >= ts.0)
-                .map(|b| (Offset(b.0), TimestampMs(b.2))))
+                .map(|b| (Offset(b.0.max(log.log_start)), TimestampMs(b.2))))
         })
     }
 
@@ -260,12 +326,15 @@ impl Cluster for Fake {
             Ok(log
                 .batches
                 .iter()
+                .filter(|b| b.0 < log.high_watermark && b.1 > log.log_start)
                 .max_by_key(|b| b.2)
-                .map(|b| (Offset(b.0), TimestampMs(b.2))))
+                .map(|b| (Offset(b.0.max(log.log_start)), TimestampMs(b.2))))
         })
     }
 
-    async fn wait_for_data(&self, _watches: Vec<(TopicPartition, Offset)>, _timeout_ms: u64) {}
+    async fn wait_for_data(&self, _watches: Vec<(TopicPartition, Offset)>, _timeout_ms: u64) {
+        self.waits.set(self.waits.get() + 1);
+    }
 
     async fn allocate_producer_id(&self) -> Result<i64, ApiError> {
         let id = self.next_producer_id.get();
@@ -289,8 +358,12 @@ impl Cluster for Fake {
 
     async fn delete_records(&self, tp: &TopicPartition, before: i64) -> Result<Offset, ApiError> {
         self.with_log(tp, |log| {
-            let before = if before == -1 { log.end() } else { before };
-            if before < 0 || before > log.end() {
+            let before = if before == -1 {
+                log.high_watermark
+            } else {
+                before
+            };
+            if before < 0 || before > log.high_watermark {
                 return Err(out_of_range(before, log));
             }
             log.log_start = log.log_start.max(before);
