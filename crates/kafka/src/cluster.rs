@@ -48,6 +48,28 @@ impl ApiError {
     }
 }
 
+/// Why the core (or, later, the node) that owns some work gave no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unanswered {
+    /// The owner could not be reached.
+    Unreachable,
+    /// The owner dropped the work without answering (it is stopping).
+    Dropped,
+    /// No answer within the call's timeout (the work may still complete).
+    TimedOut,
+}
+
+/// Whose work went unanswered: that decides which retriable code a client gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// A partition's owner (produce, fetch, offsets, DeleteRecords, ...).
+    Partition,
+    /// The metadata owner (CreateTopics, DeleteTopics, configs, producer ids).
+    Controller,
+    /// A consumer group's coordinator.
+    Coordinator,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct BrokerInfo {
     pub node_id: i32,
@@ -65,6 +87,21 @@ pub struct TopicInfo {
     pub partitions: i32,
     /// Explicitly set topic configs (defaults are not listed).
     pub configs: BTreeMap<String, String>,
+    /// The leader epoch of each partition, by partition index.
+    pub leader_epochs: Vec<i32>,
+    /// Partitions that are offline here (a failed or full disk, corruption), ascending.
+    pub offline: Vec<i32>,
+}
+
+/// What OffsetForLeaderEpoch answers for one partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochEndOffset {
+    /// The partition's current leader epoch (to fence a caller's `current_leader_epoch`).
+    pub current_epoch: i32,
+    /// The largest epoch at or below the requested one (-1: none).
+    pub epoch: i32,
+    /// Where that epoch ends: the next epoch's start, or the log end (-1: none).
+    pub end_offset: i64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -150,6 +187,10 @@ pub trait Cluster {
     /// A consistent snapshot of all topics.
     fn topics(&self) -> Vec<TopicInfo>;
     fn topic(&self, name: &str) -> Option<TopicInfo>;
+    /// The topic with this id (Metadata v12+ asks by id).
+    fn topic_by_id(&self, id: [u8; 16]) -> Option<TopicInfo> {
+        self.topics().into_iter().find(|topic| topic.id == id)
+    }
     /// Whether Metadata and Produce create unknown topics (`auto.create.topics.enable`).
     fn auto_create_topics(&self) -> bool;
 
@@ -183,6 +224,12 @@ pub trait Cluster {
         &self,
         tp: &TopicPartition,
     ) -> Result<Option<(Offset, TimestampMs)>, ApiError>;
+    /// The end of leader epoch `requested` in the partition's epoch history.
+    async fn epoch_end_offset(
+        &self,
+        tp: &TopicPartition,
+        requested: i32,
+    ) -> Result<EpochEndOffset, ApiError>;
     /// A producer id never handed out before, also across restarts (InitProducerId).
     async fn allocate_producer_id(&self) -> Result<i64, ApiError>;
     /// The idempotent producers a partition knows (DescribeProducers).

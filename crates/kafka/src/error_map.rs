@@ -3,7 +3,7 @@
 use kafka_protocol::error::ResponseError;
 use shoal_storage::{Error, OfflineKind};
 
-use crate::cluster::ApiError;
+use crate::cluster::{ApiError, Owner, Unanswered};
 
 /// Maps a storage error to the code a Kafka client expects.
 pub fn storage_error(error: &Error) -> ApiError {
@@ -31,4 +31,34 @@ pub fn storage_error(error: &Error) -> ApiError {
         Error::Closed => ResponseError::NotLeaderOrFollower,
     };
     ApiError::with_message(code, error.to_string())
+}
+
+/// The code a client gets when the owner of its work did not answer. Every one is retriable
+/// in the Java client: the work may have been lost with a stopping core or may still complete,
+/// so the client must retry (idempotent producers make a produce retry safe) rather than give
+/// up as UNKNOWN_SERVER_ERROR would make it.
+pub fn unanswered(owner: Owner, why: Unanswered) -> ApiError {
+    let code = match (owner, why) {
+        // Kafka's own code for work that did not finish in time.
+        (Owner::Partition | Owner::Controller, Unanswered::TimedOut) => {
+            ResponseError::RequestTimedOut
+        }
+        // The client refreshes metadata and retries on the partition's (new) owner.
+        (Owner::Partition, _) => ResponseError::NotLeaderOrFollower,
+        // The client looks for the controller again and retries.
+        (Owner::Controller, _) => ResponseError::NotController,
+        // The client looks for the coordinator again (FindCoordinator) and retries.
+        (Owner::Coordinator, _) => ResponseError::CoordinatorNotAvailable,
+    };
+    let what = match owner {
+        Owner::Partition => "the partition's owner",
+        Owner::Controller => "the metadata owner",
+        Owner::Coordinator => "the group coordinator",
+    };
+    let why = match why {
+        Unanswered::Unreachable => "could not be reached",
+        Unanswered::Dropped => "dropped the request",
+        Unanswered::TimedOut => "did not answer in time",
+    };
+    ApiError::with_message(code, format!("{what} {why}"))
 }

@@ -391,8 +391,17 @@ fn incremental_alter_configs_sets_deletes_and_refuses_list_ops_on_scalars() {
 }
 
 #[test]
-fn offset_for_leader_epoch_follows_kafka_semantics_for_epoch_zero() {
-    let fake = Fake::with_topic("t", 1, 3); // High watermark 6.
+fn offset_for_leader_epoch_follows_kafkas_epoch_cache() {
+    let fake = Fake::with_topic("t", 1, 3);
+    {
+        let mut topics = fake.topics.borrow_mut();
+        let log = &mut topics.get_mut("t").expect("t").logs[0];
+        // Epoch 3 from offset 0, 5 from 2, 7 (current) from 4; one more batch written but not
+        // yet durable: log end 8, high watermark 6.
+        log.epochs = vec![(3, 0), (5, 2), (7, 4)];
+        log.hold_watermark = true;
+        assert!(log.append(common::real_batch(0, 9000).to_vec()).is_ok());
+    }
     let part = |partition: i32, current: i32, requested: i32| {
         offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
             .with_partition(partition)
@@ -403,16 +412,20 @@ fn offset_for_leader_epoch_follows_kafka_semantics_for_epoch_zero() {
         offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
             .with_topic(tn("t"))
             .with_partitions(vec![
-                part(0, -1, 0),
-                part(0, 0, 0),
-                part(0, 0, 3),
-                part(0, 0, -1),
-                part(0, 1, 0),
-                part(4, 0, 0),
+                part(0, -1, 7),
+                part(0, 7, 7),
+                part(0, 7, 5),
+                part(0, 7, 6),
+                part(0, 7, 1),
+                part(0, 7, 9),
+                part(0, 7, -1),
+                part(0, 8, 7),
+                part(0, 6, 7),
+                part(4, 7, 7),
             ]),
         offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
             .with_topic(tn("missing"))
-            .with_partitions(vec![part(0, 0, 0)]),
+            .with_partitions(vec![part(0, 7, 7)]),
     ]);
     for version in advertised(ApiKey::OffsetForLeaderEpoch) {
         let response = run(handlers::offset_for_leader_epoch::handle(
@@ -428,11 +441,15 @@ fn offset_for_leader_epoch_follows_kafka_semantics_for_epoch_zero() {
         assert_eq!(
             got,
             vec![
-                (0, 0, 6),
-                (0, 0, 6),
-                (0, -1, -1),
-                (0, -1, -1),
+                (0, 7, 8), // the current epoch ends at the log end, not the watermark
+                (0, 7, 8),
+                (0, 5, 4),   // an older epoch ends where the next starts
+                (0, 5, 4),   // between epochs: the largest one below
+                (0, 1, 0),   // below the history: the requested epoch, the oldest start
+                (0, -1, -1), // newer than the current epoch
+                (0, -1, -1), // undefined
                 (code(ResponseError::UnknownLeaderEpoch), -1, -1),
+                (code(ResponseError::FencedLeaderEpoch), -1, -1),
                 (code(ResponseError::UnknownTopicOrPartition), -1, -1),
             ]
         );

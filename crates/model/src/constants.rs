@@ -36,3 +36,7 @@ const _: () = assert!(DMA_ALIGNMENT_BYTES.is_multiple_of(SECTOR_BYTES));
 const _: () = assert!((WRITE_CHUNK_BYTES_DEFAULT as u64).is_multiple_of(DMA_ALIGNMENT_BYTES));
 const _: () =
     assert!(BATCH_BYTES_MAX + 2 * (DMA_ALIGNMENT_BYTES as usize) < BUFFER_POOL_BYTES_DEFAULT);
+
+/// Jobs from other cores one core runs at once on the request lane of the core mesh; beyond
+/// this it stops reading its channels, so senders wait (backpressure, see `server/mesh.rs`).
+pub const MESH_JOBS_INFLIGHT_MAX: u64 = 1024;

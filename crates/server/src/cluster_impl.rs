@@ -1,27 +1,86 @@
-//! The Kafka handlers' view of the broker, on one core: every partition call goes to the
-//! partition's owner (`Shard::local_*` when it is this core, a mesh message otherwise), and
-//! metadata changes go to shard 0. The call site shows the target core.
+//! The Kafka handlers' view of the broker, on one core: every partition call runs on the
+//! partition's owner core and every metadata change on core 0, through the generic calls of
+//! `mesh.rs` (`complete` for state changes, which finish even if the client goes away;
+//! `answer` for reads and waits, which stop with their caller). The call site names the core.
 
+use std::future::Future;
 use std::rc::Rc;
+use std::time::Duration;
 
 use futures::future::select;
 use shoal_kafka::cluster::{
     config_source, config_type, ApiError, BrokerInfo, Cluster, ConfigChange, ConfigEntry,
-    ConfigSynonym, LogDirInfo, NewTopic, TopicInfo, TopicPartition,
+    ConfigSynonym, EpochEndOffset, LogDirInfo, NewTopic, Owner, TopicInfo, TopicPartition,
+    Unanswered,
 };
-use shoal_model::{Offset, TimestampMs};
+use shoal_kafka::error_map::unanswered;
+use shoal_model::{Offset, Term, TimestampMs};
 use shoal_storage::{Appended, LogOffsets, ReadBatches, Wait};
 
 use crate::controller::topic_info;
-use crate::mesh::ShardMsg;
+use crate::mesh::CALL_TIMEOUT_MS;
 use crate::shard::{owner_of, Shard};
 use crate::topic_config;
 
 /// The metadata owner.
 const CONTROLLER_CORE: usize = 0;
 
+/// A remote wait for data gets this long beyond its own timeout before the caller gives up on
+/// the owner core.
+const WAIT_MARGIN_MS: u64 = 1_000;
+
 #[derive(Clone)]
 pub(crate) struct ShardCluster(pub(crate) Rc<Shard>);
+
+impl ShardCluster {
+    /// Runs a state change on the partition's owner core (it completes even if the client
+    /// goes away).
+    async fn change_partition<T, W, F>(&self, tp: &TopicPartition, work: W) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        W: FnOnce(Rc<Shard>, TopicPartition) -> F + Send + 'static,
+        F: Future<Output = Result<T, ApiError>> + 'static,
+    {
+        let owner = owner_of(&self.0.snapshot(), tp)?;
+        let tp = tp.clone();
+        self.0
+            .complete(owner, move |shard| work(shard, tp))
+            .await
+            .map_err(|why| unanswered(Owner::Partition, why))?
+    }
+
+    /// Runs a read on the partition's owner core (it stops if the client goes away).
+    async fn read_partition<T, W, F>(&self, tp: &TopicPartition, work: W) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        W: FnOnce(Rc<Shard>, TopicPartition) -> F + Send + 'static,
+        F: Future<Output = Result<T, ApiError>> + 'static,
+    {
+        let owner = owner_of(&self.0.snapshot(), tp)?;
+        let tp = tp.clone();
+        self.0
+            .answer(owner, CALL_TIMEOUT_MS, move |shard| work(shard, tp))
+            .await
+            .map_err(|why| unanswered(Owner::Partition, why))?
+    }
+
+    /// Runs a metadata change on core 0; every item fails with a retriable code if core 0
+    /// does not answer.
+    async fn change_metadata<T, W, F>(&self, count: usize, work: W) -> Vec<Result<T, ApiError>>
+    where
+        T: Send + 'static,
+        W: FnOnce(Rc<Shard>) -> F + Send + 'static,
+        F: Future<Output = Vec<Result<T, ApiError>>> + 'static,
+    {
+        match self.0.complete(CONTROLLER_CORE, work).await {
+            Ok(results) => results,
+            Err(why) => {
+                let error = unanswered(Owner::Controller, why);
+                (0..count).map(|_| Err(error.clone())).collect()
+            }
+        }
+    }
+}
 
 impl Cluster for ShardCluster {
     fn broker(&self) -> BrokerInfo {
@@ -40,7 +99,7 @@ impl Cluster for ShardCluster {
             .snapshot()
             .topics
             .iter()
-            .map(|(name, meta)| topic_info(name, meta))
+            .map(|(name, meta)| topic_info(name, meta, &self.0.health))
             .collect()
     }
 
@@ -49,7 +108,7 @@ impl Cluster for ShardCluster {
             .snapshot()
             .topics
             .get(name)
-            .map(|meta| topic_info(name, meta))
+            .map(|meta| topic_info(name, meta, &self.0.health))
     }
 
     fn auto_create_topics(&self) -> bool {
@@ -61,34 +120,17 @@ impl Cluster for ShardCluster {
         topics: Vec<NewTopic>,
         validate_only: bool,
     ) -> Vec<Result<TopicInfo, ApiError>> {
-        let count = topics.len();
-        if self.0.id == CONTROLLER_CORE {
-            return self.0.controller_create_topics(topics, validate_only).await;
-        }
-        let answer = self
-            .0
-            .call(CONTROLLER_CORE, |reply| ShardMsg::CreateTopics {
-                topics,
-                validate_only,
-                reply,
-            })
-            .await;
-        answer.unwrap_or_else(|error| vec![Err(error); count])
+        self.change_metadata(topics.len(), move |shard| async move {
+            shard.controller_create_topics(topics, validate_only).await
+        })
+        .await
     }
 
     async fn delete_topics(&self, names: Vec<String>) -> Vec<Result<(), ApiError>> {
-        let count = names.len();
-        if self.0.id == CONTROLLER_CORE {
-            return self.0.controller_delete_topics(names).await;
-        }
-        let answer = self
-            .0
-            .call(CONTROLLER_CORE, |reply| ShardMsg::DeleteTopics {
-                names,
-                reply,
-            })
-            .await;
-        answer.unwrap_or_else(|error| vec![Err(error); count])
+        self.change_metadata(names.len(), move |shard| async move {
+            shard.controller_delete_topics(names).await
+        })
+        .await
     }
 
     async fn append(
@@ -97,19 +139,10 @@ impl Cluster for ShardCluster {
         batch: Vec<u8>,
         wait: Wait,
     ) -> Result<Appended, ApiError> {
-        let owner = owner_of(&self.0.snapshot(), tp)?;
-        if owner == self.0.id {
-            return self.0.local_append(tp, batch, wait).await;
-        }
-        let tp = tp.clone();
-        self.0
-            .call(owner, |reply| ShardMsg::Append {
-                tp,
-                batch,
-                wait,
-                reply,
-            })
-            .await?
+        self.change_partition(tp, move |shard, tp| async move {
+            shard.local_append(&tp, batch, wait).await
+        })
+        .await
     }
 
     async fn read(
@@ -118,30 +151,15 @@ impl Cluster for ShardCluster {
         offset: Offset,
         max_bytes: usize,
     ) -> Result<ReadBatches, ApiError> {
-        let owner = owner_of(&self.0.snapshot(), tp)?;
-        if owner == self.0.id {
-            return self.0.local_read(tp, offset, max_bytes).await;
-        }
-        let tp = tp.clone();
-        self.0
-            .call(owner, |reply| ShardMsg::Read {
-                tp,
-                offset,
-                max_bytes,
-                reply,
-            })
-            .await?
+        self.read_partition(tp, move |shard, tp| async move {
+            shard.local_read(&tp, offset, max_bytes).await
+        })
+        .await
     }
 
     async fn offsets(&self, tp: &TopicPartition) -> Result<LogOffsets, ApiError> {
-        let owner = owner_of(&self.0.snapshot(), tp)?;
-        if owner == self.0.id {
-            return self.0.local_offsets(tp);
-        }
-        let tp = tp.clone();
-        self.0
-            .call(owner, |reply| ShardMsg::Offsets { tp, reply })
-            .await?
+        self.read_partition(tp, |shard, tp| async move { shard.local_offsets(&tp) })
+            .await
     }
 
     async fn offset_for_timestamp(
@@ -149,103 +167,93 @@ impl Cluster for ShardCluster {
         tp: &TopicPartition,
         ts: TimestampMs,
     ) -> Result<Option<(Offset, TimestampMs)>, ApiError> {
-        let owner = owner_of(&self.0.snapshot(), tp)?;
-        if owner == self.0.id {
-            return self.0.local_offset_for_timestamp(tp, ts).await;
-        }
-        let tp = tp.clone();
-        self.0
-            .call(owner, |reply| ShardMsg::OffsetForTimestamp {
-                tp,
-                ts,
-                reply,
-            })
-            .await?
+        self.read_partition(tp, move |shard, tp| async move {
+            shard.local_offset_for_timestamp(&tp, ts).await
+        })
+        .await
     }
 
     async fn max_timestamp(
         &self,
         tp: &TopicPartition,
     ) -> Result<Option<(Offset, TimestampMs)>, ApiError> {
-        let owner = owner_of(&self.0.snapshot(), tp)?;
-        if owner == self.0.id {
-            return self.0.local_max_timestamp(tp).await;
-        }
-        let tp = tp.clone();
-        self.0
-            .call(owner, |reply| ShardMsg::MaxTimestamp { tp, reply })
-            .await?
+        self.read_partition(tp, |shard, tp| async move {
+            shard.local_max_timestamp(&tp).await
+        })
+        .await
+    }
+
+    async fn epoch_end_offset(
+        &self,
+        tp: &TopicPartition,
+        requested: i32,
+    ) -> Result<EpochEndOffset, ApiError> {
+        self.read_partition(tp, move |shard, tp| async move {
+            let log = shard.log(&tp)?;
+            let (epoch, end_offset) = log.epoch_end_offset(Term(requested));
+            Ok(EpochEndOffset {
+                current_epoch: log.term().0,
+                epoch: epoch.0,
+                end_offset: end_offset.0,
+            })
+        })
+        .await
     }
 
     async fn allocate_producer_id(&self) -> Result<i64, ApiError> {
-        if self.0.id == CONTROLLER_CORE {
-            return self.0.controller_allocate_producer_id().await;
-        }
         self.0
-            .call(CONTROLLER_CORE, |reply| ShardMsg::AllocateProducerId {
-                reply,
+            .complete(CONTROLLER_CORE, |shard| async move {
+                shard.controller_allocate_producer_id().await
             })
-            .await?
+            .await
+            .map_err(|why| unanswered(Owner::Controller, why))?
     }
 
     async fn describe_producers(
         &self,
         tp: &TopicPartition,
     ) -> Result<Vec<shoal_storage::ProducerInfo>, ApiError> {
-        let owner = owner_of(&self.0.snapshot(), tp)?;
-        if owner == self.0.id {
-            return Ok(self.0.log(tp)?.producers());
-        }
-        let tp = tp.clone();
-        self.0
-            .call(owner, |reply| ShardMsg::DescribeProducers { tp, reply })
-            .await?
+        self.read_partition(tp, |shard, tp| async move {
+            shard.log(&tp).map(|log| log.producers())
+        })
+        .await
     }
 
     async fn wait_for_data(&self, watches: Vec<(TopicPartition, Offset)>, timeout_ms: u64) {
         let snapshot = self.0.snapshot();
-        let waits = watches.into_iter().filter_map(|(tp, offset)| {
-            let owner = owner_of(&snapshot, &tp).ok()?;
-            let shard = self.0.clone();
-            Some(Box::pin(async move {
-                if owner == shard.id {
-                    shard.local_wait_for_data(&tp, offset, timeout_ms).await;
-                } else {
-                    let _ = shard
-                        .call(owner, |reply| ShardMsg::WaitForData {
-                            tp,
-                            offset,
-                            timeout_ms,
-                            reply,
-                        })
+        // Each wait runs on its partition's owner; the first that returns (data arrived, or
+        // its timeout passed) ends the fetch's wait and drops the others, on every core.
+        let waits: Vec<_> = watches
+            .into_iter()
+            .filter_map(|(tp, offset)| {
+                let owner = owner_of(&snapshot, &tp).ok()?;
+                let shard = self.0.clone();
+                Some(Box::pin(async move {
+                    let _: Result<(), Unanswered> = shard
+                        .answer(
+                            owner,
+                            timeout_ms + WAIT_MARGIN_MS,
+                            move |shard| async move {
+                                shard.local_wait_for_data(&tp, offset, timeout_ms).await
+                            },
+                        )
                         .await;
-                }
-            }))
-        });
-        let waits: Vec<_> = waits.collect();
+                }))
+            })
+            .collect();
+        let timer = Box::pin(glommio::timer::sleep(Duration::from_millis(timeout_ms)));
         if waits.is_empty() {
-            glommio::timer::sleep(std::time::Duration::from_millis(timeout_ms)).await;
+            timer.await;
             return;
         }
-        // The first partition that grows (or times out) ends the wait.
-        let _ = select(
-            futures::future::select_all(waits),
-            Box::pin(glommio::timer::sleep(std::time::Duration::from_millis(
-                timeout_ms,
-            ))),
-        )
-        .await;
+        let _ = select(futures::future::select_all(waits), timer).await;
     }
 
     async fn delete_records(&self, tp: &TopicPartition, before: i64) -> Result<Offset, ApiError> {
-        let owner = owner_of(&self.0.snapshot(), tp)?;
-        if owner == self.0.id {
-            return self.0.local_delete_records(tp, before).await;
-        }
-        let tp = tp.clone();
-        self.0
-            .call(owner, |reply| ShardMsg::DeleteRecords { tp, before, reply })
-            .await?
+        self.change_partition(tp, move |shard, tp| async move {
+            shard.local_delete_records(&tp, before).await
+        })
+        .await
     }
 
     async fn create_partitions(
@@ -253,22 +261,12 @@ impl Cluster for ShardCluster {
         topics: Vec<(String, i32)>,
         validate_only: bool,
     ) -> Vec<Result<(), ApiError>> {
-        let count = topics.len();
-        if self.0.id == CONTROLLER_CORE {
-            return self
-                .0
+        self.change_metadata(topics.len(), move |shard| async move {
+            shard
                 .controller_create_partitions(topics, validate_only)
-                .await;
-        }
-        let answer = self
-            .0
-            .call(CONTROLLER_CORE, |reply| ShardMsg::CreatePartitions {
-                topics,
-                validate_only,
-                reply,
-            })
-            .await;
-        answer.unwrap_or_else(|error| vec![Err(error); count])
+                .await
+        })
+        .await
     }
 
     fn topic_configs(&self, topic: &str) -> Option<Vec<ConfigEntry>> {
@@ -363,22 +361,12 @@ impl Cluster for ShardCluster {
         changes: Vec<(String, ConfigChange)>,
         validate_only: bool,
     ) -> Vec<Result<(), ApiError>> {
-        let count = changes.len();
-        if self.0.id == CONTROLLER_CORE {
-            return self
-                .0
+        self.change_metadata(changes.len(), move |shard| async move {
+            shard
                 .controller_alter_topic_configs(changes, validate_only)
-                .await;
-        }
-        let answer = self
-            .0
-            .call(CONTROLLER_CORE, |reply| ShardMsg::AlterTopicConfigs {
-                changes,
-                validate_only,
-                reply,
-            })
-            .await;
-        answer.unwrap_or_else(|error| vec![Err(error); count])
+                .await
+        })
+        .await
     }
 
     async fn log_dir(&self) -> LogDirInfo {
@@ -394,40 +382,35 @@ impl Cluster for ShardCluster {
     }
 
     async fn partition_size(&self, tp: &TopicPartition) -> Result<u64, ApiError> {
-        let owner = owner_of(&self.0.snapshot(), tp)?;
-        if owner == self.0.id {
-            return self.0.local_partition_size(tp);
-        }
-        let tp = tp.clone();
-        self.0
-            .call(owner, |reply| ShardMsg::PartitionSize { tp, reply })
-            .await?
+        self.read_partition(
+            tp,
+            |shard, tp| async move { shard.local_partition_size(&tp) },
+        )
+        .await
     }
 
     async fn group(&self, group_id: &str, op: shoal_groups::GroupOp) -> shoal_groups::GroupReply {
         let core = crate::groups::core_of(group_id, self.0.cores);
-        if core == self.0.id {
-            return crate::groups::serve(op).await;
-        }
-        let unreachable = shoal_groups::GroupReply::failed(
-            &op,
-            kafka_protocol::error::ResponseError::CoordinatorNotAvailable,
-        );
+        // Group operations change coordinator state (a commit, a join): they complete even if
+        // the member's connection drops, as Kafka's coordinator applies them regardless.
+        let failed_as = op.clone();
         self.0
-            .call(core, |reply| ShardMsg::Group { op, reply })
+            .complete(core, move |_| crate::groups::serve(op))
             .await
-            .unwrap_or(unreachable)
+            .unwrap_or_else(|why| {
+                let error = unanswered(Owner::Coordinator, why);
+                shoal_groups::GroupReply::failed(&failed_as, error.code)
+            })
     }
 
     async fn list_groups(&self) -> Vec<shoal_groups::GroupListing> {
         let calls = (0..self.0.cores).map(|core| {
             let shard = self.0.clone();
             async move {
-                if core == shard.id {
-                    return crate::groups::list_local();
-                }
                 shard
-                    .call(core, |reply| ShardMsg::ListGroups { reply })
+                    .answer(core, CALL_TIMEOUT_MS, |_| async move {
+                        crate::groups::list_local()
+                    })
                     .await
                     .unwrap_or_default()
             }

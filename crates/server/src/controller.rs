@@ -10,9 +10,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use shoal_kafka::cluster::{ApiError, ConfigChange, NewTopic, TopicInfo};
+use shoal_kafka::cluster::{ApiError, ConfigChange, NewTopic, Owner, TopicInfo, Unanswered};
+use shoal_kafka::error_map::unanswered;
 use shoal_kafka::handlers::create_partitions::invalid_count;
 
+use crate::health::Health;
 use crate::metadata::{self, Snapshot, TopicMeta};
 use crate::shard::Shard;
 use crate::topic_config;
@@ -23,27 +25,38 @@ const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 /// Producer ids reserved per metadata write.
 const PRODUCER_IDS_PER_BLOCK: i64 = 1000;
 
-pub(crate) fn topic_info(name: &str, meta: &TopicMeta) -> TopicInfo {
+pub(crate) fn topic_info(name: &str, meta: &TopicMeta, health: &Health) -> TopicInfo {
+    let leader_epochs = (0..meta.owners.len())
+        .map(|p| meta.leader_epochs.get(p).copied().unwrap_or(0))
+        .collect();
     TopicInfo {
         name: name.to_string(),
         id: meta.id,
         partitions: meta.owners.len() as i32,
         configs: meta.configs.clone(),
+        leader_epochs,
+        offline: health.offline_partitions(name),
     }
 }
 
 impl Shard {
+    /// One metadata change at a time. The permit only fails once the broker is stopping.
+    async fn metadata_permit(&self) -> Result<glommio::sync::Permit<'_>, ApiError> {
+        self.metadata_changes
+            .acquire_permit(1)
+            .await
+            .map_err(|_| unanswered(Owner::Controller, Unanswered::Dropped))
+    }
+
     pub(crate) async fn controller_create_topics(
         self: &Rc<Self>,
         topics: Vec<NewTopic>,
         validate_only: bool,
     ) -> Vec<Result<TopicInfo, ApiError>> {
         assert_eq!(self.id, 0, "metadata changes run on shard 0");
-        let Ok(_permit) = self.control.acquire_permit(1).await else {
-            return fail_all(
-                topics.len(),
-                &ApiError::new(ResponseError::UnknownServerError),
-            );
+        let _permit = match self.metadata_permit().await {
+            Ok(permit) => permit,
+            Err(error) => return fail_all(topics.len(), &error),
         };
         let mut next = (*self.snapshot()).clone();
         let mut load = next.load(self.cores);
@@ -52,7 +65,7 @@ impl Shard {
         for topic in topics {
             let outcome = self.plan_topic(&next, &mut load, topic);
             if let Ok((name, meta)) = &outcome {
-                results.push(Ok(topic_info(name, meta)));
+                results.push(Ok(topic_info(name, meta, &self.health)));
                 if !validate_only {
                     let _ = next.topics.insert(name.clone(), meta.clone());
                     created.push(name.clone());
@@ -103,6 +116,7 @@ impl Shard {
             id: *uuid::Uuid::new_v4().as_bytes(),
             owners,
             configs: topic.configs,
+            leader_epochs: vec![0; partitions as usize],
         };
         Ok((topic.name, meta))
     }
@@ -112,11 +126,9 @@ impl Shard {
         names: Vec<String>,
     ) -> Vec<Result<(), ApiError>> {
         assert_eq!(self.id, 0, "metadata changes run on shard 0");
-        let Ok(_permit) = self.control.acquire_permit(1).await else {
-            return fail_all(
-                names.len(),
-                &ApiError::new(ResponseError::UnknownServerError),
-            );
+        let _permit = match self.metadata_permit().await {
+            Ok(permit) => permit,
+            Err(error) => return fail_all(names.len(), &error),
         };
         let mut next = (*self.snapshot()).clone();
         let mut removed: Vec<(String, TopicMeta)> = Vec::new();
@@ -138,17 +150,14 @@ impl Shard {
         }
         for (name, meta) in removed {
             for (core, partitions) in by_owner(&meta) {
-                if core == self.id {
-                    self.drop_logs(&name, &partitions).await;
-                } else {
-                    let topic = name.clone();
-                    let _ = self
-                        .call(core, |reply| crate::mesh::ShardMsg::DropLogs {
-                            topic,
-                            partitions,
-                            reply,
-                        })
-                        .await;
+                let topic = name.clone();
+                let dropped = self
+                    .control(core, move |shard| async move {
+                        shard.drop_logs(&topic, &partitions).await
+                    })
+                    .await;
+                if let Err(why) = dropped {
+                    tracing::error!(topic = %name, core, ?why, "a core did not drop a deleted topic's logs");
                 }
             }
             // Every owner has closed and removed its partitions; now the topic directory.
@@ -171,11 +180,9 @@ impl Shard {
         validate_only: bool,
     ) -> Vec<Result<(), ApiError>> {
         assert_eq!(self.id, 0, "metadata changes run on shard 0");
-        let Ok(_permit) = self.control.acquire_permit(1).await else {
-            return fail_all(
-                topics.len(),
-                &ApiError::new(ResponseError::UnknownServerError),
-            );
+        let _permit = match self.metadata_permit().await {
+            Ok(permit) => permit,
+            Err(error) => return fail_all(topics.len(), &error),
         };
         let mut next = (*self.snapshot()).clone();
         let mut load = next.load(self.cores);
@@ -204,6 +211,7 @@ impl Shard {
             if !validate_only {
                 let added = metadata::place(&mut load, (count - current) as usize);
                 meta.owners.extend(added);
+                meta.leader_epochs.resize(meta.owners.len(), 0);
                 grown.push(name);
             }
             results.push(Ok(()));
@@ -228,11 +236,9 @@ impl Shard {
         validate_only: bool,
     ) -> Vec<Result<(), ApiError>> {
         assert_eq!(self.id, 0, "metadata changes run on shard 0");
-        let Ok(_permit) = self.control.acquire_permit(1).await else {
-            return fail_all(
-                changes.len(),
-                &ApiError::new(ResponseError::UnknownServerError),
-            );
+        let _permit = match self.metadata_permit().await {
+            Ok(permit) => permit,
+            Err(error) => return fail_all(changes.len(), &error),
         };
         let mut next = (*self.snapshot()).clone();
         let mut altered = Vec::new();
@@ -273,16 +279,14 @@ impl Shard {
             return;
         };
         for core in by_owner(&meta).into_keys() {
-            if core == self.id {
-                self.apply_topic_config(name).await;
-            } else {
-                let topic = name.to_string();
-                let _ = self
-                    .call(core, |reply| crate::mesh::ShardMsg::ApplyTopicConfig {
-                        topic,
-                        reply,
-                    })
-                    .await;
+            let topic = name.to_string();
+            let applied = self
+                .control(core, move |shard| async move {
+                    shard.apply_topic_config(&topic).await
+                })
+                .await;
+            if let Err(why) = applied {
+                tracing::error!(topic = %name, core, ?why, "a core did not apply altered configs");
             }
         }
     }
@@ -291,9 +295,7 @@ impl Shard {
     /// metadata, so a restart continues above every id it may have given out.
     pub(crate) async fn controller_allocate_producer_id(self: &Rc<Self>) -> Result<i64, ApiError> {
         assert_eq!(self.id, 0, "producer ids are allocated on shard 0");
-        let Ok(_permit) = self.control.acquire_permit(1).await else {
-            return Err(ApiError::new(ResponseError::UnknownServerError));
-        };
+        let _permit = self.metadata_permit().await?;
         let next = self.next_producer_id.get();
         let reserved = self.snapshot().producer_ids_reserved_until;
         if next >= reserved {
@@ -324,12 +326,14 @@ impl Shard {
         *self.meta.borrow_mut() = next.clone();
         for core in (0..self.cores).filter(|&c| c != self.id) {
             let snapshot = next.clone();
-            let _ = self
-                .call(core, |reply| crate::mesh::ShardMsg::Metadata {
-                    snapshot,
-                    reply,
+            let published = self
+                .control(core, move |shard| async move {
+                    *shard.meta.borrow_mut() = snapshot;
                 })
                 .await;
+            if let Err(why) = published {
+                tracing::error!(core, ?why, "a core did not take the new metadata version");
+            }
         }
         Ok(())
     }
@@ -339,17 +343,14 @@ impl Shard {
             return;
         };
         for (core, partitions) in by_owner(&meta) {
-            if core == self.id {
-                self.open_logs(name, &partitions).await;
-            } else {
-                let topic = name.to_string();
-                let _ = self
-                    .call(core, |reply| crate::mesh::ShardMsg::OpenLogs {
-                        topic,
-                        partitions,
-                        reply,
-                    })
-                    .await;
+            let topic = name.to_string();
+            let opened = self
+                .control(core, move |shard| async move {
+                    shard.open_logs(&topic, &partitions).await
+                })
+                .await;
+            if let Err(why) = opened {
+                tracing::error!(topic = %name, core, ?why, "a core did not open a topic's logs");
             }
         }
     }

@@ -11,6 +11,7 @@ mod config;
 mod connection;
 mod controller;
 mod groups;
+mod health;
 mod mesh;
 mod metadata;
 mod metrics;
@@ -77,6 +78,7 @@ fn start(config: Config) -> anyhow::Result<()> {
     // Core i runs on the i-th CPU the process may use, so taskset/cpusets place the broker.
     let cpus = shoal_runtime::executor::allowed_cpus();
     let mesh = MeshBuilder::full(config.cores, MESH_CHANNEL_CAPACITY);
+    let control_mesh = MeshBuilder::full(config.cores, MESH_CHANNEL_CAPACITY);
     let core_metrics: Vec<_> = (0..config.cores)
         .map(|_| Arc::new(metrics::CoreMetrics::new()))
         .collect();
@@ -84,6 +86,7 @@ fn start(config: Config) -> anyhow::Result<()> {
         metrics: core_metrics.clone(),
         ready_cores: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     };
+    let health = Arc::new(health::Health::default());
     let mut handles = Vec::with_capacity(config.cores);
     for (core, metrics) in core_metrics.iter().enumerate() {
         let cpu = cpus[core % cpus.len()];
@@ -97,11 +100,14 @@ fn start(config: Config) -> anyhow::Result<()> {
             spin_before_park: None,
             blocking_thread: BlockingThread::Unpinned,
         };
-        let (config, snapshot, mesh, stop) =
-            (config.clone(), snapshot.clone(), mesh.clone(), stop.clone());
-        let (metrics, admin) = (metrics.clone(), admin.clone());
+        let (config, snapshot, stop) = (config.clone(), snapshot.clone(), stop.clone());
+        let (mesh, control_mesh) = (mesh.clone(), control_mesh.clone());
+        let (metrics, admin, health) = (metrics.clone(), admin.clone(), health.clone());
         let handle = options
-            .spawn(move || run::run_core(config, snapshot, mesh, stop, metrics, admin))
+            .spawn(move || {
+                let meshes = (mesh, control_mesh);
+                run::run_core(config, snapshot, meshes, stop, metrics, admin, health)
+            })
             .map_err(|e| anyhow::anyhow!("starting core {core} on CPU {cpu}: {e} (glommio needs locked memory: raise LimitMEMLOCK / ulimit -l)"))?;
         handles.push(handle);
     }

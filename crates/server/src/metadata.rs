@@ -30,12 +30,24 @@ pub(crate) struct TopicMeta {
     /// Owning core of each partition, by partition index.
     pub(crate) owners: Vec<usize>,
     pub(crate) configs: BTreeMap<String, String>,
+    /// Leader epoch of each partition, by partition index (missing: 0, as every partition
+    /// of a metadata file written before epochs were kept).
+    #[serde(default)]
+    pub(crate) leader_epochs: Vec<i32>,
 }
 
 impl Snapshot {
     pub(crate) fn owner(&self, topic: &str, partition: i32) -> Option<usize> {
         let index = usize::try_from(partition).ok()?;
         self.topics.get(topic)?.owners.get(index).copied()
+    }
+
+    /// The leader epoch of a partition (0 if the metadata does not list one).
+    pub(crate) fn leader_epoch(&self, topic: &str, partition: i32) -> shoal_model::Term {
+        let epoch = usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.topics.get(topic)?.leader_epochs.get(p).copied());
+        shoal_model::Term(epoch.unwrap_or(0))
     }
 
     /// Partitions per core, for balanced placement.

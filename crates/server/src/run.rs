@@ -29,10 +29,11 @@ const DRAIN_MS: u64 = 500;
 pub(crate) async fn run_core(
     config: Config,
     snapshot: Arc<Snapshot>,
-    mesh: MeshBuilder<ShardMsg, Full>,
+    (mesh, control_mesh): (MeshBuilder<ShardMsg, Full>, MeshBuilder<ShardMsg, Full>),
     stop: Arc<AtomicBool>,
     metrics: Arc<CoreMetrics>,
     admin: AdminView,
+    health: Arc<crate::health::Health>,
 ) -> anyhow::Result<()> {
     // glommio 0.9 can lose the cross-executor wake-up of a parked executor (seen here: the
     // mesh join of 4 executors on 2 CPUs sleeps forever until any signal arrives). A parked
@@ -48,6 +49,10 @@ pub(crate) async fn run_core(
         .join()
         .await
         .map_err(|e| anyhow::anyhow!("joining the core mesh failed: {e}"))?;
+    let (control_senders, mut control_receivers) = control_mesh
+        .join()
+        .await
+        .map_err(|e| anyhow::anyhow!("joining the control mesh failed: {e}"))?;
     let ctx = LogContext {
         disk: Rc::new(crate::metrics::metered_disk(metrics.clone())),
         clock: Rc::new(SystemClock),
@@ -59,16 +64,41 @@ pub(crate) async fn run_core(
         config.clone(),
         snapshot,
         senders,
+        control_senders,
         ctx,
         metrics.clone(),
+        health,
     ));
     metrics.shard.store(shard.id, Ordering::Relaxed);
     glommio::spawn_local(update_gauges(shard.clone(), pool, cache)).detach();
+    // Request jobs from other cores: at most MESH_JOBS_INFLIGHT_MAX run at once; beyond that
+    // this core stops reading its channels and the senders wait (their channels are bounded).
+    let jobs = Rc::new(glommio::sync::Semaphore::new(
+        shoal_model::constants::MESH_JOBS_INFLIGHT_MAX,
+    ));
     for (_, receiver) in receivers.streams() {
+        let (shard, jobs) = (shard.clone(), jobs.clone());
+        glommio::spawn_local(async move {
+            while let Some(ShardMsg(job)) = receiver.recv().await {
+                let Ok(permit) = jobs.acquire_static_permit(1).await else {
+                    break;
+                };
+                let shard = shard.clone();
+                glommio::spawn_local(async move {
+                    job(shard).await;
+                    drop(permit);
+                })
+                .detach();
+            }
+        })
+        .detach();
+    }
+    // Control jobs (the controller's fan-out) are few by construction; see `mesh.rs`.
+    for (_, receiver) in control_receivers.streams() {
         let shard = shard.clone();
         glommio::spawn_local(async move {
-            while let Some(message) = receiver.recv().await {
-                glommio::spawn_local(shard.clone().serve_message(message)).detach();
+            while let Some(ShardMsg(job)) = receiver.recv().await {
+                glommio::spawn_local(job(shard.clone())).detach();
             }
         })
         .detach();

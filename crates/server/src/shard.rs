@@ -12,17 +12,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metrics::MeteredDisk as GlommioDisk;
+use std::future::Future;
+
 use futures::channel::oneshot;
-use futures::future::select;
+use futures::future::{select, Either};
 use glommio::channels::channel_mesh::Senders;
 use kafka_protocol::error::ResponseError;
-use shoal_kafka::cluster::{ApiError, TopicPartition};
+use shoal_kafka::cluster::{ApiError, TopicPartition, Unanswered};
 use shoal_kafka::error_map::storage_error;
-use shoal_model::{Offset, TimestampMs};
+use shoal_model::{Offset, Term, TimestampMs};
 use shoal_storage::{Appended, Durability, Log, LogContext, LogOffsets, ReadBatches, Wait};
 
 use crate::config::Config;
-use crate::mesh::{Reply, ShardMsg};
+use crate::health::{Health, Offline};
+use crate::mesh::{self, Call, Lane, ShardMsg, CALL_TIMEOUT_MS};
 use crate::metadata::{partition_dir, Snapshot};
 use crate::topic_config;
 
@@ -35,12 +38,15 @@ pub(crate) struct Shard {
     pub(crate) config: Config,
     pub(crate) meta: RefCell<Arc<Snapshot>>,
     logs: RefCell<HashMap<TopicPartition, Log<GlommioDisk>>>,
-    /// Partitions that failed to open or went offline, with the reason.
-    offline: RefCell<HashMap<TopicPartition, String>>,
+    /// Offline partitions, broker-wide (this core writes only its own partitions' entries).
+    pub(crate) health: Arc<Health>,
     pub(crate) ctx: LogContext<GlommioDisk>,
+    /// The request lane of the core mesh (see `mesh.rs`).
     pub(crate) senders: Senders<ShardMsg>,
+    /// The control lane: the controller's fan-out to partition owners.
+    pub(crate) control_senders: Senders<ShardMsg>,
     /// Serialises metadata changes (used on shard 0 only).
-    pub(crate) control: glommio::sync::Semaphore,
+    pub(crate) metadata_changes: glommio::sync::Semaphore,
     pub(crate) stopping: Cell<bool>,
     /// Partitions with a running `flush.ms` timer, each with the timer's generation: a timer
     /// whose generation is no longer listed stops.
@@ -57,8 +63,10 @@ impl Shard {
         config: Config,
         snapshot: Arc<Snapshot>,
         senders: Senders<ShardMsg>,
+        control_senders: Senders<ShardMsg>,
         ctx: LogContext<GlommioDisk>,
         metrics: Arc<crate::metrics::CoreMetrics>,
+        health: Arc<Health>,
     ) -> Shard {
         Shard {
             next_producer_id: Cell::new(snapshot.producer_ids_reserved_until),
@@ -68,10 +76,11 @@ impl Shard {
             config,
             meta: RefCell::new(snapshot),
             logs: RefCell::new(HashMap::new()),
-            offline: RefCell::new(HashMap::new()),
+            health,
             ctx,
             senders,
-            control: glommio::sync::Semaphore::new(1),
+            control_senders,
+            metadata_changes: glommio::sync::Semaphore::new(1),
             stopping: Cell::new(false),
             flush_timers: RefCell::new(HashMap::new()),
             flush_timer_generation: Cell::new(0),
@@ -116,20 +125,46 @@ impl Shard {
                 continue;
             }
             let dir = partition_dir(&self.config.data_dir, topic, partition);
-            match Log::open(self.ctx.clone(), dir, config.clone()).await {
+            let epoch = self.snapshot().leader_epoch(topic, partition);
+            match self.open_log(&tp, dir, config.clone(), epoch).await {
                 Ok(log) => {
                     let flusher = log.clone();
                     glommio::spawn_local(async move { flusher.run_flusher().await }).detach();
                     let _ = self.flush_timers.borrow_mut().remove(&tp);
                     self.ensure_flush_timer(&tp, &log);
+                    self.health.set_online(&tp);
                     let _ = self.logs.borrow_mut().insert(tp, log);
                 }
-                Err(error) => {
-                    tracing::error!(%tp, %error, "partition offline");
-                    let _ = self.offline.borrow_mut().insert(tp, error.to_string());
-                }
+                Err(error) => self.record_offline(&tp, &error),
             }
         }
+    }
+
+    /// Opens (recovering) one partition's log in the partition's leader epoch: a log whose
+    /// term is older starts the newer one (in a new segment).
+    async fn open_log(
+        &self,
+        tp: &TopicPartition,
+        dir: std::path::PathBuf,
+        config: shoal_storage::LogConfig,
+        epoch: Term,
+    ) -> Result<Log<GlommioDisk>, shoal_storage::Error> {
+        let log = Log::open(self.ctx.clone(), dir, config).await?;
+        if log.term() < epoch {
+            log.set_term(epoch).await?;
+        } else if log.term() > epoch {
+            tracing::warn!(%tp, log_term = %log.term(), %epoch, "log holds a newer leader epoch than the metadata; keeping it");
+        }
+        Ok(log)
+    }
+
+    /// Records why a partition of this core is offline (Metadata reports it leaderless).
+    fn record_offline(&self, tp: &TopicPartition, error: &shoal_storage::Error) {
+        tracing::error!(%tp, %error, "partition offline");
+        let offline = Offline {
+            reason: error.to_string(),
+        };
+        self.health.set_offline(tp, offline);
     }
 
     /// Closes and deletes the partitions' logs.
@@ -139,7 +174,7 @@ impl Shard {
                 topic: topic.to_string(),
                 partition,
             };
-            let _ = self.offline.borrow_mut().remove(&tp);
+            self.health.set_online(&tp);
             let _ = self.flush_timers.borrow_mut().remove(&tp);
             let log = self.logs.borrow_mut().remove(&tp);
             if let Some(log) = log {
@@ -166,10 +201,10 @@ impl Shard {
         if let Some(log) = self.logs.borrow().get(tp) {
             return Ok(log.clone());
         }
-        if let Some(reason) = self.offline.borrow().get(tp) {
+        if let Some(offline) = self.health.get(tp) {
             return Err(ApiError::with_message(
                 ResponseError::KafkaStorageError,
-                reason.clone(),
+                offline.reason,
             ));
         }
         // Metadata moved ahead of the log (being created or deleted): clients retry.
@@ -329,138 +364,96 @@ impl Shard {
         let _ = select(grown, timeout).await;
     }
 
-    /// Sends a message to another core and waits for its answer.
-    pub(crate) async fn call<T>(
-        &self,
+    /// Runs `work` on `core` as a state change: to completion, whatever happens to the
+    /// caller (see `mesh.rs`), on the request lane, within the default call timeout.
+    pub(crate) async fn complete<T, W, F>(
+        self: &Rc<Self>,
         core: usize,
-        make: impl FnOnce(Reply<T>) -> ShardMsg,
-    ) -> Result<T, ApiError> {
-        assert_ne!(core, self.id, "local calls do not go through the mesh");
-        let (reply, answer) = oneshot::channel();
-        if self.senders.send_to(core, make(reply)).await.is_err() {
-            return Err(ApiError::with_message(
-                ResponseError::UnknownServerError,
-                format!("core {core} is not reachable"),
-            ));
-        }
-        answer.await.map_err(|_| {
-            ApiError::with_message(
-                ResponseError::UnknownServerError,
-                format!("core {core} dropped the request"),
-            )
-        })
+        work: W,
+    ) -> Result<T, Unanswered>
+    where
+        T: Send + 'static,
+        W: FnOnce(Rc<Shard>) -> F + Send + 'static,
+        F: Future<Output = T> + 'static,
+    {
+        self.call_on(core, Call::Complete, Lane::Requests, CALL_TIMEOUT_MS, work)
+            .await
     }
 
-    /// Serves one message from another core.
-    pub(crate) async fn serve_message(self: Rc<Self>, message: ShardMsg) {
-        match message {
-            ShardMsg::Append {
-                tp,
-                batch,
-                wait,
-                reply,
-            } => {
-                let _ = reply.send(self.local_append(&tp, batch, wait).await);
-            }
-            ShardMsg::Read {
-                tp,
-                offset,
-                max_bytes,
-                reply,
-            } => {
-                let _ = reply.send(self.local_read(&tp, offset, max_bytes).await);
-            }
-            ShardMsg::Offsets { tp, reply } => {
-                let _ = reply.send(self.local_offsets(&tp));
-            }
-            ShardMsg::OffsetForTimestamp { tp, ts, reply } => {
-                let _ = reply.send(self.local_offset_for_timestamp(&tp, ts).await);
-            }
-            ShardMsg::MaxTimestamp { tp, reply } => {
-                let _ = reply.send(self.local_max_timestamp(&tp).await);
-            }
-            ShardMsg::WaitForData {
-                tp,
-                offset,
-                timeout_ms,
-                reply,
-            } => {
-                self.local_wait_for_data(&tp, offset, timeout_ms).await;
-                let _ = reply.send(());
-            }
-            ShardMsg::CreateTopics {
-                topics,
-                validate_only,
-                reply,
-            } => {
-                let _ = reply.send(self.controller_create_topics(topics, validate_only).await);
-            }
-            ShardMsg::DeleteTopics { names, reply } => {
-                let _ = reply.send(self.controller_delete_topics(names).await);
-            }
-            ShardMsg::DeleteRecords { tp, before, reply } => {
-                let _ = reply.send(self.local_delete_records(&tp, before).await);
-            }
-            ShardMsg::PartitionSize { tp, reply } => {
-                let _ = reply.send(self.local_partition_size(&tp));
-            }
-            ShardMsg::CreatePartitions {
-                topics,
-                validate_only,
-                reply,
-            } => {
-                let _ = reply.send(
-                    self.controller_create_partitions(topics, validate_only)
-                        .await,
-                );
-            }
-            ShardMsg::AlterTopicConfigs {
-                changes,
-                validate_only,
-                reply,
-            } => {
-                let _ = reply.send(
-                    self.controller_alter_topic_configs(changes, validate_only)
-                        .await,
-                );
-            }
-            ShardMsg::ApplyTopicConfig { topic, reply } => {
-                self.apply_topic_config(&topic).await;
-                let _ = reply.send(());
-            }
-            ShardMsg::OpenLogs {
-                topic,
-                partitions,
-                reply,
-            } => {
-                self.open_logs(&topic, &partitions).await;
-                let _ = reply.send(());
-            }
-            ShardMsg::DropLogs {
-                topic,
-                partitions,
-                reply,
-            } => {
-                self.drop_logs(&topic, &partitions).await;
-                let _ = reply.send(());
-            }
-            ShardMsg::AllocateProducerId { reply } => {
-                let _ = reply.send(self.controller_allocate_producer_id().await);
-            }
-            ShardMsg::DescribeProducers { tp, reply } => {
-                let _ = reply.send(self.log(&tp).map(|log| log.producers()));
-            }
-            ShardMsg::Metadata { snapshot, reply } => {
-                *self.meta.borrow_mut() = snapshot;
-                let _ = reply.send(());
-            }
-            ShardMsg::Group { op, reply } => {
-                let _ = reply.send(crate::groups::serve(op).await);
-            }
-            ShardMsg::ListGroups { reply } => {
-                let _ = reply.send(crate::groups::list_local());
-            }
+    /// Runs `work` on `core` for an answer: a read or a wait, dropped with the caller.
+    pub(crate) async fn answer<T, W, F>(
+        self: &Rc<Self>,
+        core: usize,
+        timeout_ms: u64,
+        work: W,
+    ) -> Result<T, Unanswered>
+    where
+        T: Send + 'static,
+        W: FnOnce(Rc<Shard>) -> F + Send + 'static,
+        F: Future<Output = T> + 'static,
+    {
+        self.call_on(core, Call::Answer, Lane::Requests, timeout_ms, work)
+            .await
+    }
+
+    /// The controller's fan-out to a partition owner: a state change on the control lane.
+    pub(crate) async fn control<T, W, F>(
+        self: &Rc<Self>,
+        core: usize,
+        work: W,
+    ) -> Result<T, Unanswered>
+    where
+        T: Send + 'static,
+        W: FnOnce(Rc<Shard>) -> F + Send + 'static,
+        F: Future<Output = T> + 'static,
+    {
+        self.call_on(core, Call::Complete, Lane::Control, CALL_TIMEOUT_MS, work)
+            .await
+    }
+
+    /// Runs `work` on `core`: here when `core` is this one (a state change as its own
+    /// detached task, so that dropping the caller cannot interrupt it), otherwise as a job
+    /// over the mesh, waiting at most `timeout_ms` for the answer.
+    async fn call_on<T, W, F>(
+        self: &Rc<Self>,
+        core: usize,
+        call: Call,
+        lane: Lane,
+        timeout_ms: u64,
+        work: W,
+    ) -> Result<T, Unanswered>
+    where
+        T: Send + 'static,
+        W: FnOnce(Rc<Shard>) -> F + Send + 'static,
+        F: Future<Output = T> + 'static,
+    {
+        if core == self.id {
+            return match call {
+                Call::Answer => Ok(work(self.clone()).await),
+                Call::Complete => glommio::spawn_local(work(self.clone()))
+                    .detach()
+                    .await
+                    .ok_or(Unanswered::Dropped),
+            };
         }
+        let (reply, answer) = oneshot::channel();
+        let message = ShardMsg(mesh::job(call, work, reply));
+        let senders = match lane {
+            Lane::Requests => &self.senders,
+            Lane::Control => &self.control_senders,
+        };
+        // Sending waits while the owner's channel is full (backpressure); that wait counts
+        // against the timeout too.
+        let sent = {
+            let timer = Box::pin(glommio::timer::sleep(Duration::from_millis(timeout_ms)));
+            match select(Box::pin(senders.send_to(core, message)), timer).await {
+                Either::Left((Ok(()), _)) => Ok(()),
+                Either::Left((Err(_), _)) => Err(Unanswered::Unreachable),
+                Either::Right(((), _)) => Err(Unanswered::TimedOut),
+            }
+        };
+        sent?;
+        mesh::await_answer(answer, timeout_ms).await
     }
 
     /// Periodic work: index checkpoints every minute, retention every five.
@@ -469,6 +462,7 @@ impl Shard {
         while !self.stopping.get() {
             glommio::timer::sleep(Duration::from_secs(1)).await;
             tick += 1;
+            self.take_failed_logs_offline();
             if !tick.is_multiple_of(60) && !tick.is_multiple_of(300) {
                 continue;
             }
@@ -483,6 +477,27 @@ impl Shard {
                     tracing::warn!(%error, "index checkpoint");
                 }
             }
+        }
+    }
+
+    /// Logs that went offline while serving (a failed write or sync, a full disk, corruption
+    /// found by a read) leave the set of open logs: requests get KAFKA_STORAGE_ERROR with the
+    /// reason and Metadata shows the partition without a leader.
+    fn take_failed_logs_offline(&self) {
+        let failed: Vec<_> = self
+            .logs
+            .borrow()
+            .iter()
+            .filter_map(|(tp, log)| Some((tp.clone(), log.offline_reason()?)))
+            .collect();
+        for (tp, reason) in failed {
+            let _ = self.logs.borrow_mut().remove(&tp);
+            let _ = self.flush_timers.borrow_mut().remove(&tp);
+            tracing::error!(%tp, %reason, "partition offline");
+            let offline = Offline {
+                reason: format!("partition is offline: {reason}"),
+            };
+            self.health.set_offline(&tp, offline);
         }
     }
 

@@ -2,125 +2,24 @@
 //! with the right error code or closes only the offending connection, responses on one
 //! connection keep request order under pipelining, and nothing acknowledged is lost.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use common::{
+    closed, connect, frame, free_port, produce_request, read_response, shoal, start, Broker,
+};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, FetchRequest, MetadataRequest, ProduceRequest, RequestHeader,
-    ResponseHeader, ResponseKind, TopicName,
+    ApiKey, ApiVersionsRequest, FetchRequest, MetadataRequest, ProduceRequest, ResponseKind,
+    TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-
-struct Broker {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// `shoal start` on the given cores, addresses and data directory.
-fn shoal(cores: &str, kafka: &str, admin: &str, data_dir: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
-    command
-        .args([
-            "start",
-            "--cores",
-            cores,
-            "--kafka-addr",
-            kafka,
-            "--admin-addr",
-            admin,
-        ])
-        .arg("--data-dir")
-        .arg(data_dir);
-    command
-}
-
-fn start() -> Broker {
-    let dir = tempfile::tempdir_in("/var/tmp").expect("data dir");
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let admin = format!("127.0.0.1:{}", free_port());
-    let child = shoal("2", &addr, &admin, dir.path())
-        .env("SHOAL_REQUEST_BYTES_MAX", "1048576")
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start shoal");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "broker did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Broker {
-        child,
-        addr,
-        _dir: dir,
-    }
-}
-
-fn connect(broker: &Broker) -> TcpStream {
-    let stream = TcpStream::connect(&broker.addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream
-}
-
-fn frame<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("protocol-test")));
-    header
-        .encode(&mut buf, api_key.request_header_version(version))
-        .expect("header");
-    body.encode(&mut buf, version).expect("body");
-    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(&buf);
-    out
-}
-
-/// Reads one response frame; `None` if the broker closed the connection.
-fn read_response(
-    stream: &mut TcpStream,
-    api_key: ApiKey,
-    version: i16,
-) -> Option<(i32, ResponseKind)> {
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).ok()?;
-    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut body).ok()?;
-    let mut bytes = Bytes::from(body);
-    let header_version = if api_key == ApiKey::ApiVersions {
-        0
-    } else {
-        api_key.response_header_version(version)
-    };
-    let header = ResponseHeader::decode(&mut bytes, header_version).expect("response header");
-    let response = ResponseKind::decode(api_key, &mut bytes, version).expect("response body");
-    Some((header.correlation_id, response))
-}
+use kafka_protocol::protocol::StrBytes;
 
 fn api_versions_ok(broker: &Broker) {
     let mut stream = connect(broker);
@@ -143,24 +42,6 @@ fn api_versions_ok(broker: &Broker) {
         .api_keys
         .iter()
         .any(|k| k.api_key == ApiKey::Produce as i16));
-}
-
-fn closed(stream: &mut TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    matches!(stream.read(&mut byte), Ok(0) | Err(_))
-}
-
-fn produce_request(topic: &str, records: Bytes) -> ProduceRequest {
-    let partition = PartitionProduceData::default()
-        .with_index(0)
-        .with_records(Some(records));
-    let topic = TopicProduceData::default()
-        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-        .with_partition_data(vec![partition]);
-    ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![topic])
 }
 
 #[test]

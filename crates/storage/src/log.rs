@@ -101,6 +101,8 @@ pub struct LogOffsets {
     pub log_end: Offset,
     /// The current leader epoch (the term appends are stamped with).
     pub leader_epoch: Term,
+    /// The epoch of the oldest data: the first segment's term (Kafka's earliest epoch entry).
+    pub log_start_epoch: Term,
 }
 
 pub struct Log<D: Disk> {
@@ -449,6 +451,11 @@ impl<D: Disk> Log<D> {
             high_watermark: state.high_watermark(durability),
             log_end: state.log_end,
             leader_epoch: state.term,
+            log_start_epoch: state
+                .segments
+                .values()
+                .next()
+                .map_or(state.term, |segment| segment.term),
         }
     }
 

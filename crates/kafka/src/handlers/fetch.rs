@@ -4,6 +4,11 @@
 //! for the response, except that the first non-empty partition always returns at least one
 //! whole batch so a consumer can pass a batch larger than its limits (KIP-74).
 //!
+//! `current_leader_epoch` (v9+; negative: not given) is checked against the partition's epoch
+//! at the read: FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH (KIP-320). The response-wide limit
+//! is capped at the broker's `FETCH_BYTES_MAX` (Kafka's `fetch.max.bytes`, 55 MiB), which also
+//! bounds what one fetch can hold in memory.
+//!
 //! Fetch sessions (KIP-227) are not kept: the response carries session id 0, which tells the
 //! client to send full requests. There are no transactions, so the last stable offset is the
 //! high watermark and `isolation_level` changes nothing.
@@ -18,16 +23,20 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use shoal_model::Offset;
 use shoal_storage::ReadBatches;
 
-use super::topic_name;
+use super::{check_leader_epoch, topic_name};
 use crate::cluster::{ApiError, Cluster, TopicPartition};
 
 /// Cap on `max_wait_ms`, so a bogus request cannot park a handler for hours.
 const FETCH_WAIT_MS_MAX: u64 = 30_000;
+/// Kafka's broker `fetch.max.bytes` default: the most one fetch response carries.
+pub const FETCH_BYTES_MAX: usize = 55 * 1024 * 1024;
 
 struct Wanted {
     tp: TopicPartition,
     offset: Offset,
     max_bytes: usize,
+    /// The client's view of the leader epoch; negative: not given.
+    current_leader_epoch: i32,
 }
 
 type PartitionResult = Result<ReadBatches, ApiError>;
@@ -42,7 +51,8 @@ pub async fn handle<C: Cluster>(cluster: &C, request: FetchRequest, version: i16
         usize::try_from(request.max_bytes).unwrap_or(0)
     } else {
         usize::MAX
-    };
+    }
+    .min(FETCH_BYTES_MAX);
     let wanted: Vec<Wanted> = request
         .topics
         .iter()
@@ -54,6 +64,7 @@ pub async fn handle<C: Cluster>(cluster: &C, request: FetchRequest, version: i16
                 },
                 offset: Offset(p.fetch_offset),
                 max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+                current_leader_epoch: p.current_leader_epoch,
             })
         })
         .collect();
@@ -96,9 +107,13 @@ async fn read_all<C: Cluster>(
     let reads = wanted.iter().map(|w| async move {
         match cluster.topic(&w.tp.topic) {
             Some(topic) if (0..topic.partitions).contains(&w.tp.partition) => {
-                cluster
+                let read = cluster
                     .read(&w.tp, w.offset, w.max_bytes.min(max_bytes))
-                    .await
+                    .await?;
+                if w.current_leader_epoch >= 0 {
+                    check_leader_epoch(w.current_leader_epoch, read.leader_epoch)?;
+                }
+                Ok(read)
             }
             _ => Err(ApiError::new(ResponseError::UnknownTopicOrPartition)),
         }

@@ -3,7 +3,14 @@
 //!
 //! Timestamp lookups are record-precise, as in Kafka: storage finds the first batch whose max
 //! timestamp is at or after the target (through the time index), and the batch is decoded to
-//! find the first record at or after it; for -3, the first record with the largest timestamp.
+//! find the first record at or after it that is not below the log start offset (DeleteRecords
+//! may have cut the batch); if that batch holds no such record the search goes on with the
+//! next batches. For -3, the first record carrying the largest timestamp.
+//!
+//! The leader epoch (v4+) is Kafka's: the current epoch for LATEST, the oldest epoch for
+//! EARLIEST, the epoch of the batch holding the record for -3 and timestamp lookups; -1 with
+//! offset and timestamp -1 when no record matches. `current_leader_epoch` other than -1 is
+//! checked first (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH, KIP-320).
 
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
@@ -12,14 +19,18 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::RecordBatchDecoder;
-use shoal_model::TimestampMs;
+use shoal_model::{Offset, TimestampMs};
 
-use super::topic_name;
+use super::{check_leader_epoch, topic_name, NO_EPOCH};
 use crate::cluster::{ApiError, Cluster, TopicPartition};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+
+/// What a lookup found: (offset, timestamp, leader epoch), each -1 when nothing matched.
+type Found = (i64, i64, i32);
+const NOT_FOUND: Found = (-1, -1, -1);
 
 pub async fn handle<C: Cluster>(
     cluster: &C,
@@ -34,16 +45,16 @@ pub async fn handle<C: Cluster>(
                 topic: name.clone(),
                 partition: p.partition_index,
             };
-            let timestamp = p.timestamp;
+            let (timestamp, current) = (p.timestamp, p.current_leader_epoch);
             async move {
-                let result = lookup(cluster, &tp, timestamp).await;
+                let result = lookup(cluster, &tp, timestamp, current).await;
                 let response =
                     ListOffsetsPartitionResponse::default().with_partition_index(tp.partition);
                 match result {
-                    Ok((offset, ts)) => {
+                    Ok((offset, ts, epoch)) => {
                         let response = response.with_offset(offset).with_timestamp(ts);
                         if version >= 4 {
-                            response.with_leader_epoch(0)
+                            response.with_leader_epoch(epoch)
                         } else {
                             response
                         }
@@ -65,66 +76,98 @@ pub async fn handle<C: Cluster>(
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-/// (offset, timestamp) per the Kafka rules; -1/-1 when no record matches a timestamp.
+/// (offset, timestamp, epoch) per the Kafka rules.
 async fn lookup<C: Cluster>(
     cluster: &C,
     tp: &TopicPartition,
     timestamp: i64,
-) -> Result<(i64, i64), ApiError> {
+    current_epoch: i32,
+) -> Result<Found, ApiError> {
     match cluster.topic(&tp.topic) {
         Some(topic) if (0..topic.partitions).contains(&tp.partition) => {}
         _ => return Err(ApiError::new(ResponseError::UnknownTopicOrPartition)),
     }
+    let offsets = cluster.offsets(tp).await?;
+    if current_epoch != NO_EPOCH {
+        check_leader_epoch(current_epoch, offsets.leader_epoch)?;
+    }
     match timestamp {
-        LATEST => Ok((cluster.offsets(tp).await?.high_watermark.0, -1)),
-        EARLIEST => Ok((cluster.offsets(tp).await?.log_start.0, -1)),
+        LATEST => Ok((offsets.high_watermark.0, -1, offsets.leader_epoch.0)),
+        EARLIEST => Ok((offsets.log_start.0, -1, offsets.log_start_epoch.0)),
         MAX_TIMESTAMP => match cluster.max_timestamp(tp).await? {
-            Some((base, max)) => record_in_batch(cluster, tp, base, RecordWanted::Max(max.0)).await,
-            None => Ok((-1, -1)),
+            Some((base, max)) => first_record(cluster, tp, base, RecordWanted::Max(max.0)).await,
+            None => Ok(NOT_FOUND),
         },
         ts if ts >= 0 => match cluster.offset_for_timestamp(tp, TimestampMs(ts)).await? {
-            Some((base, _)) => {
-                record_in_batch(cluster, tp, base, RecordWanted::AtOrAfter(ts)).await
-            }
-            None => Ok((-1, -1)),
+            Some((base, _)) => first_record(cluster, tp, base, RecordWanted::AtOrAfter(ts)).await,
+            None => Ok(NOT_FOUND),
         },
         _ => Err(ApiError::new(ResponseError::InvalidRequest)),
     }
 }
 
+#[derive(Clone, Copy)]
 enum RecordWanted {
     /// The first record whose timestamp is at or after this.
     AtOrAfter(i64),
-    /// The first record carrying the batch's largest timestamp.
+    /// The first record carrying this (the largest) timestamp.
     Max(i64),
 }
 
 /// Storage finds the batch; the record inside it is found by decoding the batch (decompressing
-/// it if needed), as Kafka answers with record precision.
-async fn record_in_batch<C: Cluster>(
+/// it if needed), as Kafka answers with record precision. Records below the log start are not
+/// served, so they are never an answer: the search continues with the next batch where the
+/// first one holds no visible match (for -3, the largest visible timestamp of that batch).
+async fn first_record<C: Cluster>(
     cluster: &C,
     tp: &TopicPartition,
-    base: shoal_model::Offset,
+    base: Offset,
     wanted: RecordWanted,
-) -> Result<(i64, i64), ApiError> {
-    let page = cluster.read(tp, base, 1).await?;
-    let Some(batch) = page.batches.into_iter().next() else {
-        return Ok((-1, -1));
-    };
-    let mut bytes = batch;
-    let records = match RecordBatchDecoder::decode(&mut bytes) {
-        Ok(set) => set.records,
-        Err(error) => {
-            let message = format!("cannot decode the batch at {base}: {error}");
-            return Err(ApiError::with_message(
-                ResponseError::CorruptMessage,
-                message,
-            ));
+) -> Result<Found, ApiError> {
+    let mut from = base;
+    loop {
+        let page = cluster.read(tp, from, 1).await?;
+        let Some(batch) = page.batches.into_iter().next() else {
+            return Ok(NOT_FOUND);
+        };
+        let next = shoal_storage::validate_batch(&batch)
+            .map(|header| header.next_offset())
+            .map_err(|defect| {
+                ApiError::with_message(ResponseError::CorruptMessage, defect.describe())
+            })?;
+        let mut bytes = batch;
+        let records = match RecordBatchDecoder::decode(&mut bytes) {
+            Ok(set) => set.records,
+            Err(error) => {
+                let message = format!("cannot decode the batch at {from}: {error}");
+                return Err(ApiError::with_message(
+                    ResponseError::CorruptMessage,
+                    message,
+                ));
+            }
+        };
+        let visible: Vec<_> = records
+            .iter()
+            .filter(|r| r.offset >= page.log_start.0)
+            .collect();
+        let found = match wanted {
+            RecordWanted::AtOrAfter(ts) => visible.iter().find(|r| r.timestamp >= ts),
+            RecordWanted::Max(max) => visible
+                .iter()
+                .find(|r| r.timestamp == max)
+                .or_else(|| visible.iter().max_by_key(|r| (r.timestamp, -r.offset))),
+        };
+        if let Some(record) = found {
+            let epoch = if record.partition_leader_epoch >= 0 {
+                record.partition_leader_epoch
+            } else {
+                -1
+            };
+            return Ok((record.offset, record.timestamp, epoch));
         }
-    };
-    let found = records.iter().find(|r| match wanted {
-        RecordWanted::AtOrAfter(ts) => r.timestamp >= ts,
-        RecordWanted::Max(max) => r.timestamp == max,
-    });
-    Ok(found.map_or((-1, -1), |r| (r.offset, r.timestamp)))
+        if matches!(wanted, RecordWanted::Max(_)) {
+            return Ok(NOT_FOUND);
+        }
+        from = next;
+    }
 }

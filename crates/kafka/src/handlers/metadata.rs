@@ -1,5 +1,12 @@
 //! Metadata: brokers (this node), and topics with their partitions. A single node leads every
-//! partition with epoch 0, replicas and ISR `[node]`.
+//! partition, replicas and ISR `[node]`, with the partition's leader epoch. An offline partition
+//! (failed or full disk, corruption) has no leader: LEADER_NOT_AVAILABLE, leader -1 and this
+//! node in `offline_replicas`, as Kafka's KRaft metadata cache reports a partition whose only
+//! replica is in a failed log directory; clients wait for it instead of sending to it.
+//!
+//! Topics can be asked for by id from v12 (unknown: UNKNOWN_TOPIC_ID with a null name). v10
+//! and v11 have the id field and a nullable name in their schema, but Kafka serves neither
+//! there: such a request fails every topic with INVALID_REQUEST.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -18,26 +25,52 @@ pub async fn handle<C: Cluster>(
     version: i16,
 ) -> MetadataResponse {
     let broker = cluster.broker();
-    let requested: Option<Vec<String>> = request.topics.map(|topics| {
+    let requested: Option<Vec<Requested>> = request.topics.map(|topics| {
         topics
             .into_iter()
-            .filter_map(|t| t.name.map(|n| n.0.to_string()))
+            .map(|t| match t.name {
+                _ if !t.topic_id.is_nil() => Requested::Id(t.topic_id),
+                Some(name) => Requested::Name(name.0.to_string()),
+                None => Requested::Nothing,
+            })
             .collect()
     });
     // Version 0 asks for every topic with an empty list; later versions use null.
-    let requested = requested.filter(|names| !(version == 0 && names.is_empty()));
+    let requested = requested.filter(|topics| !(version == 0 && topics.is_empty()));
     // Versions before 4 have no flag and always allowed auto-creation.
     let allow_create = version < 4 || request.allow_auto_topic_creation;
+    let ids_unserved = version < 12
+        && requested
+            .iter()
+            .flatten()
+            .any(|r| !matches!(r, Requested::Name(_)));
     let topics = match requested {
         None => cluster
             .topics()
             .iter()
             .map(|t| topic_entry(t, broker.node_id, version))
             .collect(),
-        Some(names) => {
-            let mut out = Vec::with_capacity(names.len());
-            for name in names {
-                out.push(named_topic(cluster, &name, allow_create, broker.node_id, version).await);
+        Some(topics) if ids_unserved => topics
+            .iter()
+            .map(|r| invalid_request_entry(r, version))
+            .collect(),
+        Some(topics) => {
+            let mut out = Vec::with_capacity(topics.len());
+            for topic in topics {
+                let entry = match topic {
+                    Requested::Name(name) => {
+                        named_topic(cluster, &name, allow_create, broker.node_id, version).await
+                    }
+                    Requested::Id(id) => match cluster.topic_by_id(*id.as_bytes()) {
+                        Some(topic) => topic_entry(&topic, broker.node_id, version),
+                        None => MetadataResponseTopic::default()
+                            .with_name(None)
+                            .with_topic_id(id)
+                            .with_error_code(ResponseError::UnknownTopicId.code()),
+                    },
+                    Requested::Nothing => invalid_request_entry(&Requested::Nothing, version),
+                };
+                out.push(entry);
             }
             out
         }
@@ -113,6 +146,32 @@ async fn named_topic<C: Cluster>(
     }
 }
 
+/// A topic as the request names it.
+enum Requested {
+    Name(String),
+    Id(Uuid),
+    /// Neither a name nor an id.
+    Nothing,
+}
+
+/// INVALID_REQUEST for a topic asked for in a way this version is not served (Kafka echoes
+/// the id, and an empty name for a null one).
+fn invalid_request_entry(requested: &Requested, version: i16) -> MetadataResponseTopic {
+    let (name, id) = match requested {
+        Requested::Name(name) => (name.as_str(), Uuid::nil()),
+        Requested::Id(id) => ("", *id),
+        Requested::Nothing => ("", Uuid::nil()),
+    };
+    let entry = MetadataResponseTopic::default()
+        .with_name(Some(topic_name(name)))
+        .with_error_code(ResponseError::InvalidRequest.code());
+    if version >= 10 {
+        entry.with_topic_id(id)
+    } else {
+        entry
+    }
+}
+
 fn error_entry(name: &str, code: ResponseError) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(topic_name(name)))
@@ -127,8 +186,20 @@ pub(crate) fn topic_entry(topic: &TopicInfo, node_id: i32, version: i16) -> Meta
                 .with_leader_id(BrokerId(node_id))
                 .with_replica_nodes(vec![BrokerId(node_id)])
                 .with_isr_nodes(vec![BrokerId(node_id)]);
+            if topic.offline.binary_search(&index).is_ok() {
+                partition = partition
+                    .with_error_code(ResponseError::LeaderNotAvailable.code())
+                    .with_leader_id(BrokerId(-1));
+                if version >= 5 {
+                    partition = partition.with_offline_replicas(vec![BrokerId(node_id)]);
+                }
+            }
             if version >= 7 {
-                partition = partition.with_leader_epoch(0);
+                let epoch = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| topic.leader_epochs.get(i).copied())
+                    .unwrap_or(0);
+                partition = partition.with_leader_epoch(epoch);
             }
             partition
         })

@@ -1,13 +1,15 @@
-//! OffsetForLeaderEpoch: a single node leads every partition with epoch 0 and stamps every
-//! batch with it, so the epoch history is one entry: epoch 0 from the log start on.
+//! OffsetForLeaderEpoch: where a leader epoch ends in a partition's epoch history, as Kafka's
+//! `LeaderEpochFileCache.endOffsetFor` answers (consumers validate their position with it after
+//! a leader change, KIP-320; followers truncate by it, KIP-101/279).
 //!
-//! Per partition, as Kafka's leader answers:
-//! - `current_leader_epoch` (the client's view of the leader epoch; negative: not given)
-//!   above 0 is UNKNOWN_LEADER_EPOCH (the client knows a newer leader than us); 0 matches.
-//! - requested `leader_epoch` 0 (the latest): end offset = the high watermark, epoch 0. A
-//!   consumer can only have read below the high watermark, so its position validates.
-//! - requested epoch larger than the latest, or undefined (-1): no error, epoch -1 and end
-//!   offset -1 (UNDEFINED_EPOCH / UNDEFINED_EPOCH_OFFSET).
+//! Per partition:
+//! - `current_leader_epoch` other than -1 is checked first: older than the partition's epoch is
+//!   FENCED_LEADER_EPOCH, newer is UNKNOWN_LEADER_EPOCH.
+//! - requested epoch = the current one: (that epoch, the log end offset), for consumers and
+//!   followers alike (Kafka does not use the high watermark here);
+//! - an older epoch: (the largest epoch at or below it, the start of the next epoch); below the
+//!   whole history: (the requested epoch, the start of the oldest known one);
+//! - newer than the current epoch, or -1: no error, epoch -1 and end offset -1.
 
 use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
@@ -16,11 +18,9 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use super::topic_name;
+use super::{check_leader_epoch, topic_name, NO_EPOCH};
 use crate::cluster::{ApiError, Cluster, TopicPartition};
 
-/// The leader epoch of every partition on a single node.
-pub const LEADER_EPOCH: i32 = 0;
 const UNDEFINED_EPOCH: i32 = -1;
 const UNDEFINED_EPOCH_OFFSET: i64 = -1;
 
@@ -73,16 +73,9 @@ async fn end_offset<C: Cluster>(
     current: i32,
     requested: i32,
 ) -> Result<(i32, i64), ApiError> {
-    if current > LEADER_EPOCH {
-        return Err(ApiError::with_message(
-            ResponseError::UnknownLeaderEpoch,
-            format!("leader epoch {current} is newer than this broker's {LEADER_EPOCH}"),
-        ));
+    let found = cluster.epoch_end_offset(tp, requested).await?;
+    if current != NO_EPOCH {
+        check_leader_epoch(current, shoal_model::Term(found.current_epoch))?;
     }
-    if requested != LEADER_EPOCH {
-        // Larger than the latest epoch, or undefined: no end offset to give.
-        return Ok((UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET));
-    }
-    let offsets = cluster.offsets(tp).await?;
-    Ok((LEADER_EPOCH, offsets.high_watermark.0))
+    Ok((found.epoch, found.end_offset))
 }

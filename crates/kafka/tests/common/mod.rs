@@ -42,6 +42,8 @@ pub struct FakeLog {
     /// When set, appends leave the high watermark where it is (data written, not yet durable).
     pub hold_watermark: bool,
     pub leader_epoch: i32,
+    /// Epoch history: (epoch, start offset), oldest first; the last is `leader_epoch`.
+    pub epochs: Vec<(i32, i64)>,
 }
 
 impl Default for FakeLog {
@@ -52,11 +54,30 @@ impl Default for FakeLog {
             high_watermark: 0,
             hold_watermark: false,
             leader_epoch: LEADER_EPOCH,
+            epochs: vec![(LEADER_EPOCH, 0)],
         }
     }
 }
 
 impl FakeLog {
+    /// Kafka's `LeaderEpochFileCache.endOffsetFor`, written from its documentation.
+    pub fn epoch_end_offset(&self, requested: i32) -> (i32, i64) {
+        let latest = self.epochs.last().map(|e| e.0);
+        if requested == -1 {
+            return (-1, -1);
+        }
+        if latest == Some(requested) {
+            return (requested, self.end());
+        }
+        let higher = self.epochs.iter().find(|e| e.0 > requested);
+        let floor = self.epochs.iter().rev().find(|e| e.0 <= requested);
+        match (floor, higher) {
+            (_, None) => (-1, -1),
+            (None, Some(higher)) => (requested, higher.1),
+            (Some(floor), Some(higher)) => (floor.0, higher.1),
+        }
+    }
+
     pub fn end(&self) -> i64 {
         self.batches.last().map_or(self.log_start, |b| b.1)
     }
@@ -89,6 +110,8 @@ pub struct FakeTopic {
     pub id: [u8; 16],
     pub configs: BTreeMap<String, String>,
     pub logs: Vec<FakeLog>,
+    /// Partitions reported offline.
+    pub offline: Vec<i32>,
 }
 
 pub struct Fake {
@@ -153,6 +176,7 @@ impl Fake {
                 id: [name.len() as u8; 16],
                 configs: BTreeMap::new(),
                 logs: vec![log; partitions],
+                offline: Vec::new(),
             },
         );
     }
@@ -177,6 +201,8 @@ fn info(name: &str, topic: &FakeTopic) -> TopicInfo {
         id: topic.id,
         partitions: topic.logs.len() as i32,
         configs: topic.configs.clone(),
+        leader_epochs: topic.logs.iter().map(|log| log.leader_epoch).collect(),
+        offline: topic.offline.clone(),
     }
 }
 
@@ -230,6 +256,7 @@ impl Cluster for Fake {
                     id: [t.name.len() as u8; 16],
                     configs: t.configs,
                     logs: vec![FakeLog::default(); t.partitions.max(1) as usize],
+                    offline: Vec::new(),
                 };
                 let created = info(&t.name, &topic);
                 if !validate_only {
@@ -299,6 +326,7 @@ impl Cluster for Fake {
                 high_watermark: Offset(log.high_watermark),
                 log_end: Offset(log.end()),
                 leader_epoch: shoal_model::Term(log.leader_epoch),
+                log_start_epoch: shoal_model::Term(log.epochs[0].0),
             })
         })
     }
@@ -334,6 +362,21 @@ impl Cluster for Fake {
 
     async fn wait_for_data(&self, _watches: Vec<(TopicPartition, Offset)>, _timeout_ms: u64) {
         self.waits.set(self.waits.get() + 1);
+    }
+
+    async fn epoch_end_offset(
+        &self,
+        tp: &TopicPartition,
+        requested: i32,
+    ) -> Result<shoal_kafka::cluster::EpochEndOffset, ApiError> {
+        self.with_log(tp, |log| {
+            let (epoch, end_offset) = log.epoch_end_offset(requested);
+            Ok(shoal_kafka::cluster::EpochEndOffset {
+                current_epoch: log.leader_epoch,
+                epoch,
+                end_offset,
+            })
+        })
     }
 
     async fn allocate_producer_id(&self) -> Result<i64, ApiError> {
