@@ -9,12 +9,13 @@
 
 use std::rc::Rc;
 
-use shoal_io::{Disk, DmaFile};
+use shoal_io::{Disk, DmaBuf, DmaFile};
 
 use crate::config::{Durability, Fallocation};
 use crate::error::OfflineReason;
 use crate::log::Log;
 use crate::segment::{align_up, path_of, LOG_SUFFIX};
+use crate::trailer::{Trailer, TRAILER_BYTES};
 
 impl<D: Disk> Log<D> {
     /// Runs until the log is closed or goes offline. Spawn it once, on the owning core.
@@ -51,14 +52,50 @@ impl<D: Disk> Log<D> {
         }
     }
 
+    /// Makes the whole synced extent knowable at recovery: when the newest trailer on disk
+    /// does not yet cover the last write's data and the log is idle, rewrites the tail block
+    /// unchanged with a fresh trailer. A partition with steady traffic needs none (each write's
+    /// trailer covers the previous ones); the owner calls this periodically (the broker: every
+    /// second), so a quiet partition's last write is confirmed within that period.
+    pub async fn confirm_synced(&self) -> Result<(), crate::error::Error> {
+        let _permit = self.inner.placement.acquire(1).await;
+        let (chunk_bytes, file, next) = {
+            let state = self.inner.state.borrow();
+            state.check_usable()?;
+            let writer = &state.writer;
+            let idle = writer.open.is_none()
+                && writer.queued.is_empty()
+                && writer.synced_bytes == writer.written_bytes;
+            if !idle || writer.synced_bytes <= writer.confirmed_bytes {
+                return Ok(());
+            }
+            let chunk_bytes = writer.chunk_bytes_for(0, 0);
+            (chunk_bytes, state.active().file.clone(), state.log_end)
+        };
+        let lease = self.inner.pool.lease(chunk_bytes).await;
+        let buf = file.alloc_buf(chunk_bytes);
+        {
+            let mut state = self.inner.state.borrow_mut();
+            state.check_usable()?;
+            state.writer.queue_confirm(buf, lease, next);
+        }
+        self.inner.work.notify();
+        Ok(())
+    }
+
     /// Writes all queued chunks, then syncs if due. `Err` means the log went offline.
     async fn flush_round(&self) -> Result<(), ()> {
-        let (chunks, file, path) = {
+        let (chunks, file, path, segment) = {
             let mut state = self.inner.state.borrow_mut();
             let chunks: Vec<_> = state.writer.queued.drain(..).collect();
             let active = state.active();
             let path = path_of(&self.inner.dir, &active.stem(), LOG_SUFFIX);
-            (chunks, active.file.clone(), path)
+            (
+                chunks,
+                active.file.clone(),
+                path,
+                (active.base, active.term),
+            )
         };
         // In Fsync mode with nothing written-but-unsynced, each chunk goes out as one durable
         // (O_DSYNC) write: the same device work as write + fdatasync, one completion fewer.
@@ -67,9 +104,20 @@ impl<D: Disk> Log<D> {
             self.inner.config.borrow().durability == Durability::Fsync
                 && state.writer.synced_bytes == state.writer.written_bytes
         };
-        for chunk in chunks {
+        for mut chunk in chunks {
             let end = chunk.end_pos();
-            let padded = align_up(end);
+            // What is synced now was synced before this write is issued: the trailer's claim.
+            let synced_before = self.inner.state.borrow().writer.synced_bytes;
+            let trailer = Trailer {
+                segment_base: segment.0,
+                segment_term: segment.1,
+                data_start: chunk.data_start(),
+                end_bytes: end,
+                synced_before,
+                next_offset: chunk.next_offset,
+            };
+            trailer.encode(&mut chunk.buf.as_bytes_mut()[chunk.used..]);
+            let padded = align_up(end + TRAILER_BYTES as u64);
             self.ensure_allocated(&file, padded, &path).await?;
             let buf = Rc::new(chunk.buf);
             let expected = padded - chunk.file_pos;
@@ -97,8 +145,13 @@ impl<D: Disk> Log<D> {
             }
             drop(chunk.lease);
             let mut state = self.inner.state.borrow_mut();
-            assert!(end > state.writer.written_bytes, "writes complete in order");
+            assert!(
+                end > state.writer.written_bytes
+                    || (chunk.confirm && end == state.writer.written_bytes),
+                "writes complete in order"
+            );
             state.writer.written_bytes = end;
+            state.writer.confirmed_bytes = synced_before;
             state.written_next = chunk.next_offset;
             state.stats.dma_writes += 1;
             if durable_writes {

@@ -25,6 +25,7 @@ mod retention;
 mod roll;
 mod segment;
 mod sync;
+mod trailer;
 mod writer;
 
 /// Internals for the micro benchmarks (`benches/loadgen/benches/hot_paths.rs`), compiled only

@@ -7,7 +7,8 @@
 //!    offline with the reason, never silently shortened.
 //! 3. The last segment is scanned from its last checkpointed index entry (or its start),
 //!    checking each batch's length, CRC32C, offset continuity and term. The scan stops at the
-//!    first batch that fails. If that is below the checkpoint's synced position, synced data is
+//!    first batch that fails. If that is below the synced extent (the larger of what the last
+//!    index checkpoint and the newest sync trailer, `trailer.rs`, recorded), synced data is
 //!    damaged: offline. Otherwise it is a torn or unsynced tail: the file is truncated there and
 //!    synced, so nothing after a hole is ever served and stale bytes cannot be re-read later.
 //! 4. The recovered tail is synced before the log serves it, because data that merely survived
@@ -34,6 +35,7 @@ use crate::segment::{
     TIME_INDEX_SUFFIX, TMP_SUFFIX,
 };
 use crate::sync::{Event, FifoSemaphore};
+use crate::trailer::{self, TRAILER_BYTES};
 use crate::writer::Writer;
 
 /// Everything a log needs from its core.
@@ -264,13 +266,15 @@ async fn recover_segment<D: Disk>(
         interval,
     )
     .await?;
-    // Bytes below this were synced when the checkpoint was taken (sealed segments: all).
-    let synced_bytes = if is_last {
-        checkpoint.covered_bytes
-    } else {
-        file_bytes
-    };
     if let Some((pos, why)) = &scan.stopped {
+        // Bytes below this were synced: all of a sealed segment; for the active one, what the
+        // last index checkpoint or the newest sync trailer (`trailer.rs`) recorded.
+        let synced_bytes = if is_last {
+            let trailer = synced_extent_after(&file, &path, *pos, file_bytes, base, term).await?;
+            checkpoint.covered_bytes.max(trailer.unwrap_or(0))
+        } else {
+            file_bytes
+        };
         if *pos < synced_bytes {
             let detail = format!(
                 "invalid batch at byte {pos} below the synced position {synced_bytes}: {why}"
@@ -311,6 +315,44 @@ async fn recover_segment<D: Disk>(
         created_ms: now_ms,
     };
     Ok((segment, (tail, allocated)))
+}
+
+/// The synced extent recorded by the newest sync trailer of this segment at or after `pos`:
+/// first right at `pos` (a clean end, the usual case), else anywhere up to the file's end (a
+/// torn write, or damage inside the data). Reading the rest of the file happens only then.
+async fn synced_extent_after<F: DmaFile>(
+    file: &F,
+    path: &Path,
+    pos: u64,
+    file_bytes: u64,
+    base: Offset,
+    term: Term,
+) -> Result<Option<u64>> {
+    let io = |e: std::io::Error| {
+        Error::Offline(Rc::new(OfflineReason::from_io(
+            "read sync trailer",
+            path.to_path_buf(),
+            &e,
+        )))
+    };
+    let here = TRAILER_BYTES.min((file_bytes - pos) as usize);
+    let bytes = file.read_at(pos, here).await.map_err(io)?;
+    if let Some(extent) = trailer::synced_extent_in(&bytes, pos, base, term) {
+        return Ok(Some(extent));
+    }
+    let mut best = None;
+    let mut at = pos;
+    while at < file_bytes {
+        let len = SCAN_READ_BYTES.min((file_bytes - at) as usize);
+        let bytes = file.read_at(at, len).await.map_err(io)?;
+        best = best.max(trailer::synced_extent_in(&bytes, at, base, term));
+        if at + (len as u64) >= file_bytes {
+            break;
+        }
+        // Overlap so a trailer straddling two reads is seen whole.
+        at += (len - TRAILER_BYTES) as u64;
+    }
+    Ok(best)
 }
 
 async fn load_index<D: Disk>(

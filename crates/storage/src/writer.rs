@@ -10,7 +10,8 @@
 //! synced. Two writes of the same block are never in flight at once (the flusher writes chunks
 //! one after another), so an older version cannot land after a newer one. Bytes after the
 //! logical end inside the last block are zeroed before the write, so stale buffer memory never
-//! reaches the disk where recovery could mistake it for a batch.
+//! reaches the disk where recovery could mistake it for a batch; the first 64 of them hold the
+//! write's sync trailer (`trailer.rs`), which every chunk has room for.
 
 use std::collections::VecDeque;
 
@@ -20,6 +21,7 @@ use shoal_model::Offset;
 
 use crate::pool::Lease;
 use crate::segment::{align_down, align_up};
+use crate::trailer::TRAILER_BYTES;
 
 const BLOCK_BYTES: usize = DMA_ALIGNMENT_BYTES as usize;
 
@@ -31,11 +33,14 @@ pub(crate) struct Chunk<B> {
     /// Bytes of `buf` holding log data (inherited tail prefix included).
     pub(crate) used: usize,
     /// Bytes inherited from the previous chunk's last block.
-    inherited: usize,
+    pub(crate) inherited: usize,
     /// The offset after the last batch in this chunk.
     pub(crate) next_offset: Offset,
     /// Appends (batches) placed in this chunk.
     pub(crate) batches: u64,
+    /// A chunk with no new data, written only to carry a trailer that confirms the synced
+    /// extent (`Log::confirm_synced`).
+    pub(crate) confirm: bool,
 }
 
 impl<B: DmaBuf> Chunk<B> {
@@ -45,6 +50,11 @@ impl<B: DmaBuf> Chunk<B> {
 
     pub(crate) fn end_pos(&self) -> u64 {
         self.file_pos + self.used as u64
+    }
+
+    /// Where this chunk's new bytes start: the log's end before it.
+    pub(crate) fn data_start(&self) -> u64 {
+        self.file_pos + self.inherited as u64
     }
 }
 
@@ -59,6 +69,8 @@ pub(crate) struct Writer<B> {
     pub(crate) synced_bytes: u64,
     /// Blocks reserved by fallocation (or already present in a recycled file).
     pub(crate) allocated_bytes: u64,
+    /// The synced extent the newest written trailer records.
+    pub(crate) confirmed_bytes: u64,
 }
 
 impl<B: DmaBuf> Writer<B> {
@@ -76,14 +88,16 @@ impl<B: DmaBuf> Writer<B> {
             written_bytes: end_bytes,
             synced_bytes: end_bytes,
             allocated_bytes,
+            // Recovery truncates a segment's trailer away; the first confirm restores one.
+            confirmed_bytes: 0,
         }
     }
 
-    /// Whether `len` more bytes fit in the open chunk.
+    /// Whether `len` more bytes fit in the open chunk (with room left for its trailer).
     pub(crate) fn fits(&self, len: usize) -> bool {
         self.open
             .as_ref()
-            .is_some_and(|c| c.used + len <= c.capacity())
+            .is_some_and(|c| c.used + len + TRAILER_BYTES <= c.capacity())
     }
 
     /// The capacity a new chunk needs to take a batch of `len` bytes after the inherited tail.
@@ -91,13 +105,23 @@ impl<B: DmaBuf> Writer<B> {
         // The new chunk inherits the partial block at the current end (not `tail_block`,
         // which lags until the open chunk is sealed).
         let partial = self.appended_bytes - align_down(self.appended_bytes);
-        let needed = align_up(partial + len as u64) as usize;
+        let needed = align_up(partial + (len + TRAILER_BYTES) as u64) as usize;
         needed.max(chunk_bytes_min)
     }
 
     /// Queues the open chunk (if it holds new data) and installs `buf` as the new open chunk,
     /// starting with a copy of the partial tail block.
-    pub(crate) fn start_chunk(&mut self, mut buf: B, lease: Lease, next_offset: Offset) {
+    pub(crate) fn start_chunk(&mut self, buf: B, lease: Lease, next_offset: Offset) {
+        self.start(buf, lease, next_offset, false);
+    }
+
+    /// Queues a chunk that rewrites the tail block unchanged, to carry a fresh trailer.
+    pub(crate) fn queue_confirm(&mut self, buf: B, lease: Lease, next_offset: Offset) {
+        self.start(buf, lease, next_offset, true);
+        self.seal_open();
+    }
+
+    fn start(&mut self, mut buf: B, lease: Lease, next_offset: Offset, confirm: bool) {
         self.seal_open();
         let inherited = self.tail_block.len();
         buf.as_bytes_mut()[..inherited].copy_from_slice(&self.tail_block);
@@ -111,6 +135,7 @@ impl<B: DmaBuf> Writer<B> {
             inherited,
             next_offset,
             batches: 0,
+            confirm,
         });
     }
 
@@ -134,10 +159,15 @@ impl<B: DmaBuf> Writer<B> {
         let Some(mut chunk) = self.open.take() else {
             return;
         };
-        if chunk.used == chunk.inherited {
+        if chunk.used == chunk.inherited && !chunk.confirm {
             return; // Nothing new: rewriting the tail block would be wasted I/O.
         }
-        let padded = align_up(chunk.used as u64) as usize;
+        // The padding holds the trailer, filled in by the flusher when it issues the write.
+        let padded = align_up((chunk.used + TRAILER_BYTES) as u64) as usize;
+        assert!(
+            padded <= chunk.capacity(),
+            "every chunk has room for its trailer"
+        );
         let bytes = chunk.buf.as_bytes_mut();
         bytes[chunk.used..padded].fill(0);
         let tail_from = align_down(chunk.used as u64) as usize;
