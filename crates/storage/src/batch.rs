@@ -105,6 +105,12 @@ pub(crate) fn peek_size_bytes(bytes: &[u8]) -> Option<usize> {
         .then_some(size)
 }
 
+/// The max timestamp field of the batch header at `bytes[0]`, unvalidated (the caller read a
+/// batch it validated before).
+pub(crate) fn header_max_timestamp(bytes: &[u8]) -> Option<TimestampMs> {
+    (bytes.len() >= BATCH_HEADER_BYTES).then(|| TimestampMs(be_i64(bytes, MAX_TIMESTAMP_AT)))
+}
+
 /// Validates the single batch that starts at `bytes[0]` (framing, magic, CRC32C, counts) and
 /// returns its header. Bytes past the batch are ignored.
 pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchDefect> {

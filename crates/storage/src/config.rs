@@ -33,11 +33,19 @@ pub enum Fallocation {
 pub struct LogConfig {
     /// Kafka `segment.bytes`: roll once the active segment holds this many bytes.
     pub segment_bytes_max: u64,
-    /// Kafka `segment.ms`: roll a non-empty active segment older than this.
+    /// Kafka `segment.ms`: roll a non-empty active segment older than this. The age is the
+    /// incoming batch's max timestamp minus the segment's first batch's (Kafka's rule), or the
+    /// time since the segment was opened when that batch has no timestamp.
     pub segment_ms_max: Option<u64>,
-    /// Kafka `retention.bytes`: delete oldest sealed segments while the log is larger.
+    /// Kafka `segment.jitter.ms`: each segment rolls up to this much earlier (a per-segment
+    /// amount below `min(segment.jitter.ms, segment.ms)`), so partitions created together do
+    /// not all roll at once.
+    pub segment_jitter_ms: u64,
+    /// Kafka `retention.bytes`: delete the oldest segments while the log is larger.
     pub retention_bytes: Option<u64>,
-    /// Kafka `retention.ms`: delete sealed segments whose newest record is older.
+    /// Kafka `retention.ms`: delete the oldest segments whose newest record is older. The
+    /// active segment too, once all of it is visible: a fresh one is rolled first, so a
+    /// partition that went quiet still loses its expired data (as in Kafka).
     pub retention_ms: Option<u64>,
     /// Kafka `index.interval.bytes`: bytes between sparse index entries.
     pub index_interval_bytes: u64,
@@ -66,6 +74,7 @@ impl Default for LogConfig {
             // Kafka's `segment.ms` default: without an age roll a quiet partition's active
             // segment is never sealed, so `retention.ms` could never delete its data.
             segment_ms_max: Some(WEEK_MS),
+            segment_jitter_ms: 0,
             retention_bytes: None,
             retention_ms: Some(WEEK_MS),
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,

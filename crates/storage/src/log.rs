@@ -221,7 +221,7 @@ impl<D: Disk> Log<D> {
                     Wait::Durable => self.wait_durable(original).await,
                 };
             }
-            self.roll_if_due(batch.len()).await?;
+            self.roll_if_due(batch.len(), header.max_timestamp).await?;
             self.reserve_chunk(batch.len()).await?;
             self.place(batch, &header)?
         };
@@ -279,6 +279,9 @@ impl<D: Disk> Log<D> {
         batch::stamp(&mut batch, base, term);
         let pos = state.writer.place(&batch, next);
         let segment = state.active_mut();
+        if segment.is_empty() {
+            segment.first_max_timestamp = Some(max_ts);
+        }
         segment
             .index
             .observe(base, pos, max_ts, config.index_interval_bytes);

@@ -249,6 +249,8 @@ async fn recover_segment<D: Disk>(
             size_bytes: file_bytes,
             next_offset: checkpoint.next_offset,
             max_timestamp,
+            // Sealed segments never roll again.
+            first_max_timestamp: None,
             created_ms: now_ms,
         };
         return Ok((segment, (Vec::new(), file_bytes)));
@@ -304,6 +306,15 @@ async fn recover_segment<D: Disk>(
         .map_err(|e| io("read tail block", e))?;
     let allocated = scan.end_bytes;
     index.truncate_at(scan.end_bytes);
+    let first_max_timestamp = if is_last && scan.end_bytes > 0 {
+        let head = file
+            .read_at(0, shoal_model::constants::BATCH_HEADER_BYTES)
+            .await
+            .map_err(|e| io("read first batch header", e))?;
+        batch::header_max_timestamp(&head)
+    } else {
+        None
+    };
     let segment = Segment {
         base,
         term,
@@ -312,6 +323,7 @@ async fn recover_segment<D: Disk>(
         size_bytes: scan.end_bytes,
         next_offset: scan.next_offset,
         max_timestamp,
+        first_max_timestamp,
         created_ms: now_ms,
     };
     Ok((segment, (tail, allocated)))

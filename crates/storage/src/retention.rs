@@ -1,6 +1,7 @@
 //! Retention, DeleteRecords, index checkpoints and clean close.
 //!
-//! Segments are deleted whole, oldest first, and only when sealed. The log start offset is
+//! Segments are deleted whole, oldest first, and only when sealed (retention rolls an expired
+//! active segment first). The log start offset is
 //! persisted in `log_start_offset` (written atomically) *before* segment files are removed, so
 //! a crash in between leaves files that recovery deletes again, never a log that starts earlier
 //! than a completed DeleteRecords said.
@@ -61,31 +62,50 @@ impl<D: Disk> Log<D> {
         Ok(self.offsets().log_start)
     }
 
-    /// Applies `retention.bytes` and `retention.ms`: deletes the oldest sealed segments while
-    /// the log is over its byte budget or their newest record is older than the time limit.
+    /// Applies `retention.bytes` and `retention.ms` as Kafka does: oldest first, it deletes
+    /// each segment whose newest record is older than `retention.ms`, or whose removal still
+    /// leaves the log at least `retention.bytes` large, and stops at the first that stays. The
+    /// active segment is a candidate too once it holds data and all of it is visible (below
+    /// the high watermark): a fresh segment is rolled first and the old one deleted, so a
+    /// partition that stopped receiving data still loses what expired.
     pub async fn enforce_retention(&self) -> Result<()> {
         let _permit = self.inner.placement.acquire(1).await;
-        let new_start = {
+        let (new_start, roll_first) = {
             let config = self.inner.config.borrow();
             let state = self.inner.state.borrow();
             let now_ms = self.inner.clock.now_ms();
+            let all_visible = state.high_watermark(config.durability) == state.log_end;
             let mut size: u64 = state.segments.values().map(|s| s.size_bytes).sum();
-            let mut new_start = None;
-            let sealed = state.segments.len() - 1;
-            for segment in state.segments.values().take(sealed) {
-                let over_bytes = config.retention_bytes.is_some_and(|max| size > max);
+            let (mut new_start, mut roll_first) = (None, false);
+            let last = state.segments.len() - 1;
+            for (i, segment) in state.segments.values().enumerate() {
+                let active = i == last;
+                if active && (segment.is_empty() || !all_visible) {
+                    break;
+                }
+                let over_bytes = config
+                    .retention_bytes
+                    .is_some_and(|max| size.saturating_sub(segment.size_bytes) >= max);
                 let newest = segment.max_timestamp.unwrap_or(TimestampMs(i64::MIN));
                 let expired = config
                     .retention_ms
-                    .is_some_and(|max| newest.0 < now_ms - max as i64);
+                    .is_some_and(|max| now_ms.saturating_sub(newest.0) > max as i64);
                 if !(over_bytes || expired) {
                     break;
                 }
                 size -= segment.size_bytes;
                 new_start = Some(segment.next_offset);
+                roll_first = active;
             }
-            new_start.filter(|&start| start > state.log_start)
+            (
+                new_start.filter(|&start| start > state.log_start),
+                roll_first,
+            )
         };
+        if roll_first {
+            // The log always keeps an active segment: start the next one before the old goes.
+            self.roll().await?;
+        }
         if let Some(start) = new_start {
             self.set_log_start(start).await?;
         }

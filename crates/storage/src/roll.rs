@@ -22,17 +22,22 @@ pub(crate) const RECYCLE_DIR: &str = "recycle";
 
 impl<D: Disk> Log<D> {
     /// Rolls if appending `len` bytes would pass `segment.bytes`, or the active segment is
-    /// older than `segment.ms`. Called with the placement permit held.
-    pub(crate) async fn roll_if_due(&self, len: usize) -> Result<()> {
+    /// older than `segment.ms` (less its jitter) by the incoming batch's max timestamp.
+    /// Called with the placement permit held.
+    pub(crate) async fn roll_if_due(&self, len: usize, incoming_max_ts: TimestampMs) -> Result<()> {
         let due = {
             let config = self.inner.config.borrow();
             let state = self.inner.state.borrow();
             let active = state.active();
             let too_big = active.size_bytes + len as u64 > config.segment_bytes_max;
-            let age_ms = self.inner.clock.now_ms() - active.created_ms;
-            let too_old = config
-                .segment_ms_max
-                .is_some_and(|max| age_ms >= max as i64);
+            let age_ms = match active.first_max_timestamp {
+                Some(first) if first.0 >= 0 => incoming_max_ts.0.saturating_sub(first.0),
+                _ => self.inner.clock.now_ms() - active.created_ms,
+            };
+            let too_old = config.segment_ms_max.is_some_and(|max| {
+                let jitter = roll_jitter_ms(active.base, config.segment_jitter_ms, max);
+                age_ms >= (max - jitter) as i64
+            });
             !active.is_empty() && (too_big || too_old)
         };
         if due {
@@ -169,6 +174,7 @@ impl<D: Disk> Log<D> {
             size_bytes: 0,
             next_offset: base,
             max_timestamp: None,
+            first_max_timestamp: None,
             created_ms: self.inner.clock.now_ms(),
         };
         Ok((segment, allocated))
@@ -196,4 +202,19 @@ impl<D: Disk> Log<D> {
         self.go_offline(OfflineReason::from_io(op, path, error));
         Error::Offline(self.offline_reason().expect("just set"))
     }
+}
+
+/// How much earlier than `segment.ms` the segment at `base` rolls: an amount below
+/// `min(jitter_ms, segment_ms)`, fixed per segment. Kafka draws it at random once per segment;
+/// a hash of the base offset spreads rolls the same way with no randomness in the log.
+fn roll_jitter_ms(base: Offset, jitter_ms: u64, segment_ms: u64) -> u64 {
+    let bound = jitter_ms.min(segment_ms);
+    if bound == 0 {
+        return 0;
+    }
+    // splitmix64 of the base offset.
+    let mut z = (base.0 as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) % bound
 }

@@ -29,7 +29,11 @@ pub(crate) struct Segment<F> {
     /// The offset after the last batch.
     pub(crate) next_offset: Offset,
     pub(crate) max_timestamp: Option<TimestampMs>,
-    /// When the segment was created or recovered (for `segment.ms`).
+    /// The max timestamp of the segment's first batch: `segment.ms` ages are measured from it
+    /// (Kafka's `rollingBasedTimestamp`), so they survive a restart. Read back at recovery.
+    pub(crate) first_max_timestamp: Option<TimestampMs>,
+    /// When the segment was created or recovered: the age of a segment whose first batch has
+    /// no timestamp (-1), as in Kafka.
     pub(crate) created_ms: i64,
 }
 

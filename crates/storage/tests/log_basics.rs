@@ -199,9 +199,10 @@ fn segments_roll_by_size_and_age_and_reads_cross_them() {
         ..LogConfig::default()
     };
     let log = h.open(config).expect("open");
+    let now = h.clock.0.get();
     for i in 0..40u64 {
         let _ = h
-            .run(log.append(batch(i, 2, 1000, 0), Wait::Durable))
+            .run(log.append(batch(i, 2, 1000, now), Wait::Durable))
             .expect("append");
     }
     let by_size = log.segment_count();
@@ -209,9 +210,10 @@ fn segments_roll_by_size_and_age_and_reads_cross_them() {
         by_size >= 4,
         "40 x ~2 KiB batches over 20 KB segments: got {by_size}"
     );
-    h.clock.0.set(h.clock.0.get() + 61_000);
+    // The age is the incoming batch's timestamp minus the segment's first batch's (Kafka).
+    h.clock.0.set(now + 61_000);
     let _ = h
-        .run(log.append(batch(99, 1, 10, 0), Wait::Durable))
+        .run(log.append(batch(99, 1, 10, now + 61_000), Wait::Durable))
         .expect("append");
     assert_eq!(log.segment_count(), by_size + 1, "an old segment rolls");
     // A tiny cache forces reads through the segments and their indexes.
@@ -407,4 +409,71 @@ fn recycled_segment_files_are_reused_and_old_data_is_never_served() {
     let read = read_all(&mut h, &log, Offset(15));
     assert_eq!(read.first().map(|(o, _)| *o), Some(Offset(15)));
     assert_eq!(read.len(), 25);
+}
+
+#[test]
+fn a_quiet_partition_loses_expired_data_even_across_a_restart() {
+    // A partition that stops receiving data never rolls its active segment by itself; retention
+    // must still delete what expired, after a restart too (as Kafka's retention does: it rolls a
+    // fresh segment and deletes the expired one).
+    let mut h = Harness::new();
+    let config = LogConfig {
+        retention_ms: Some(3_600_000),
+        ..LogConfig::default()
+    };
+    let log = h.open(config.clone()).expect("open");
+    let now = h.clock.0.get();
+    for i in 0..5u64 {
+        let _ = h
+            .run(log.append(batch(i, 2, 500, now), Wait::Durable))
+            .expect("append");
+    }
+    h.run(log.enforce_retention()).expect("retention");
+    assert_eq!(log.offsets().log_start, Offset(0), "nothing expired yet");
+    drop(log);
+    h.kill_tasks();
+    let log = h.open(config).expect("reopen");
+    h.clock.0.set(now + 2 * 3_600_000);
+    h.run(log.enforce_retention()).expect("retention");
+    let offsets = log.offsets();
+    assert_eq!(offsets.log_start, Offset(10), "expired data is gone");
+    assert_eq!(offsets.log_end, Offset(10), "offsets continue");
+    assert_eq!(log.size_bytes(), 0);
+    assert!(matches!(
+        h.run(log.read(Offset(0), 1000)),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+    let appended = h
+        .run(log.append(batch(9, 1, 10, now + 2 * 3_600_000), Wait::Durable))
+        .expect("append after retention");
+    assert_eq!(appended.base_offset, Offset(10));
+}
+
+#[test]
+fn a_segments_age_survives_a_restart() {
+    // segment.ms is measured from the segment's first batch timestamp, so a restart in the
+    // middle does not start the age again.
+    let mut h = Harness::new();
+    let config = LogConfig {
+        segment_ms_max: Some(60_000),
+        ..LogConfig::default()
+    };
+    let log = h.open(config.clone()).expect("open");
+    let start = h.clock.0.get();
+    let _ = h
+        .run(log.append(batch(1, 1, 10, start), Wait::Durable))
+        .expect("append");
+    h.clock.0.set(start + 50_000);
+    drop(log);
+    h.kill_tasks();
+    let log = h.open(config).expect("reopen");
+    h.clock.0.set(start + 61_000);
+    let _ = h
+        .run(log.append(batch(2, 1, 10, start + 61_000), Wait::Durable))
+        .expect("append");
+    assert_eq!(
+        log.segment_count(),
+        2,
+        "61 s after its first batch the segment rolled"
+    );
 }
