@@ -30,6 +30,7 @@ use crate::index::{self, IndexCheckpoint, SparseIndex};
 use crate::log::{Inner, Log, LogStats, State};
 use crate::pool::BufferPool;
 use crate::retention::{decode_log_start, LOG_START_FILE};
+use crate::roll::RECYCLE_DIR;
 use crate::segment::{
     align_down, parse_log_name, path_of, read_small_file, stem, Segment, INDEX_SUFFIX, LOG_SUFFIX,
     TIME_INDEX_SUFFIX, TMP_SUFFIX,
@@ -88,6 +89,9 @@ impl<D: Disk> Log<D> {
                 .await
                 .map_err(|e| io("remove temporary file", &dir.join(name), e))?;
         }
+        forget_recycled(&*disk, &dir.join(RECYCLE_DIR))
+            .await
+            .map_err(|e| io("clear recycled segments", &dir.join(RECYCLE_DIR), e))?;
         let lso_path = dir.join(LOG_START_FILE);
         let lso_bytes = read_small_file(&*disk, &lso_path)
             .await
@@ -365,6 +369,27 @@ async fn synced_extent_after<F: DmaFile>(
         at += (len - TRAILER_BYTES) as u64;
     }
     Ok(best)
+}
+
+/// Drops every file kept for reuse. A move into or out of `recycle/` renames across two
+/// directories, and a crash can leave it durable in one and not the other (ext4 without a
+/// journal, and the simulated disk, order the two directory updates independently): a file
+/// can then be both a live segment and a recycled one, and reusing it would overwrite the
+/// segment. Removing the recycled name is safe either way (a file another name still holds
+/// stays), so nothing recycled is trusted across a restart.
+async fn forget_recycled<D: Disk>(disk: &D, recycle: &Path) -> std::io::Result<()> {
+    let names = match disk.list(recycle).await {
+        Ok(names) => names,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    if names.is_empty() {
+        return Ok(());
+    }
+    for name in names {
+        disk.remove(&recycle.join(name)).await?;
+    }
+    disk.sync_dir(recycle).await
 }
 
 async fn load_index<D: Disk>(

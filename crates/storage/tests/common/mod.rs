@@ -83,17 +83,45 @@ impl Harness {
     }
 }
 
-/// A batch of `count` records whose values encode `tag` and the record index.
+/// A batch of `count` records whose values encode `tag` and the record index as
+/// `#{tag}:{i}:` (the leading `#` keeps tag 1's marker from matching inside tag 11's).
 pub fn batch(tag: u64, count: usize, value_bytes: usize, ts_ms: i64) -> Vec<u8> {
     let values: Vec<Vec<u8>> = (0..count)
         .map(|i| {
-            let mut v = format!("{tag}:{i}:").into_bytes();
+            let mut v = marker(tag, i).into_bytes();
             v.resize(value_bytes.max(v.len()), b'x');
             v
         })
         .collect();
     let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
     build_batch(&refs, ts_ms)
+}
+
+/// The marker `batch` puts at the start of record `i` of batch `tag`.
+pub fn marker(tag: u64, i: usize) -> String {
+    format!("#{tag}:{i}:")
+}
+
+/// Whether `bytes` (a stored batch) holds the first record of batch `tag`.
+pub fn holds(bytes: &[u8], tag: u64) -> bool {
+    first_record_tags(bytes).contains(&tag)
+}
+
+/// The tags of every `#{tag}:0:` marker in `bytes`, in one pass.
+pub fn first_record_tags(bytes: &[u8]) -> Vec<u64> {
+    let mut tags = Vec::new();
+    for (at, _) in bytes.iter().enumerate().filter(|(_, &b)| b == b'#') {
+        let digits = bytes[at + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let rest = &bytes[at + 1 + digits..];
+        if digits > 0 && rest.starts_with(b":0:") {
+            let text = std::str::from_utf8(&bytes[at + 1..at + 1 + digits]).unwrap_or("");
+            tags.extend(text.parse::<u64>().ok());
+        }
+    }
+    tags
 }
 
 /// Reads every visible batch from `from`, checking offsets are dense and batches valid.
