@@ -126,6 +126,27 @@ impl<D: Disk> Log<D> {
             }
             let _ = segments.insert(base, segment);
         }
+        let recovered_end = segments.values().next_back().map(|s| s.next_offset);
+        let relaxed = matches!(config.durability, crate::config::Durability::Relaxed { .. });
+        if let (Some(start), Some(end)) = (log_start_saved, recovered_end) {
+            if start > end && relaxed {
+                // DeleteRecords may move the log start up to the written end in relaxed mode;
+                // a power cut then lost unsynced batches below it. Those were deleted anyway and
+                // unsynced data is not promised: start the log again, empty, at the log start.
+                tracing::warn!(dir = %dir.display(), %start, %end,
+                    "unsynced data below the log start was lost at a crash; the log restarts empty");
+                for segment in std::mem::take(&mut segments).into_values() {
+                    let stem_name = segment.stem();
+                    remove_segment_names(&*disk, &dir, &stem_name)
+                        .await
+                        .map_err(|e| io("remove lost segment", &dir.join(&stem_name), e))?;
+                }
+                disk.sync_dir(&dir)
+                    .await
+                    .map_err(|e| io("sync directory", &dir, e))?;
+                tail = None;
+            }
+        }
         let log = Log::assemble(ctx, dir, config, segments, log_start_saved, tail).await?;
         log.delete_segments_below_start().await?;
         log.rebuild_producers().await?;
@@ -369,6 +390,21 @@ async fn synced_extent_after<F: DmaFile>(
         at += (len - TRAILER_BYTES) as u64;
     }
     Ok(best)
+}
+
+/// Removes a segment's log and index files (missing ones are fine).
+async fn remove_segment_names<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    stem_name: &str,
+) -> std::io::Result<()> {
+    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        match disk.remove(&path_of(dir, stem_name, suffix)).await {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Drops every file kept for reuse. A move into or out of `recycle/` renames across two

@@ -267,3 +267,47 @@ fn a_torn_last_write_is_still_truncated_with_trailers() {
         );
     }
 }
+
+#[test]
+fn relaxed_data_deleted_past_the_synced_end_and_lost_at_a_power_cut_reopens_empty() {
+    // Relaxed mode lets DeleteRecords move the log start up to the written end. A power cut
+    // may then lose the unsynced batches below that start: allowed by the relaxed contract,
+    // and those batches were deleted anyway. The log comes back empty at the start, not
+    // offline as if synced data were damaged.
+    let config = LogConfig {
+        durability: shoal_storage::Durability::Relaxed {
+            flush_messages: u64::MAX,
+            flush_ms: 1000,
+        },
+        ..LogConfig::default()
+    };
+    let mut emptied = 0;
+    for seed in 0..40 {
+        let mut h = Harness::new();
+        let log = h.open(config.clone()).expect("open");
+        for i in 0..10u64 {
+            let _ = h
+                .run(log.append(batch(i, 1, 1000, 0), Wait::Durable))
+                .expect("append");
+        }
+        let start = h
+            .run(log.delete_records(Offset(8)))
+            .expect("delete records");
+        assert_eq!(start, Offset(8));
+        drop(log);
+        h.kill_tasks();
+        h.disk.power_cut(seed, CutMode::Adversarial);
+        let log = h
+            .open(config.clone())
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let offsets = log.offsets();
+        assert_eq!(offsets.log_start, Offset(8), "seed {seed}");
+        assert!(offsets.log_end >= Offset(8), "seed {seed}: {offsets:?}");
+        emptied += usize::from(offsets.log_end == Offset(8));
+        let appended = h
+            .run(log.append(batch(10, 1, 100, 0), Wait::Durable))
+            .expect("append");
+        assert_eq!(appended.base_offset, offsets.log_end, "seed {seed}");
+    }
+    assert!(emptied > 0, "no seed lost the data below the start");
+}
