@@ -91,6 +91,56 @@ pub struct TopicInfo {
     pub leader_epochs: Vec<i32>,
     /// Partitions that are offline here (a failed or full disk, corruption), ascending.
     pub offline: Vec<i32>,
+    /// How produced batches are checked and rewritten, from the topic's configs.
+    pub produce: ProducePolicy,
+}
+
+/// Kafka `message.timestamp.type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+/// Kafka `compression.type` of a topic, with the codec's level where it has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopicCompression {
+    /// Keep what the producer sent.
+    Producer,
+    Uncompressed,
+    /// `compression.gzip.level`: 1..=9, or -1 for the codec's default.
+    Gzip(i32),
+    Snappy,
+    /// `compression.lz4.level`: 1..=17.
+    Lz4(u32),
+    /// `compression.zstd.level`: -131072..=22.
+    Zstd(i32),
+}
+
+/// The rules a topic's configs set for produced batches (Kafka's LogValidator inputs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducePolicy {
+    pub timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms`: how far in the past a CreateTime record may be.
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms`: how far in the future.
+    pub timestamp_after_max_ms: i64,
+    pub compression: TopicCompression,
+    /// `min.insync.replicas`: acks=all needs this many in-sync replicas.
+    pub min_insync_replicas: i32,
+}
+
+impl Default for ProducePolicy {
+    /// Kafka 4.x's topic defaults.
+    fn default() -> ProducePolicy {
+        ProducePolicy {
+            timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
+            compression: TopicCompression::Producer,
+            min_insync_replicas: 1,
+        }
+    }
 }
 
 /// What OffsetForLeaderEpoch answers for one partition.
@@ -127,6 +177,7 @@ pub mod config_type {
     pub const STRING: i8 = 2;
     pub const INT: i8 = 3;
     pub const LONG: i8 = 5;
+    pub const DOUBLE: i8 = 6;
     pub const LIST: i8 = 7;
 }
 
@@ -150,6 +201,8 @@ pub struct ConfigEntry {
     pub config_type: i8,
     /// The entry itself and the values it overrides, highest precedence first.
     pub synonyms: Vec<ConfigSynonym>,
+    /// What the config does here, where that differs from Kafka (e.g. accepted and inert).
+    pub documentation: Option<String>,
 }
 
 /// One change of an IncrementalAlterConfigs request (Kafka `OpType`).
@@ -193,6 +246,13 @@ pub trait Cluster {
     }
     /// Whether Metadata and Produce create unknown topics (`auto.create.topics.enable`).
     fn auto_create_topics(&self) -> bool;
+    /// The broker's wall clock, in ms since the epoch (timestamp checks, LogAppendTime).
+    fn now_ms(&self) -> i64;
+    /// In-sync replicas of a partition (1 on a single node), for `min.insync.replicas`.
+    fn in_sync_replicas(&self, tp: &TopicPartition) -> i32 {
+        let _ = tp;
+        1
+    }
 
     async fn create_topics(
         &self,

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod codec;
 pub mod error_map;
 pub mod handlers;
+pub mod records;
 pub mod topic_name;
 pub mod versions;
 

@@ -115,6 +115,10 @@ impl Cluster for ShardCluster {
         self.0.config.auto_create_topics
     }
 
+    fn now_ms(&self) -> i64 {
+        shoal_io::Clock::now_ms(&shoal_io::SystemClock)
+    }
+
     async fn create_topics(
         &self,
         topics: Vec<NewTopic>,
@@ -342,6 +346,7 @@ impl Cluster for ShardCluster {
                 value: Some(value),
                 source,
             }],
+            documentation: None,
         };
         settings
             .into_iter()

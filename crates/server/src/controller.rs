@@ -36,6 +36,7 @@ pub(crate) fn topic_info(name: &str, meta: &TopicMeta, health: &Health) -> Topic
         configs: meta.configs.clone(),
         leader_epochs,
         offline: health.offline_partitions(name),
+        produce: topic_config::produce_policy(&meta.configs),
     }
 }
 

@@ -1,61 +1,281 @@
-//! Topic configs (Kafka names) and how they become a storage `LogConfig`.
+//! Topic configs: every config Kafka 4.x defines for a topic (and Redpanda's `write.caching`),
+//! validated as Kafka validates them, and what each does here: turned into the storage
+//! `LogConfig`, into the Produce rules (`ProducePolicy`), or accepted and inert, with the
+//! reason (the table in this crate's README says the same).
+//!
+//! Defaults are Kafka's, except where Shoal's differ on purpose, and DescribeConfigs reports
+//! the ones in force: `flush.messages`/`flush.ms` (1 / 0: every batch synced), `segment.bytes`
+//! (128 MiB) and `max.message.bytes` (16 MiB).
 
 use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
 use shoal_kafka::cluster::{
     config_source, config_type, ApiError, ConfigChange, ConfigEntry, ConfigOp, ConfigSynonym,
+    ProducePolicy, TimestampType, TopicCompression,
 };
 use shoal_storage::{Durability, LogConfig};
 
-/// The topic configs this broker understands, with their defaults as reported to clients
-/// (DescribeConfigs lists them).
-pub(crate) const KNOWN: &[(&str, &str)] = &[
-    ("cleanup.policy", "delete"),
-    ("retention.ms", "604800000"),
-    ("retention.bytes", "-1"),
-    ("segment.bytes", "134217728"),
-    ("segment.ms", "604800000"),
-    // Shoal syncs every batch by default: Kafka's spelling of that is 1 message / 0 ms (its
-    // own defaults, Long.MAX_VALUE, would mean relaxed durability under `log_config`).
-    ("flush.messages", "1"),
-    ("flush.ms", "0"),
-    ("write.caching", "false"),
-    ("max.message.bytes", "16777216"),
-    ("message.timestamp.type", "CreateTime"),
-    ("min.insync.replicas", "1"),
-];
+/// Kafka's value check of one config.
+#[derive(Clone, Copy)]
+enum Check {
+    None,
+    AtLeast(i64),
+    Between(i64, i64),
+    BetweenFloat(f64, f64),
+    OneOf(&'static [&'static str]),
+    /// A list whose every item is one of these.
+    ListOf(&'static [&'static str]),
+    /// gzip: 1..=9, or -1.
+    GzipLevel,
+    /// `[partition]:[broker]` items, or `*`.
+    ThrottledReplicas,
+}
 
-/// Configs whose value is a comma-separated list (IncrementalAlterConfigs APPEND/SUBTRACT).
-const LISTS: &[&str] = &["cleanup.policy"];
+/// What a config does on this broker.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Honoured,
+    /// Accepted and reported, changes nothing here: why.
+    Inert(&'static str),
+}
 
-fn kind_of(key: &str) -> i8 {
-    match key {
-        "cleanup.policy" => config_type::LIST,
-        "write.caching" => config_type::BOOLEAN,
-        "message.timestamp.type" => config_type::STRING,
-        "segment.bytes" | "max.message.bytes" | "min.insync.replicas" => config_type::INT,
-        _ => config_type::LONG,
+#[derive(Clone, Copy)]
+struct Spec {
+    name: &'static str,
+    kind: i8,
+    default: &'static str,
+    check: Check,
+    effect: Effect,
+}
+
+const fn spec(
+    name: &'static str,
+    kind: i8,
+    default: &'static str,
+    check: Check,
+    effect: Effect,
+) -> Spec {
+    Spec {
+        name,
+        kind,
+        default,
+        check,
+        effect,
     }
 }
 
-/// Every known topic config: the value set on the topic, or the default.
+use config_type::{BOOLEAN, DOUBLE, INT, LIST, LONG, STRING};
+use Check::{AtLeast, Between};
+use Effect::{Honoured, Inert};
+
+const LONG_MAX: &str = "9223372036854775807";
+const COMPACTION: &str = "compaction is not built yet";
+const REPLICATION: &str = "a single node has no followers";
+const TIERED: &str = "no tiered storage";
+
+/// Every topic config, Kafka 4.x's 33 and `write.caching`, with its default as reported.
+const SPECS: &[Spec] = &[
+    spec(
+        "cleanup.policy",
+        LIST,
+        "delete",
+        Check::ListOf(&["compact", "delete"]),
+        Honoured,
+    ),
+    spec(
+        "compression.gzip.level",
+        INT,
+        "-1",
+        Check::GzipLevel,
+        Honoured,
+    ),
+    spec("compression.lz4.level", INT, "9", Between(1, 17), Honoured),
+    spec(
+        "compression.type",
+        STRING,
+        "producer",
+        Check::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
+        Honoured,
+    ),
+    spec(
+        "compression.zstd.level",
+        INT,
+        "3",
+        Between(-131_072, 22),
+        Honoured,
+    ),
+    spec(
+        "delete.retention.ms",
+        LONG,
+        "86400000",
+        AtLeast(0),
+        Inert(COMPACTION),
+    ),
+    spec(
+        "file.delete.delay.ms",
+        LONG,
+        "60000",
+        AtLeast(0),
+        Inert("segment files are removed at once; readers hold their own handles"),
+    ),
+    // Shoal syncs every batch by default: Kafka's spelling of that is 1 message / 0 ms (its
+    // own defaults, Long.MAX_VALUE, would mean relaxed durability under `log_config`).
+    spec("flush.messages", LONG, "1", AtLeast(1), Honoured),
+    spec("flush.ms", LONG, "0", AtLeast(0), Honoured),
+    spec(
+        "follower.replication.throttled.replicas",
+        LIST,
+        "",
+        Check::ThrottledReplicas,
+        Inert(REPLICATION),
+    ),
+    spec("index.interval.bytes", INT, "4096", AtLeast(0), Honoured),
+    spec(
+        "leader.replication.throttled.replicas",
+        LIST,
+        "",
+        Check::ThrottledReplicas,
+        Inert(REPLICATION),
+    ),
+    spec(
+        "local.retention.bytes",
+        LONG,
+        "-2",
+        AtLeast(-2),
+        Inert(TIERED),
+    ),
+    spec("local.retention.ms", LONG, "-2", AtLeast(-2), Inert(TIERED)),
+    spec(
+        "max.compaction.lag.ms",
+        LONG,
+        LONG_MAX,
+        AtLeast(1),
+        Inert(COMPACTION),
+    ),
+    spec("max.message.bytes", INT, "16777216", AtLeast(0), Honoured),
+    spec(
+        "message.timestamp.after.max.ms",
+        LONG,
+        "3600000",
+        AtLeast(0),
+        Honoured,
+    ),
+    spec(
+        "message.timestamp.before.max.ms",
+        LONG,
+        LONG_MAX,
+        AtLeast(0),
+        Honoured,
+    ),
+    spec(
+        "message.timestamp.type",
+        STRING,
+        "CreateTime",
+        Check::OneOf(&["CreateTime", "LogAppendTime"]),
+        Honoured,
+    ),
+    spec(
+        "min.cleanable.dirty.ratio",
+        DOUBLE,
+        "0.5",
+        Check::BetweenFloat(0.0, 1.0),
+        Inert(COMPACTION),
+    ),
+    spec(
+        "min.compaction.lag.ms",
+        LONG,
+        "0",
+        AtLeast(0),
+        Inert(COMPACTION),
+    ),
+    spec("min.insync.replicas", INT, "1", AtLeast(1), Honoured),
+    spec(
+        "preallocate",
+        BOOLEAN,
+        "false",
+        Check::None,
+        Inert("segment blocks are always reserved ahead of the writes (fallocation)"),
+    ),
+    spec(
+        "remote.log.copy.disable",
+        BOOLEAN,
+        "false",
+        Check::None,
+        Inert(TIERED),
+    ),
+    spec(
+        "remote.log.delete.on.disable",
+        BOOLEAN,
+        "false",
+        Check::None,
+        Inert(TIERED),
+    ),
+    spec(
+        "remote.storage.enable",
+        BOOLEAN,
+        "false",
+        Check::None,
+        Inert(TIERED),
+    ),
+    spec("retention.bytes", LONG, "-1", Check::None, Honoured),
+    spec("retention.ms", LONG, "604800000", AtLeast(-1), Honoured),
+    spec(
+        "segment.bytes",
+        INT,
+        "134217728",
+        AtLeast(1 << 20),
+        Honoured,
+    ),
+    spec(
+        "segment.index.bytes",
+        INT,
+        "10485760",
+        AtLeast(4),
+        Inert("indexes are sparse tables sized by index.interval.bytes, not preallocated files"),
+    ),
+    spec("segment.jitter.ms", LONG, "0", AtLeast(0), Honoured),
+    spec("segment.ms", LONG, "604800000", AtLeast(1), Honoured),
+    spec(
+        "unclean.leader.election.enable",
+        BOOLEAN,
+        "false",
+        Check::None,
+        Inert(REPLICATION),
+    ),
+    spec("write.caching", BOOLEAN, "false", Check::None, Honoured),
+];
+
+/// Kafka 4.1's bound on a config value.
+const VALUE_BYTES_MAX: usize = 32_767;
+
+fn find(name: &str) -> Option<&'static Spec> {
+    SPECS.iter().find(|spec| spec.name == name)
+}
+
+/// Every topic config with its default, as DescribeConfigs reports them when unset.
+#[cfg(test)]
+pub(crate) fn defaults() -> impl Iterator<Item = (&'static str, &'static str)> {
+    SPECS.iter().map(|spec| (spec.name, spec.default))
+}
+
+/// Every topic config: the value set on the topic, or the default.
 pub(crate) fn describe(configs: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
-    KNOWN
+    SPECS
         .iter()
-        .map(|&(name, default)| {
+        .map(|spec| {
             let default_synonym = ConfigSynonym {
-                name: name.to_string(),
-                value: Some(default.to_string()),
+                name: spec.name.to_string(),
+                value: Some(spec.default.to_string()),
                 source: config_source::DEFAULT_CONFIG,
             };
-            let (value, source, synonyms) = match configs.get(name) {
+            let (value, source, synonyms) = match configs.get(spec.name) {
                 Some(value) => (
                     value.clone(),
                     config_source::DYNAMIC_TOPIC_CONFIG,
                     vec![
                         ConfigSynonym {
-                            name: name.to_string(),
+                            name: spec.name.to_string(),
                             value: Some(value.clone()),
                             source: config_source::DYNAMIC_TOPIC_CONFIG,
                         },
@@ -63,19 +283,25 @@ pub(crate) fn describe(configs: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
                     ],
                 ),
                 None => (
-                    default.to_string(),
+                    spec.default.to_string(),
                     config_source::DEFAULT_CONFIG,
                     vec![default_synonym],
                 ),
             };
             ConfigEntry {
-                name: name.to_string(),
+                name: spec.name.to_string(),
                 value: Some(value),
                 source,
                 read_only: false,
                 sensitive: false,
-                config_type: kind_of(name),
+                config_type: spec.kind,
                 synonyms,
+                documentation: match spec.effect {
+                    Inert(why) => Some(format!(
+                        "Accepted; it changes nothing on this broker: {why}."
+                    )),
+                    Honoured => None,
+                },
             }
         })
         .collect()
@@ -91,48 +317,55 @@ pub(crate) fn apply_change(
         ConfigChange::Incremental(ops) => {
             let mut next = current.clone();
             for (key, op) in ops {
-                match op {
-                    ConfigOp::Set(value) => {
-                        let _ = next.insert(key, value);
-                    }
-                    // Deleting a config that is not set (or not known) changes nothing.
-                    ConfigOp::Delete => {
-                        let _ = next.remove(&key);
-                    }
-                    ConfigOp::Append(_) | ConfigOp::Subtract(_)
-                        if !LISTS.contains(&key.as_str()) =>
-                    {
-                        return Err(ApiError::with_message(
-                            ResponseError::InvalidRequest,
-                            format!("{key} is not a list config: APPEND and SUBTRACT do not apply"),
-                        ))
-                    }
-                    ConfigOp::Append(ref values) | ConfigOp::Subtract(ref values) => {
-                        let default = KNOWN
-                            .iter()
-                            .find(|(name, _)| *name == key)
-                            .map_or("", |(_, d)| d);
-                        let base = next.get(&key).map_or(default, String::as_str);
-                        let mut items: Vec<String> = split_list(base);
-                        let changed = split_list(values);
-                        if matches!(op, ConfigOp::Append(_)) {
-                            for item in changed {
-                                if !items.contains(&item) {
-                                    items.push(item);
-                                }
-                            }
-                        } else {
-                            items.retain(|item| !changed.contains(item));
-                        }
-                        let _ = next.insert(key, items.join(","));
-                    }
-                }
+                apply_op(&mut next, key, op)?;
             }
             next
         }
     };
-    let _ = log_config(&next)?;
+    validate(&next)?;
     Ok(next)
+}
+
+fn apply_op(
+    next: &mut BTreeMap<String, String>,
+    key: String,
+    op: ConfigOp,
+) -> Result<(), ApiError> {
+    match op {
+        ConfigOp::Set(value) => {
+            let _ = next.insert(key, value);
+        }
+        // Deleting a config that is not set (or not known) changes nothing.
+        ConfigOp::Delete => {
+            let _ = next.remove(&key);
+        }
+        ConfigOp::Append(values) | ConfigOp::Subtract(values)
+            if find(&key).is_none_or(|spec| spec.kind != LIST) =>
+        {
+            let _ = values;
+            return Err(ApiError::with_message(
+                ResponseError::InvalidRequest,
+                format!("{key} is not a list config: APPEND and SUBTRACT do not apply"),
+            ));
+        }
+        ConfigOp::Append(ref values) | ConfigOp::Subtract(ref values) => {
+            let default = find(&key).map_or("", |spec| spec.default);
+            let base = next.get(&key).map_or(default, String::as_str);
+            let mut items: Vec<String> = split_list(base);
+            let changed = split_list(values);
+            if matches!(op, ConfigOp::Append(_)) {
+                for item in changed {
+                    if !items.contains(&item) {
+                        items.push(item);
+                    }
+                }
+            } else {
+                items.retain(|item| !changed.contains(item));
+            }
+            let _ = next.insert(key, items.join(","));
+        }
+    }
+    Ok(())
 }
 
 fn split_list(value: &str) -> Vec<String> {
@@ -147,220 +380,258 @@ fn split_list(value: &str) -> Vec<String> {
 fn invalid(key: &str, value: &str, why: &str) -> ApiError {
     ApiError::with_message(
         ResponseError::InvalidConfig,
-        format!("{key}={value}: {why}"),
+        format!("Invalid value {value} for configuration {key}: {why}"),
     )
 }
 
-fn number(key: &str, value: &str, min: i64) -> Result<i64, ApiError> {
-    let parsed: i64 = value
-        .parse()
-        .map_err(|_| invalid(key, value, "not a number"))?;
-    if parsed < min {
-        return Err(invalid(key, value, &format!("must be at least {min}")));
+/// Checks one value against its spec, as Kafka's `ConfigDef` parses and validates it.
+fn check(spec: &Spec, value: &str) -> Result<(), ApiError> {
+    let key = spec.name;
+    if value.len() > VALUE_BYTES_MAX {
+        return Err(invalid(key, "(too long)", "the value exceeds 32767 bytes"));
     }
-    Ok(parsed)
-}
-
-/// Builds the log configuration, refusing unknown keys and values this broker cannot honour.
-pub(crate) fn log_config(configs: &BTreeMap<String, String>) -> Result<LogConfig, ApiError> {
-    let mut config = LogConfig::default();
-    let mut write_caching = false;
-    let mut flush_messages: Option<i64> = None;
-    let mut flush_ms: Option<i64> = None;
-    for (key, value) in configs {
-        let value = value.as_str();
-        match key.as_str() {
-            "cleanup.policy" if value == "delete" => {}
-            "cleanup.policy" => {
+    let integer = |min: i64, max: i64| -> Result<i64, ApiError> {
+        let parsed: i64 = value
+            .trim()
+            .parse()
+            .map_err(|_| invalid(key, value, "not a number"))?;
+        if parsed < min || parsed > max {
+            let kind = if spec.kind == INT { "INT" } else { "LONG" };
+            return Err(invalid(key, value, &format!("not a {kind} in range")));
+        }
+        Ok(parsed)
+    };
+    let (min, max) = if spec.kind == INT {
+        (i64::from(i32::MIN), i64::from(i32::MAX))
+    } else {
+        (i64::MIN, i64::MAX)
+    };
+    match spec.kind {
+        BOOLEAN => {
+            let lower = value.trim().to_ascii_lowercase();
+            if lower != "true" && lower != "false" {
                 return Err(invalid(
                     key,
                     value,
-                    "only the delete policy is supported (no compaction yet)",
-                ))
-            }
-            "retention.ms" => config.retention_ms = u64::try_from(number(key, value, -1)?).ok(),
-            "retention.bytes" => {
-                config.retention_bytes = u64::try_from(number(key, value, -1)?).ok()
-            }
-            "segment.bytes" => config.segment_bytes_max = number(key, value, 1 << 20)? as u64,
-            "segment.ms" => config.segment_ms_max = Some(number(key, value, 1)? as u64),
-            "flush.messages" => flush_messages = Some(number(key, value, 1)?),
-            "flush.ms" => flush_ms = Some(number(key, value, 0)?),
-            "write.caching" => {
-                write_caching = value
-                    .parse()
-                    .map_err(|_| invalid(key, value, "not true or false"))?
-            }
-            "max.message.bytes" => {
-                config.batch_bytes_max = number(key, value, 1024)?
-                    .min(shoal_model::constants::BATCH_BYTES_MAX as i64)
-                    as usize
-            }
-            "message.timestamp.type" if value == "CreateTime" => {}
-            "message.timestamp.type" => {
-                return Err(invalid(key, value, "only CreateTime is supported"))
-            }
-            "min.insync.replicas" if value == "1" => {}
-            "min.insync.replicas" => {
-                return Err(invalid(key, value, "a single node has one replica"))
-            }
-            _ => {
-                return Err(ApiError::with_message(
-                    ResponseError::InvalidConfig,
-                    format!("unknown topic config {key}"),
-                ))
+                    "Expected value to be either true or false",
+                ));
             }
         }
+        INT | LONG => {
+            let parsed = integer(min, max)?;
+            match spec.check {
+                AtLeast(at_least) if parsed < at_least => {
+                    return Err(invalid(
+                        key,
+                        value,
+                        &format!("Value must be at least {at_least}"),
+                    ));
+                }
+                Between(low, high) if parsed < low || parsed > high => {
+                    return Err(invalid(
+                        key,
+                        value,
+                        &format!("Value must be between {low} and {high}"),
+                    ));
+                }
+                Check::GzipLevel if parsed > 9 || (parsed < 1 && parsed != -1) => {
+                    return Err(invalid(
+                        key,
+                        value,
+                        "Value must be between 1 and 9 or equal to -1",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        DOUBLE => {
+            let parsed: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| invalid(key, value, "not a number"))?;
+            if let Check::BetweenFloat(low, high) = spec.check {
+                if !(low..=high).contains(&parsed) {
+                    return Err(invalid(
+                        key,
+                        value,
+                        &format!("Value must be between {low} and {high}"),
+                    ));
+                }
+            }
+        }
+        _ => match spec.check {
+            Check::OneOf(allowed) if !allowed.contains(&value) => {
+                return Err(invalid(
+                    key,
+                    value,
+                    &format!("String must be one of: {}", allowed.join(", ")),
+                ));
+            }
+            Check::ListOf(allowed) => {
+                if let Some(item) = split_list(value)
+                    .iter()
+                    .find(|i| !allowed.contains(&i.as_str()))
+                {
+                    return Err(invalid(
+                        key,
+                        item,
+                        &format!("String must be one of: {}", allowed.join(", ")),
+                    ));
+                }
+            }
+            Check::ThrottledReplicas => check_throttled(key, value)?,
+            _ => {}
+        },
     }
+    Ok(())
+}
+
+/// Kafka's `ThrottledReplicaListValidator`: `*`, or `partition:broker` items.
+fn check_throttled(key: &str, value: &str) -> Result<(), ApiError> {
+    let items = split_list(value);
+    if items == ["*"] {
+        return Ok(());
+    }
+    let pair = |item: &String| {
+        item.split_once(':').is_some_and(|(p, b)| {
+            !p.is_empty() && !b.is_empty() && p.bytes().chain(b.bytes()).all(|c| c.is_ascii_digit())
+        })
+    };
+    if items.iter().all(pair) {
+        return Ok(());
+    }
+    Err(invalid(
+        key,
+        value,
+        "must be the literal '*' or a list of replicas in the following format: \
+         [partitionId]:[brokerId],[partitionId]:[brokerId],...",
+    ))
+}
+
+/// Validates a topic's configs: names, values, and the cross-checks Kafka makes; refuses the
+/// values this broker cannot honour (compaction, tiered storage) with the reason.
+pub(crate) fn validate(configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    for (key, value) in configs {
+        let spec = find(key).ok_or_else(|| {
+            ApiError::with_message(
+                ResponseError::InvalidConfig,
+                format!("Unknown topic config name: {key}"),
+            )
+        })?;
+        check(spec, value)?;
+    }
+    let long = |key: &str| -> i64 {
+        let value = configs
+            .get(key)
+            .map_or(find(key).map_or("0", |s| s.default), String::as_str);
+        value.trim().parse().unwrap_or(0)
+    };
+    let (min_lag, max_lag) = (long("min.compaction.lag.ms"), long("max.compaction.lag.ms"));
+    if min_lag > max_lag {
+        return Err(ApiError::with_message(
+            ResponseError::InvalidConfig,
+            format!("conflict topic config setting min.compaction.lag.ms ({min_lag}) > max.compaction.lag.ms ({max_lag})"),
+        ));
+    }
+    if configs
+        .get("remote.storage.enable")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        return Err(ApiError::with_message(
+            ResponseError::InvalidConfig,
+            "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage.",
+        ));
+    }
+    if configs
+        .get("cleanup.policy")
+        .is_some_and(|policy| split_list(policy).iter().any(|p| p == "compact"))
+    {
+        return Err(ApiError::with_message(
+            ResponseError::InvalidConfig,
+            "cleanup.policy=compact is not supported yet: log compaction is not built",
+        ));
+    }
+    Ok(())
+}
+
+/// A config's value on the topic, or its default.
+fn value<'a>(configs: &'a BTreeMap<String, String>, key: &str) -> &'a str {
+    configs
+        .get(key)
+        .map(|v| v.trim())
+        .unwrap_or_else(|| find(key).map_or("", |spec| spec.default))
+}
+
+fn number(configs: &BTreeMap<String, String>, key: &str) -> i64 {
+    value(configs, key).parse().unwrap_or(0)
+}
+
+fn flag(configs: &BTreeMap<String, String>, key: &str) -> bool {
+    value(configs, key).eq_ignore_ascii_case("true")
+}
+
+/// Builds the log configuration from validated topic configs.
+pub(crate) fn log_config(configs: &BTreeMap<String, String>) -> Result<LogConfig, ApiError> {
+    validate(configs)?;
+    let mut config = LogConfig::default();
+    // An empty cleanup policy (Kafka allows it) deletes nothing.
+    let deletes = split_list(value(configs, "cleanup.policy"))
+        .iter()
+        .any(|p| p == "delete");
+    let positive = |key: &str| u64::try_from(number(configs, key)).ok().filter(|_| deletes);
+    config.retention_ms = positive("retention.ms");
+    config.retention_bytes = positive("retention.bytes");
+    config.segment_bytes_max = number(configs, "segment.bytes") as u64;
+    config.segment_ms_max = u64::try_from(number(configs, "segment.ms")).ok();
+    config.segment_jitter_ms = u64::try_from(number(configs, "segment.jitter.ms")).unwrap_or(0);
+    config.index_interval_bytes =
+        u64::try_from(number(configs, "index.interval.bytes")).unwrap_or(0);
+    config.batch_bytes_max = usize::try_from(number(configs, "max.message.bytes"))
+        .unwrap_or(0)
+        .min(shoal_model::constants::BATCH_BYTES_MAX);
     // Durability (see the storage README): fsync per batch unless the topic opts out.
-    let relaxed =
-        write_caching || flush_messages.is_some_and(|n| n > 1) || flush_ms.is_some_and(|ms| ms > 0);
-    if relaxed {
+    let flush_messages = number(configs, "flush.messages");
+    let flush_ms = number(configs, "flush.ms");
+    if flag(configs, "write.caching") || flush_messages > 1 || flush_ms > 0 {
         config.durability = Durability::Relaxed {
-            flush_messages: flush_messages.map_or(u64::MAX, |n| n as u64),
-            flush_ms: flush_ms.map_or(1000, |ms| ms as u64),
+            flush_messages: if configs.contains_key("flush.messages") {
+                flush_messages as u64
+            } else {
+                u64::MAX
+            },
+            flush_ms: if configs.contains_key("flush.ms") {
+                flush_ms as u64
+            } else {
+                1000
+            },
         };
     }
     Ok(config)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn unset_configs_behave_as_the_reported_defaults() {
-        // DescribeConfigs reports these defaults; the log must act on them when they are unset.
-        let config = log_config(&configs(&[])).expect("defaults are valid");
-        let reported = |key: &str| -> u64 {
-            KNOWN
-                .iter()
-                .find(|(name, _)| *name == key)
-                .and_then(|(_, value)| value.parse().ok())
-                .expect("known numeric default")
-        };
-        assert_eq!(config.segment_ms_max, Some(reported("segment.ms")));
-        assert_eq!(config.retention_ms, Some(reported("retention.ms")));
-        assert_eq!(config.segment_bytes_max, reported("segment.bytes"));
-    }
-
-    #[test]
-    fn durability_follows_the_documented_rule() {
-        assert_eq!(
-            log_config(&configs(&[])).map(|c| c.durability),
-            Ok(Durability::Fsync)
-        );
-        let relaxed = log_config(&configs(&[("write.caching", "true")])).map(|c| c.durability);
-        assert_eq!(
-            relaxed,
-            Ok(Durability::Relaxed {
-                flush_messages: u64::MAX,
-                flush_ms: 1000
-            })
-        );
-        let by_count = log_config(&configs(&[("flush.messages", "100")])).map(|c| c.durability);
-        assert_eq!(
-            by_count,
-            Ok(Durability::Relaxed {
-                flush_messages: 100,
-                flush_ms: 1000
-            })
-        );
-        assert_eq!(
-            log_config(&configs(&[("flush.messages", "1")])).map(|c| c.durability),
-            Ok(Durability::Fsync)
-        );
-    }
-
-    #[test]
-    fn incremental_changes_apply_in_order_and_are_validated() {
-        let current = configs(&[("retention.ms", "1000"), ("write.caching", "true")]);
-        let next = apply_change(
-            &current,
-            ConfigChange::Incremental(vec![
-                ("retention.ms".into(), ConfigOp::Delete),
-                ("segment.bytes".into(), ConfigOp::Set("2097152".into())),
-                ("cleanup.policy".into(), ConfigOp::Append("delete".into())),
-            ]),
-        )
-        .expect("valid");
-        assert_eq!(
-            next,
-            configs(&[
-                ("cleanup.policy", "delete"),
-                ("segment.bytes", "2097152"),
-                ("write.caching", "true")
-            ])
-        );
-        let append_to_number = apply_change(
-            &current,
-            ConfigChange::Incremental(vec![("retention.ms".into(), ConfigOp::Append("1".into()))]),
-        );
-        assert_eq!(
-            append_to_number.map_err(|e| e.code),
-            Err(ResponseError::InvalidRequest)
-        );
-        let compact = apply_change(
-            &current,
-            ConfigChange::Incremental(vec![(
-                "cleanup.policy".into(),
-                ConfigOp::Append("compact".into()),
-            )]),
-        );
-        assert_eq!(
-            compact.map_err(|e| e.code),
-            Err(ResponseError::InvalidConfig)
-        );
-        let replaced = apply_change(
-            &current,
-            ConfigChange::Replace(configs(&[("retention.bytes", "5")])),
-        );
-        assert_eq!(replaced, Ok(configs(&[("retention.bytes", "5")])));
-    }
-
-    #[test]
-    fn describe_lists_every_known_config_with_its_source() {
-        let entries = describe(&configs(&[("retention.ms", "1000")]));
-        assert_eq!(entries.len(), KNOWN.len());
-        let retention = entries
-            .iter()
-            .find(|e| e.name == "retention.ms")
-            .expect("listed");
-        assert_eq!(retention.value.as_deref(), Some("1000"));
-        assert_eq!(retention.source, config_source::DYNAMIC_TOPIC_CONFIG);
-        assert_eq!(retention.synonyms.len(), 2);
-        let segment = entries
-            .iter()
-            .find(|e| e.name == "segment.bytes")
-            .expect("listed");
-        assert_eq!(segment.source, config_source::DEFAULT_CONFIG);
-        // Every default, set explicitly, is valid and changes nothing (fsync durability).
-        for (name, default) in KNOWN {
-            let config = log_config(&configs(&[(name, default)])).expect(name);
-            assert_eq!(config.durability, Durability::Fsync, "{name}");
-        }
-    }
-
-    #[test]
-    fn unknown_and_unsupported_configs_are_refused() {
-        assert!(log_config(&configs(&[("retention.msec", "1")])).is_err());
-        assert!(log_config(&configs(&[("cleanup.policy", "compact")])).is_err());
-        assert!(log_config(&configs(&[("segment.bytes", "10")])).is_err());
-        let config = log_config(&configs(&[
-            ("retention.ms", "-1"),
-            ("retention.bytes", "1000"),
-        ]))
-        .expect("valid");
-        assert_eq!(
-            (config.retention_ms, config.retention_bytes),
-            (None, Some(1000))
-        );
+/// The Produce rules of a topic (its configs validated when they were set).
+pub(crate) fn produce_policy(configs: &BTreeMap<String, String>) -> ProducePolicy {
+    let compression = match value(configs, "compression.type") {
+        "uncompressed" => TopicCompression::Uncompressed,
+        "gzip" => TopicCompression::Gzip(number(configs, "compression.gzip.level") as i32),
+        "snappy" => TopicCompression::Snappy,
+        "lz4" => TopicCompression::Lz4(number(configs, "compression.lz4.level") as u32),
+        "zstd" => TopicCompression::Zstd(number(configs, "compression.zstd.level") as i32),
+        _ => TopicCompression::Producer,
+    };
+    let timestamp_type = if value(configs, "message.timestamp.type") == "LogAppendTime" {
+        TimestampType::LogAppendTime
+    } else {
+        TimestampType::CreateTime
+    };
+    ProducePolicy {
+        timestamp_type,
+        timestamp_before_max_ms: number(configs, "message.timestamp.before.max.ms"),
+        timestamp_after_max_ms: number(configs, "message.timestamp.after.max.ms"),
+        compression,
+        min_insync_replicas: number(configs, "min.insync.replicas") as i32,
     }
 }
+
+#[cfg(test)]
+mod tests;

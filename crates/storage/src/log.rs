@@ -190,7 +190,7 @@ impl<D: Disk> Log<D> {
     /// Appends one record batch (Kafka v2, as a producer sent it) and waits as `wait` says.
     /// See the module documentation for exactly what is on the device when this returns.
     pub async fn append(&self, batch: Vec<u8>, wait: Wait) -> Result<Appended> {
-        let limit_bytes = self.inner.config.borrow().batch_bytes_max;
+        let limit_bytes = self.batch_bytes_limit();
         if batch.len() > limit_bytes {
             return Err(Error::BatchTooLarge {
                 size_bytes: batch.len(),
@@ -230,6 +230,16 @@ impl<D: Disk> Log<D> {
             Wait::Buffered => Ok(appended),
             Wait::Durable => self.wait_durable(appended).await,
         }
+    }
+
+    /// The largest batch this log takes: `max.message.bytes`, and no more than one write chunk
+    /// of the core's buffer pool can hold (after the inherited partial block and the trailer),
+    /// so a batch is refused rather than waiting for a chunk the pool can never lease.
+    fn batch_bytes_limit(&self) -> usize {
+        let block = shoal_model::constants::DMA_ALIGNMENT_BYTES as usize;
+        let pool = self.inner.pool.budget_bytes() / block * block;
+        let fits_a_chunk = pool.saturating_sub(block + crate::trailer::TRAILER_BYTES);
+        self.inner.config.borrow().batch_bytes_max.min(fits_a_chunk)
     }
 
     /// Makes sure the open chunk has room for `len` bytes, leasing a new one if needed.

@@ -311,3 +311,24 @@ fn relaxed_data_deleted_past_the_synced_end_and_lost_at_a_power_cut_reopens_empt
     }
     assert!(emptied > 0, "no seed lost the data below the start");
 }
+
+#[test]
+fn a_batch_larger_than_the_buffer_pool_is_refused_not_an_abort() {
+    // 256 KiB of DMA write budget; the topic allows 1 MiB batches. The batch cannot fit in any
+    // write chunk, so it must be refused as too large instead of tripping an invariant.
+    let mut h = Harness::with_budgets(256 * 1024, 64 * 1024);
+    let log = h.open(LogConfig::default()).expect("open");
+    let refused = h.run(log.append(batch(1, 1, 300 * 1024, 0), Wait::Durable));
+    let Err(Error::BatchTooLarge { limit_bytes, .. }) = refused else {
+        panic!("expected BatchTooLarge, got {refused:?}")
+    };
+    assert!(
+        limit_bytes < 256 * 1024,
+        "the limit names what fits: {limit_bytes}"
+    );
+    // The log is unharmed and takes what fits.
+    let appended = h
+        .run(log.append(batch(2, 1, 100 * 1024, 0), Wait::Durable))
+        .expect("append");
+    assert_eq!(appended.base_offset, Offset(0));
+}

@@ -59,7 +59,7 @@ pub async fn handle<C: Cluster>(
                                 .as_ref()
                                 .is_none_or(|keys| keys.iter().any(|k| k.as_str() == entry.name))
                         })
-                        .map(|entry| config_entry(entry, request.include_synonyms, version))
+                        .map(|entry| config_entry(entry, &request, version))
                         .collect();
                     result.with_configs(configs)
                 }
@@ -74,10 +74,10 @@ pub async fn handle<C: Cluster>(
 
 fn config_entry(
     entry: ConfigEntry,
-    include_synonyms: bool,
+    request: &DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResourceResult {
-    let synonyms = if include_synonyms {
+    let synonyms = if request.include_synonyms {
         entry
             .synonyms
             .iter()
@@ -99,10 +99,16 @@ fn config_entry(
         .with_is_sensitive(entry.sensitive)
         .with_synonyms(synonyms);
     if version >= 3 {
-        // No documentation strings are kept: null tells the client there is none.
+        // Documentation is kept only where a config behaves differently here than in Kafka;
+        // null tells the client there is none.
+        let documentation = entry
+            .documentation
+            .as_deref()
+            .filter(|_| request.include_documentation)
+            .map(str_bytes);
         result
             .with_config_type(entry.config_type)
-            .with_documentation(None)
+            .with_documentation(documentation)
     } else {
         result
     }

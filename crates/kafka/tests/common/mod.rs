@@ -21,6 +21,8 @@ use shoal_model::{Offset, TimestampMs};
 use shoal_storage::{Appended, Guarantee, LogOffsets, ReadBatches, Wait};
 
 pub const NODE_ID: i32 = 1;
+/// The fake's clock: the real batches' timestamps (1000, 2000, ...) are far in its past.
+pub const NOW_MS: i64 = 1_700_000_000_000;
 pub const CLUSTER_ID: &str = "fake-cluster";
 /// The topic configs the fake knows, with defaults.
 pub const KNOWN: &[(&str, &str)] = &[("cleanup.policy", "delete"), ("retention.ms", "604800000")];
@@ -112,6 +114,8 @@ pub struct FakeTopic {
     pub logs: Vec<FakeLog>,
     /// Partitions reported offline.
     pub offline: Vec<i32>,
+    /// The rules its configs set for produced batches.
+    pub produce: shoal_kafka::cluster::ProducePolicy,
 }
 
 pub struct Fake {
@@ -177,6 +181,7 @@ impl Fake {
                 configs: BTreeMap::new(),
                 logs: vec![log; partitions],
                 offline: Vec::new(),
+                produce: Default::default(),
             },
         );
     }
@@ -203,6 +208,7 @@ fn info(name: &str, topic: &FakeTopic) -> TopicInfo {
         configs: topic.configs.clone(),
         leader_epochs: topic.logs.iter().map(|log| log.leader_epoch).collect(),
         offline: topic.offline.clone(),
+        produce: topic.produce,
     }
 }
 
@@ -241,6 +247,10 @@ impl Cluster for Fake {
         self.auto_create
     }
 
+    fn now_ms(&self) -> i64 {
+        NOW_MS
+    }
+
     async fn create_topics(
         &self,
         topics: Vec<NewTopic>,
@@ -257,6 +267,7 @@ impl Cluster for Fake {
                     configs: t.configs,
                     logs: vec![FakeLog::default(); t.partitions.max(1) as usize],
                     offline: Vec::new(),
+                    produce: Default::default(),
                 };
                 let created = info(&t.name, &topic);
                 if !validate_only {
@@ -467,6 +478,7 @@ impl Cluster for Fake {
                             value: Some(value),
                             source,
                         }],
+                        documentation: None,
                     }
                 })
                 .collect(),
@@ -482,6 +494,7 @@ impl Cluster for Fake {
             sensitive: false,
             config_type: config_type::INT,
             synonyms: Vec::new(),
+            documentation: None,
         }]
     }
 
