@@ -371,6 +371,38 @@ pub fn file_system_space(dir: &Path) -> io::Result<(u64, u64)> {
     ))
 }
 
+/// Creates (or grows) `path` to `len_bytes` of allocated blocks, synced with its directory
+/// entry: space the file system will not hand to anyone else until the file is removed
+/// (blocking; for the broker's disk-space ballast, at startup and when space comes back).
+pub fn reserve_file(path: &Path, len_bytes: u64) -> io::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    if len_bytes > 0 {
+        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len_bytes)?;
+    }
+    file.sync_all()?;
+    sync_parent(path)
+}
+
+/// Removes `path` (missing is fine) and syncs its directory (blocking).
+pub fn release_file(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    sync_parent(path)
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
 /// Works around a false positive in glommio 0.9's io_uring polling (IOPOLL) detection.
 ///
 /// The first time a thread opens a `DmaFile` on a block device, glommio decides whether to

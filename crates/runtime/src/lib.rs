@@ -20,6 +20,8 @@ mod error;
 pub mod executor;
 mod observed;
 
-pub use disk::{file_system_space, GlommioBuf, GlommioDisk, GlommioFile};
+pub use disk::{
+    file_system_space, release_file, reserve_file, GlommioBuf, GlommioDisk, GlommioFile,
+};
 pub use error::to_io_error;
 pub use observed::{DurableIoObserver, ObservedDisk, ObservedFile};

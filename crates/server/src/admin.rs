@@ -22,6 +22,7 @@ pub(crate) struct AdminView {
     pub(crate) metrics: Vec<Arc<CoreMetrics>>,
     /// Cores that have opened their partitions and bound the Kafka listener.
     pub(crate) ready_cores: Arc<AtomicUsize>,
+    pub(crate) disk: Arc<crate::disk_guard::DiskGuard>,
 }
 
 pub(crate) async fn serve(shard: Rc<Shard>, listener: TcpListener, view: AdminView) {
@@ -59,6 +60,27 @@ async fn answer(shard: &Shard, mut stream: TcpStream, view: &AdminView) {
     let _ = respond(&mut stream, status, content_type, &body).await;
 }
 
+/// The series that belong to the broker, not to one core.
+fn broker_wide(view: &AdminView) -> String {
+    let series = [
+        ("shoal_disk_full", "gauge", u64::from(view.disk.is_full())),
+        (
+            "shoal_disk_reserve_releases_total",
+            "counter",
+            view.disk.releases(),
+        ),
+        (
+            "shoal_log_lines_dropped_total",
+            "counter",
+            crate::LOG_LINES_DROPPED.load(Ordering::Relaxed),
+        ),
+    ];
+    series
+        .iter()
+        .map(|(name, kind, value)| format!("# TYPE {name} {kind}\n{name} {value}\n"))
+        .collect()
+}
+
 fn route(shard: &Shard, method: &str, path: &str, view: &AdminView) -> (u16, &'static str, String) {
     if method != "GET" {
         return (405, "text/plain", "only GET is served\n".to_string());
@@ -67,7 +89,7 @@ fn route(shard: &Shard, method: &str, path: &str, view: &AdminView) -> (u16, &'s
         "/metrics" => (
             200,
             "text/plain; version=0.0.4",
-            metrics::render(&view.metrics),
+            metrics::render(&view.metrics) + &broker_wide(view),
         ),
         "/v1/status/ready" => {
             let ready = view.ready_cores.load(Ordering::Relaxed);

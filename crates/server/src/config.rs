@@ -66,6 +66,14 @@ pub(crate) struct Config {
     pub(crate) request_bytes_max: usize,
     /// Requests read ahead of their responses on one connection.
     pub(crate) requests_inflight_per_connection_max: usize,
+    /// Bytes of request frames held at once across the broker (split per core): reading a
+    /// frame waits for room, so a flood of large requests backs up instead of exhausting memory.
+    pub(crate) requests_inflight_bytes_max: u64,
+    /// Client connections held at once across the broker (split per core); more are closed.
+    pub(crate) connections_max: usize,
+    /// Disk space kept for metadata and offsets when partitions fill the data disk (the ballast
+    /// file; at most an eighth of the file system; 0: none).
+    pub(crate) disk_reserve_bytes: u64,
 }
 
 /// Every key a config file or `SHOAL_<KEY>` variable may set.
@@ -81,6 +89,9 @@ pub(crate) const KEYS: &[&str] = &[
     "default_partitions",
     "request_bytes_max",
     "requests_inflight_per_connection_max",
+    "requests_inflight_bytes_max",
+    "connections_max",
+    "disk_reserve_bytes",
 ];
 
 impl Config {
@@ -158,12 +169,18 @@ impl Config {
                 "64",
             )?
             .parse()?,
+            requests_inflight_bytes_max: parse("requests_inflight_bytes_max", None, "268435456")?
+                .parse()?,
+            connections_max: parse("connections_max", None, "10000")?.parse()?,
+            disk_reserve_bytes: parse("disk_reserve_bytes", None, "1073741824")?.parse()?,
         };
         if config.cores == 0
             || config.default_partitions < 1
             || config.requests_inflight_per_connection_max == 0
+            || config.requests_inflight_bytes_max == 0
+            || config.connections_max == 0
         {
-            anyhow::bail!("cores, default_partitions and requests_inflight_per_connection_max must be positive");
+            anyhow::bail!("cores, default_partitions, requests_inflight_per_connection_max, requests_inflight_bytes_max and connections_max must be positive");
         }
         Ok(config)
     }
@@ -172,6 +189,16 @@ impl Config {
     /// cache, the rest for requests and indexes.
     pub(crate) fn pool_bytes_per_core(&self) -> usize {
         ((self.memory_bytes / 4) / self.cores as u64).max(8 << 20) as usize
+    }
+
+    /// This core's share of `requests_inflight_bytes_max` (at least one page).
+    pub(crate) fn request_bytes_per_core(&self) -> u64 {
+        (self.requests_inflight_bytes_max / self.cores as u64).max(4096)
+    }
+
+    /// This core's share of `connections_max` (at least one).
+    pub(crate) fn connections_per_core(&self) -> usize {
+        self.connections_max.div_ceil(self.cores)
     }
 
     pub(crate) fn cache_bytes_per_core(&self) -> usize {

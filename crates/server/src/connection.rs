@@ -7,6 +7,13 @@
 //! first. The queue bound (`requests_inflight_per_connection_max`) is the backpressure: when it
 //! is full the reader stops reading the socket.
 //!
+//! Memory: before it allocates a frame, the reader takes the frame's size from its core's
+//! share of `requests_inflight_bytes_max` (a FIFO semaphore, so a large request is not starved
+//! by small ones; a frame larger than the whole share takes the whole share) and holds it until
+//! the frame's response is written. However many connections send large requests, a core
+//! holds at most its share of request bytes; the others wait, unread, in their sockets.
+//! A core holds at most `connections_max / cores` connections; one more is closed at once.
+//!
 //! Bad input closes this connection only, with a logged reason: an oversized or negative frame
 //! size, an unknown API key, an unsupported version (except ApiVersions, which gets the v0
 //! fallback answer), a body that does not decode.
@@ -26,8 +33,26 @@ use shoal_kafka::handlers::api_versions;
 use crate::cluster_impl::ShardCluster;
 use crate::shard::Shard;
 
-/// A response in the making: its API (for the fault switch) and its bytes, or nothing to send.
-type Pending = glommio::Task<Option<(ApiKey, BytesMut)>>;
+/// A response in the making: its API (for the fault switch) and its bytes, or nothing to send;
+/// and the request bytes it holds of the core's budget, given back once it is written.
+type Pending = (glommio::Task<Option<(ApiKey, BytesMut)>>, Held);
+
+/// Request bytes taken from the core's budget, given back (and uncounted) when dropped:
+/// after the response is written, or with the connection.
+struct Held {
+    _permit: glommio::sync::StaticPermit,
+    units: u64,
+    metrics: std::sync::Arc<crate::metrics::CoreMetrics>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self
+            .metrics
+            .request_bytes_inflight
+            .fetch_sub(self.units, Ordering::Relaxed);
+    }
+}
 
 /// Test-only fault switch: `SHOAL_FAULT_DROP_PRODUCE_RESPONSE_EVERY=N` closes the connection
 /// instead of sending every N-th Produce response, after the append completed. Real clients
@@ -55,17 +80,34 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "?".to_string());
+    let connections_max = shard.config.connections_per_core();
+    if shard.metrics.connections.load(Ordering::Relaxed) >= connections_max as u64 {
+        let _ = shard
+            .metrics
+            .connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%peer, connections_max, "closing a connection: this core holds connections_max / cores");
+        return;
+    }
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.split();
     let limit = shard.config.requests_inflight_per_connection_max;
     let (queue, pending) = glommio::channels::local_channel::new_bounded::<Pending>(limit);
     let request_bytes_max = shard.config.request_bytes_max;
+    let budget = shard.request_bytes.clone();
+    let budget_total = shard.config.request_bytes_per_core();
+    let reader_metrics = shard.metrics.clone();
     let cluster = ShardCluster(shard.clone());
     let metrics = shard.metrics.clone();
     let _ = metrics.connections.fetch_add(1, Ordering::Relaxed);
     let reading: JoinHandle<()> = glommio::spawn_local(async move {
         loop {
-            let frame = match read_frame(&mut reader, request_bytes_max).await {
+            let read = read_frame(
+                &mut reader,
+                request_bytes_max,
+                (&budget, budget_total, &reader_metrics),
+            );
+            let frame = match read.await {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return, // The client closed the connection.
                 Err(reason) => {
@@ -73,6 +115,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                     return;
                 }
             };
+            let (frame, held) = frame;
             let _ = cluster
                 .0
                 .metrics
@@ -100,15 +143,16 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                     return;
                 }
             };
-            if queue.send(task).await.is_err() {
+            if queue.send((task, held)).await.is_err() {
                 return;
             }
         }
     })
     .detach();
     let mut produce_responses: u64 = 0;
-    while let Some(task) = pending.recv().await {
+    while let Some((task, held)) = pending.recv().await {
         let Some((api_key, response)) = task.await else {
+            drop(held);
             continue;
         };
         if api_key == ApiKey::Produce {
@@ -123,7 +167,9 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         let _ = metrics
             .bytes_out
             .fetch_add(response.len() as u64, Ordering::Relaxed);
-        if let Err(error) = writer.write_all(&response).await {
+        let written = writer.write_all(&response).await;
+        drop(held);
+        if let Err(error) = written {
             tracing::debug!(%error, "client went away before its response");
             break;
         }
@@ -153,11 +199,17 @@ async fn respond(cluster: &ShardCluster, request: codec::Request) -> Option<(Api
     }
 }
 
-/// Reads one frame. `Ok(None)` at a clean end of stream.
+/// Reads one frame, once the core's request budget has room for it (the permit holds that
+/// room). `Ok(None)` at a clean end of stream.
 async fn read_frame<R: futures::AsyncRead + Unpin>(
     reader: &mut R,
     request_bytes_max: usize,
-) -> Result<Option<Bytes>, String> {
+    (budget, budget_total, metrics): (
+        &Rc<glommio::sync::Semaphore>,
+        u64,
+        &std::sync::Arc<crate::metrics::CoreMetrics>,
+    ),
+) -> Result<Option<(Bytes, Held)>, String> {
     let mut prefix = [0u8; codec::FRAME_PREFIX_BYTES];
     match reader.read_exact(&mut prefix).await {
         Ok(()) => {}
@@ -171,10 +223,24 @@ async fn read_frame<R: futures::AsyncRead + Unpin>(
             "request of {size} bytes exceeds request_bytes_max ({request_bytes_max})"
         ));
     }
+    // A frame larger than the whole share waits for all of it (FIFO: it is not starved).
+    let units = (size as u64).clamp(1, budget_total);
+    let permit = budget
+        .acquire_static_permit(units)
+        .await
+        .map_err(|_| "the core is stopping".to_string())?;
+    let _ = metrics
+        .request_bytes_inflight
+        .fetch_add(units, Ordering::Relaxed);
+    let held = Held {
+        _permit: permit,
+        units,
+        metrics: metrics.clone(),
+    };
     let mut frame = BytesMut::zeroed(size);
     reader
         .read_exact(&mut frame)
         .await
         .map_err(|e| format!("truncated frame: {e}"))?;
-    Ok(Some(frame.freeze()))
+    Ok(Some((frame.freeze(), held)))
 }

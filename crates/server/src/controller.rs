@@ -311,11 +311,13 @@ impl Shard {
     /// Persists the new version and publishes it to every core.
     async fn commit(self: &Rc<Self>, mut next: Snapshot) -> Result<(), ApiError> {
         next.version += 1;
-        let data_dir = self.config.data_dir.clone();
-        let to_write = next.clone();
-        let persisted = glommio::executor()
-            .spawn_blocking(move || metadata::persist(&data_dir, &to_write))
-            .await;
+        let mut persisted = self.persist(&next).await;
+        if persisted.as_ref().is_err_and(is_disk_full) {
+            // The data disk filled up: the reserve is there for exactly this. The write is an
+            // atomic replacement of a fresh temporary file, so doing it again is safe.
+            self.disk.disk_full().await;
+            persisted = self.persist(&next).await;
+        }
         if let Err(error) = persisted {
             tracing::error!(%error, "persisting metadata failed");
             return Err(ApiError::with_message(
@@ -354,6 +356,21 @@ impl Shard {
                 tracing::error!(topic = %name, core, ?why, "a core did not open a topic's logs");
             }
         }
+    }
+}
+
+fn is_disk_full(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(code) if code == 28 || code == 122) // ENOSPC, EDQUOT
+}
+
+impl Shard {
+    /// Writes `metadata.json` (atomically; blocking, off the reactor).
+    async fn persist(&self, next: &Snapshot) -> std::io::Result<()> {
+        let data_dir = self.config.data_dir.clone();
+        let to_write = next.clone();
+        glommio::executor()
+            .spawn_blocking(move || metadata::persist(&data_dir, &to_write))
+            .await
     }
 }
 

@@ -39,10 +39,16 @@ const REPLAY_READ_BYTES: usize = 1 << 20;
 struct Groups {
     coordinator: RefCell<Coordinator>,
     logs: RefCell<BTreeMap<u32, Log<GlommioDisk>>>,
+    /// The data disk's reserve: a group log that finds the disk full releases it.
+    disk: std::sync::Arc<crate::disk_guard::DiskGuard>,
+    /// How the group logs are configured (to reopen one).
+    config: LogConfig,
     /// Offset commits appended but not yet applied to `coordinator` (compaction waits for 0).
     commits_in_flight: std::cell::Cell<usize>,
 }
 
+/// How often group logs that went offline on a full disk are reopened (in timer ticks).
+const REOPEN_EVERY_TICKS: u64 = 5;
 /// How often the internal logs are checked for compaction (in timer ticks).
 const COMPACT_EVERY_TICKS: u64 = 50;
 /// An internal partition log larger than this is compacted: the live state is appended as
@@ -92,11 +98,7 @@ pub(crate) async fn start(shard: Rc<Shard>) {
         ..LogConfig::default()
     };
     for partition in (0..GROUP_PARTITIONS).filter(|p| *p as usize % shard.cores == shard.id) {
-        let dir = shard
-            .config
-            .data_dir
-            .join(GROUPS_DIR)
-            .join(partition.to_string());
+        let dir = partition_dir(&shard, partition);
         let log = match Log::open(shard.ctx.clone(), dir, config.clone()).await {
             Ok(log) => log,
             Err(error) => {
@@ -118,10 +120,48 @@ pub(crate) async fn start(shard: Rc<Shard>) {
     let groups = Rc::new(Groups {
         coordinator: RefCell::new(coordinator),
         logs: RefCell::new(logs),
+        disk: shard.disk.clone(),
+        config: config.clone(),
         commits_in_flight: std::cell::Cell::new(0),
     });
     GROUPS.with(|g| *g.borrow_mut() = Some(groups.clone()));
     glommio::spawn_local(timers(shard, groups)).detach();
+}
+
+fn partition_dir(shard: &Shard, partition: u32) -> std::path::PathBuf {
+    shard
+        .config
+        .data_dir
+        .join(GROUPS_DIR)
+        .join(partition.to_string())
+}
+
+/// Group partitions whose log went offline because the disk was full are opened again (their
+/// state is in memory: nothing to replay), so offset commits work again at once.
+async fn reopen_after_disk_full(shard: &Shard, groups: &Groups) {
+    let failed: Vec<u32> = groups
+        .logs
+        .borrow()
+        .iter()
+        .filter(|(_, log)| {
+            log.offline_reason()
+                .is_some_and(|reason| reason.kind == shoal_storage::OfflineKind::DiskFull)
+        })
+        .map(|(partition, _)| *partition)
+        .collect();
+    for partition in failed {
+        groups.disk.disk_full().await;
+        let dir = partition_dir(shard, partition);
+        match Log::open(shard.ctx.clone(), dir, groups.config.clone()).await {
+            Ok(log) => {
+                let flusher = log.clone();
+                glommio::spawn_local(async move { flusher.run_flusher().await }).detach();
+                let _ = groups.logs.borrow_mut().insert(partition, log);
+                tracing::info!(partition, "group partition reopened after a full disk");
+            }
+            Err(error) => tracing::warn!(partition, %error, "reopening a group partition"),
+        }
+    }
 }
 
 async fn replay(log: &Log<GlommioDisk>, coordinator: &mut Coordinator) -> usize {
@@ -182,6 +222,9 @@ async fn timers(shard: Rc<Shard>, groups: Rc<Groups>) {
         }
         if tick.is_multiple_of(COMPACT_EVERY_TICKS) {
             compact(&groups).await;
+        }
+        if tick.is_multiple_of(REOPEN_EVERY_TICKS) {
+            reopen_after_disk_full(&shard, &groups).await;
         }
     }
 }
@@ -258,7 +301,13 @@ async fn persist(groups: &Groups, records: Vec<Record>) -> Result<(), ResponseEr
                 let log = log.ok_or(ResponseError::CoordinatorNotAvailable)?;
                 let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
                 let batch = shoal_storage::build_batch(&values, now);
-                log.append(batch, Wait::Durable).await.map_err(|error| {
+                let appended = log.append(batch, Wait::Durable).await;
+                if let Err(shoal_storage::Error::Offline(reason)) = &appended {
+                    if reason.kind == shoal_storage::OfflineKind::DiskFull {
+                        groups.disk.disk_full().await;
+                    }
+                }
+                appended.map_err(|error| {
                     tracing::warn!(partition, %error, "group partition append failed");
                     ResponseError::CoordinatorNotAvailable
                 })

@@ -8,13 +8,25 @@
 //! read-write lock over a small map costs nothing where it matters.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use shoal_kafka::cluster::TopicPartition;
+use shoal_storage::OfflineKind;
+
+use crate::disk_guard::DiskGuard;
+
+/// What every core shares: partition health (for Metadata) and the disk guard. Nothing of the
+/// data path: each core still owns its partitions.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) health: Arc<Health>,
+    pub(crate) disk: Arc<DiskGuard>,
+}
 
 #[derive(Clone, Debug)]
 pub(crate) struct Offline {
     pub(crate) reason: String,
+    pub(crate) kind: OfflineKind,
 }
 
 #[derive(Default)]
@@ -47,6 +59,20 @@ impl Health {
         map.keys()
             .filter(|tp| tp.topic == topic)
             .map(|tp| tp.partition)
+            .collect()
+    }
+
+    /// The offline partitions `mine` selects, with why.
+    pub(crate) fn offline_where(
+        &self,
+        mine: impl Fn(&TopicPartition) -> bool,
+    ) -> Vec<(TopicPartition, Offline)> {
+        let Ok(map) = self.offline.read() else {
+            return Vec::new();
+        };
+        map.iter()
+            .filter(|(tp, _)| mine(tp))
+            .map(|(tp, offline)| (tp.clone(), offline.clone()))
             .collect()
     }
 }

@@ -10,6 +10,7 @@ mod cluster_impl;
 mod config;
 mod connection;
 mod controller;
+mod disk_guard;
 mod groups;
 mod health;
 mod mesh;
@@ -39,14 +40,39 @@ static ALLOCATOR: shoal_runtime::alloc::ReservingAllocator =
 /// Messages queued per core pair before a sender waits.
 const MESH_CHANNEL_CAPACITY: usize = 1024;
 
+/// Log lines the broker could not write (stderr full or gone); reported in `/metrics`.
+pub(crate) static LOG_LINES_DROPPED: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// The log writer: stderr, where a failed write (a full disk under a redirected log, a closed
+/// pipe) drops the line and counts it. Logging must never take the broker down: `eprint!`
+/// would panic, and a panic aborts every core.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if std::io::stderr().write_all(buf).is_err() {
+            let _ = LOG_LINES_DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
         .with_ansi(ansi)
+        // Its own report of a failed write goes through eprint!, which panics on a full disk.
+        .log_internal_errors(false)
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -67,6 +93,10 @@ fn start(config: Config) -> anyhow::Result<()> {
     // Held until the process exits (the kernel drops the lock with the file descriptor).
     let _data_dir_lock = lock_data_dir(&config.data_dir)?;
     check_addresses_free(&config)?;
+    let disk = Arc::new(disk_guard::DiskGuard::arm(
+        &config.data_dir,
+        config.disk_reserve_bytes,
+    )?);
     warn_about_host(&config);
     let snapshot = metadata::load_or_init(&config.data_dir, config.cores)?;
     metadata::remove_orphans(&config.data_dir, &snapshot)?;
@@ -85,8 +115,12 @@ fn start(config: Config) -> anyhow::Result<()> {
     let admin = admin::AdminView {
         metrics: core_metrics.clone(),
         ready_cores: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        disk: disk.clone(),
     };
-    let health = Arc::new(health::Health::default());
+    let shared = health::Shared {
+        health: Arc::new(health::Health::default()),
+        disk,
+    };
     let mut handles = Vec::with_capacity(config.cores);
     for (core, metrics) in core_metrics.iter().enumerate() {
         let cpu = cpus[core % cpus.len()];
@@ -102,11 +136,11 @@ fn start(config: Config) -> anyhow::Result<()> {
         };
         let (config, snapshot, stop) = (config.clone(), snapshot.clone(), stop.clone());
         let (mesh, control_mesh) = (mesh.clone(), control_mesh.clone());
-        let (metrics, admin, health) = (metrics.clone(), admin.clone(), health.clone());
+        let (metrics, admin, shared) = (metrics.clone(), admin.clone(), shared.clone());
         let handle = options
             .spawn(move || {
                 let meshes = (mesh, control_mesh);
-                run::run_core(config, snapshot, meshes, stop, metrics, admin, health)
+                run::run_core(config, snapshot, meshes, stop, metrics, admin, shared)
             })
             .map_err(|e| anyhow::anyhow!("starting core {core} on CPU {cpu}: {e} (glommio needs locked memory: raise LimitMEMLOCK / ulimit -l)"))?;
         handles.push(handle);

@@ -70,6 +70,10 @@ pub(crate) struct CoreMetrics {
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) connections: AtomicU64,
+    /// Connections closed at once because the core held `connections_max` / cores.
+    pub(crate) connections_refused: AtomicU64,
+    /// Bytes of request frames this core holds (read, not yet answered).
+    pub(crate) request_bytes_inflight: AtomicU64,
     /// O_DSYNC writes and fdatasyncs: the device's durability latency as the engine sees it.
     pub(crate) durable_io_latency: Histogram,
     pub(crate) pool_used_bytes: AtomicU64,
@@ -87,6 +91,8 @@ impl CoreMetrics {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
+            request_bytes_inflight: AtomicU64::new(0),
             durable_io_latency: Histogram::default(),
             pool_used_bytes: AtomicU64::new(0),
             pool_budget_bytes: AtomicU64::new(0),
@@ -110,7 +116,7 @@ type Series = (&'static str, &'static str, fn(&CoreMetrics) -> u64);
 /// Renders every core's metrics.
 pub(crate) fn render(cores: &[Arc<CoreMetrics>]) -> String {
     let mut out = String::new();
-    let gauges: [Series; 8] = [
+    let gauges: [Series; 10] = [
         ("shoal_bytes_in_total", "counter", |m| {
             m.bytes_in.load(Ordering::Relaxed)
         }),
@@ -119,6 +125,12 @@ pub(crate) fn render(cores: &[Arc<CoreMetrics>]) -> String {
         }),
         ("shoal_connections", "gauge", |m| {
             m.connections.load(Ordering::Relaxed)
+        }),
+        ("shoal_connections_refused_total", "counter", |m| {
+            m.connections_refused.load(Ordering::Relaxed)
+        }),
+        ("shoal_request_bytes_inflight", "gauge", |m| {
+            m.request_bytes_inflight.load(Ordering::Relaxed)
         }),
         ("shoal_buffer_pool_used_bytes", "gauge", |m| {
             m.pool_used_bytes.load(Ordering::Relaxed)

@@ -33,7 +33,7 @@ pub(crate) async fn run_core(
     stop: Arc<AtomicBool>,
     metrics: Arc<CoreMetrics>,
     admin: AdminView,
-    health: Arc<crate::health::Health>,
+    shared: crate::health::Shared,
 ) -> anyhow::Result<()> {
     // glommio 0.9 can lose the cross-executor wake-up of a parked executor (seen here: the
     // mesh join of 4 executors on 2 CPUs sleeps forever until any signal arrives). A parked
@@ -67,7 +67,7 @@ pub(crate) async fn run_core(
         control_senders,
         ctx,
         metrics.clone(),
-        health,
+        shared,
     ));
     metrics.shard.store(shard.id, Ordering::Relaxed);
     glommio::spawn_local(update_gauges(shard.clone(), pool, cache)).detach();

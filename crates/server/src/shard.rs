@@ -21,10 +21,13 @@ use kafka_protocol::error::ResponseError;
 use shoal_kafka::cluster::{ApiError, TopicPartition, Unanswered};
 use shoal_kafka::error_map::storage_error;
 use shoal_model::{Offset, Term, TimestampMs};
-use shoal_storage::{Appended, Durability, Log, LogContext, LogOffsets, ReadBatches, Wait};
+use shoal_storage::{
+    Appended, Durability, Log, LogContext, LogOffsets, OfflineKind, ReadBatches, Wait,
+};
 
 use crate::config::Config;
-use crate::health::{Health, Offline};
+use crate::disk_guard::DiskGuard;
+use crate::health::{Health, Offline, Shared};
 use crate::mesh::{self, Call, Lane, ShardMsg, CALL_TIMEOUT_MS};
 use crate::metadata::{partition_dir, Snapshot};
 use crate::topic_config;
@@ -40,6 +43,8 @@ pub(crate) struct Shard {
     logs: RefCell<HashMap<TopicPartition, Log<GlommioDisk>>>,
     /// Offline partitions, broker-wide (this core writes only its own partitions' entries).
     pub(crate) health: Arc<Health>,
+    /// The data disk's reserve; data appends are refused while it is released.
+    pub(crate) disk: Arc<DiskGuard>,
     pub(crate) ctx: LogContext<GlommioDisk>,
     /// The request lane of the core mesh (see `mesh.rs`).
     pub(crate) senders: Senders<ShardMsg>,
@@ -52,6 +57,9 @@ pub(crate) struct Shard {
     /// whose generation is no longer listed stops.
     flush_timers: RefCell<HashMap<TopicPartition, u64>>,
     flush_timer_generation: Cell<u64>,
+    /// This core's share of `requests_inflight_bytes_max`: a connection takes a frame's size
+    /// from it before reading the frame and gives it back once the response is written.
+    pub(crate) request_bytes: Rc<glommio::sync::Semaphore>,
     /// This core's counters, read by the admin endpoint on core 0.
     pub(crate) metrics: Arc<crate::metrics::CoreMetrics>,
     /// Next producer id to hand out (core 0 only; ids up to the persisted reservation).
@@ -66,8 +74,9 @@ impl Shard {
         control_senders: Senders<ShardMsg>,
         ctx: LogContext<GlommioDisk>,
         metrics: Arc<crate::metrics::CoreMetrics>,
-        health: Arc<Health>,
+        shared: Shared,
     ) -> Shard {
+        let request_bytes = config.request_bytes_per_core();
         Shard {
             next_producer_id: Cell::new(snapshot.producer_ids_reserved_until),
             metrics,
@@ -76,12 +85,14 @@ impl Shard {
             config,
             meta: RefCell::new(snapshot),
             logs: RefCell::new(HashMap::new()),
-            health,
+            health: shared.health,
+            disk: shared.disk,
             ctx,
             senders,
             control_senders,
             metadata_changes: glommio::sync::Semaphore::new(1),
             stopping: Cell::new(false),
+            request_bytes: Rc::new(glommio::sync::Semaphore::new(request_bytes)),
             flush_timers: RefCell::new(HashMap::new()),
             flush_timer_generation: Cell::new(0),
         }
@@ -161,8 +172,13 @@ impl Shard {
     /// Records why a partition of this core is offline (Metadata reports it leaderless).
     fn record_offline(&self, tp: &TopicPartition, error: &shoal_storage::Error) {
         tracing::error!(%tp, %error, "partition offline");
+        let kind = match error {
+            shoal_storage::Error::Offline(reason) => reason.kind,
+            _ => OfflineKind::Io,
+        };
         let offline = Offline {
             reason: error.to_string(),
+            kind,
         };
         self.health.set_offline(tp, offline);
     }
@@ -220,10 +236,21 @@ impl Shard {
         batch: Vec<u8>,
         wait: Wait,
     ) -> Result<Appended, ApiError> {
-        self.log(tp)?
-            .append(batch, wait)
-            .await
-            .map_err(|e| storage_error(&e))
+        if self.disk.is_full() {
+            return Err(ApiError::with_message(
+                ResponseError::KafkaStorageError,
+                "the data disk is full: produce is refused until space is freed \
+                 (delete topics or records)",
+            ));
+        }
+        let appended = self.log(tp)?.append(batch, wait).await;
+        if let Err(shoal_storage::Error::Offline(reason)) = &appended {
+            if reason.kind == OfflineKind::DiskFull {
+                // Hand the reserve to metadata and offsets at once, not at the next poll.
+                self.disk.disk_full().await;
+            }
+        }
+        appended.map_err(|e| storage_error(&e))
     }
 
     pub(crate) async fn local_read(
@@ -463,7 +490,11 @@ impl Shard {
         while !self.stopping.get() {
             glommio::timer::sleep(Duration::from_secs(1)).await;
             tick += 1;
-            self.take_failed_logs_offline();
+            self.take_failed_logs_offline().await;
+            if self.id == 0 && self.disk.is_full() {
+                let _ = self.disk.try_rearm().await;
+            }
+            self.reopen_after_disk_full().await;
             let logs: Vec<_> = self.logs.borrow().values().cloned().collect();
             // A quiet partition's last write is covered by a sync trailer within a second, so
             // recovery can tell damage to it from a torn tail (storage `trailer.rs`).
@@ -491,7 +522,7 @@ impl Shard {
     /// Logs that went offline while serving (a failed write or sync, a full disk, corruption
     /// found by a read) leave the set of open logs: requests get KAFKA_STORAGE_ERROR with the
     /// reason and Metadata shows the partition without a leader.
-    fn take_failed_logs_offline(&self) {
+    async fn take_failed_logs_offline(&self) {
         let failed: Vec<_> = self
             .logs
             .borrow()
@@ -504,8 +535,27 @@ impl Shard {
             tracing::error!(%tp, %reason, "partition offline");
             let offline = Offline {
                 reason: format!("partition is offline: {reason}"),
+                kind: reason.kind,
             };
             self.health.set_offline(&tp, offline);
+            if reason.kind == OfflineKind::DiskFull {
+                self.disk.disk_full().await;
+            }
+        }
+    }
+
+    /// Partitions of this core that went offline because the disk was full are opened again
+    /// (recovery runs in the space the released reserve left): readable at once, writable
+    /// once the disk has room again. No restart needed.
+    async fn reopen_after_disk_full(self: &Rc<Self>) {
+        let snapshot = self.snapshot();
+        let mine = |tp: &TopicPartition| snapshot.owner(&tp.topic, tp.partition) == Some(self.id);
+        for (tp, offline) in self.health.offline_where(mine) {
+            if offline.kind != OfflineKind::DiskFull {
+                continue;
+            }
+            tracing::info!(%tp, "reopening a partition that went offline on a full disk");
+            self.open_logs(&tp.topic, &[tp.partition]).await;
         }
     }
 

@@ -344,3 +344,70 @@ fn a_broker_restarted_on_the_same_addresses_starts_at_once() {
         assert!(ready, "round {round}: broker did not become ready");
     }
 }
+
+#[test]
+fn a_broker_whose_log_cannot_be_written_keeps_serving() {
+    // stderr on /dev/full: every log line fails with ENOSPC, as on a full disk under a
+    // redirected log. Logging must drop lines, never take the broker down.
+    let dir = tempfile::tempdir_in("/var/tmp").expect("data dir");
+    let kafka = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let mut child = shoal("2", &kafka, &admin, dir.path())
+        .stdout(Stdio::null())
+        .stderr(full)
+        .spawn()
+        .expect("start shoal");
+    let broker_addr = kafka.clone();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(&broker_addr).is_err() {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the broker exited while starting"
+        );
+        assert!(Instant::now() < deadline, "broker did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A bad frame logs a warning; so does closing its connection.
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(&broker_addr).expect("connect");
+        let _ = stream.write_all(&(-5i32).to_be_bytes());
+        let _ = stream.read(&mut [0u8; 1]);
+    }
+    let mut stream = TcpStream::connect(&broker_addr).expect("connect");
+    stream
+        .write_all(&frame(
+            ApiKey::ApiVersions,
+            3,
+            1,
+            &ApiVersionsRequest::default(),
+        ))
+        .expect("send");
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    assert!(
+        read_response(&mut stream, ApiKey::ApiVersions, 3).is_some(),
+        "still serving"
+    );
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "the broker died logging"
+    );
+    let mut http = TcpStream::connect(&admin).expect("admin");
+    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .expect("send");
+    let mut body = String::new();
+    let _ = http.read_to_string(&mut body);
+    let dropped = body
+        .lines()
+        .find_map(|l| l.strip_prefix("shoal_log_lines_dropped_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(
+        dropped.is_some_and(|n| n > 0),
+        "dropped lines are counted: {dropped:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -3,7 +3,9 @@
 //! A broker whose disk fills up cannot write, and often cannot even run the
 //! compaction or retention that would free space. The ballast is a file of
 //! really allocated blocks (fallocate, not a sparse file) that an operator
-//! can delete in an emergency to get that room back at once.
+//! can delete in an emergency to get that room back at once. The Shoal broker
+//! manages the same file itself (`disk_reserve_bytes`): it releases it when a
+//! write finds the disk full and takes it back once there is room.
 
 use std::os::unix::fs::MetadataExt;
 
