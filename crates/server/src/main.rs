@@ -107,8 +107,9 @@ fn start(config: Config) -> anyhow::Result<()> {
     }
     // Core i runs on the i-th CPU the process may use, so taskset/cpusets place the broker.
     let cpus = shoal_runtime::executor::allowed_cpus();
-    let mesh = MeshBuilder::full(config.cores, MESH_CHANNEL_CAPACITY);
-    let control_mesh = MeshBuilder::full(config.cores, MESH_CHANNEL_CAPACITY);
+    // Requests, control and replies each have their own mesh (see `mesh.rs`).
+    let meshes: [MeshBuilder<_, _>; 3] =
+        std::array::from_fn(|_| MeshBuilder::full(config.cores, MESH_CHANNEL_CAPACITY));
     let core_metrics: Vec<_> = (0..config.cores)
         .map(|_| Arc::new(metrics::CoreMetrics::new()))
         .collect();
@@ -135,11 +136,10 @@ fn start(config: Config) -> anyhow::Result<()> {
             blocking_thread: BlockingThread::Unpinned,
         };
         let (config, snapshot, stop) = (config.clone(), snapshot.clone(), stop.clone());
-        let (mesh, control_mesh) = (mesh.clone(), control_mesh.clone());
+        let meshes = meshes.clone();
         let (metrics, admin, shared) = (metrics.clone(), admin.clone(), shared.clone());
         let handle = options
             .spawn(move || {
-                let meshes = (mesh, control_mesh);
                 run::run_core(config, snapshot, meshes, stop, metrics, admin, shared)
             })
             .map_err(|e| anyhow::anyhow!("starting core {core} on CPU {cpu}: {e} (glommio needs locked memory: raise LimitMEMLOCK / ulimit -l)"))?;

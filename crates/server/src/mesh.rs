@@ -1,50 +1,69 @@
 //! Work between cores. Every call that crosses cores is a `Job`: a closure built on the
 //! caller's core (so it is `Send`: it holds only plain data, bytes and `Arc` snapshots) that
-//! the owner core runs against its own `Shard`, answering through a oneshot channel. There is
-//! one generic path instead of a message variant and a hand-written local-or-remote branch per
-//! operation; the call site names the target core (`Shard::run_on`, `Shard::ask`).
+//! the owner core runs against its own `Shard`. There is one generic path instead of a message
+//! variant and a hand-written local-or-remote branch per operation; the call site names the
+//! target core (`Shard::complete`, `Shard::answer`, `Shard::control`).
+//!
+//! No waker ever crosses cores. The answer goes back as a message too (`ShardMsg::Reply`), and
+//! each core completes its own waiting calls from its receive loop, on its own thread. glommio
+//! 0.9 races when a task's waker is woken or dropped on another thread (its foreign
+//! `drop_waker` lets the reference count reach zero while the owner may destroy the task: the
+//! broker died with "double free" under cross-core load, never on one core), and its own
+//! channels never do that: the sender signals the other executor, which wakes its local tasks.
 //!
 //! Two kinds of call, because of what a client that goes away may interrupt:
 //! - [`Call::Complete`]: a state change (append, metadata change, group commit). It runs as a
 //!   detached task on the owner, locally too, so it always completes even when the caller's
 //!   request is dropped (client disconnect, timeout): a change is never left half-made.
-//! - [`Call::Answer`]: a read or a wait. It stops as soon as nobody waits for the answer.
+//! - [`Call::Answer`]: a read or a wait. When its caller stops waiting, a `Cancel` message
+//!   stops it on the owner.
 //!
-//! Two lanes, each its own channel mesh, so that a full lane never blocks the other:
+//! Three lanes, each its own channel mesh, so that a full lane never blocks another:
 //! - `Lane::Requests`: work on behalf of client requests; each core runs at most
 //!   `MESH_JOBS_INFLIGHT_MAX` of them at once and stops reading its channels beyond that
 //!   (backpressure up to the senders, whose channels are bounded).
 //! - `Lane::Control`: the controller's fan-out to partition owners (publish a snapshot, open or
 //!   drop logs, apply configs). These jobs never call another core, so they cannot wait in a
-//!   cycle with request jobs (a controller job on core 0 waits for control jobs on core N,
-//!   which a full request lane on core N cannot stall). Their number is bounded by design: one
-//!   metadata change at a time, each fanning out to at most every core once per topic.
+//!   cycle with request jobs. Their number is bounded by design: one metadata change at a time,
+//!   each fanning out to at most every core once per topic.
+//! - replies: answers, taken off their channel at once by every core (never behind a job).
 //!
 //! A remote call waits at most its timeout; then the caller gets [`Unanswered::TimedOut`]
-//! (an `Answer` job is dropped with it, a `Complete` job still completes).
+//! (an `Answer` job is cancelled, a `Complete` job still completes).
 
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Duration;
-
-use futures::channel::oneshot;
-use futures::future::{select, Either};
-use shoal_kafka::cluster::Unanswered;
 
 use crate::shard::Shard;
 
-/// A job for another core.
-pub(crate) struct ShardMsg(pub(crate) Job);
+/// What travels between cores.
+pub(crate) enum ShardMsg {
+    /// Work for the receiving core, from core `from`, answered with `Reply { id }`.
+    Job {
+        from: usize,
+        id: u64,
+        call: Call,
+        job: Job,
+    },
+    /// The answer to call `id` of the receiving core.
+    Reply { id: u64, answer: Answer },
+    /// Core `from` stopped waiting for its `Answer` call `id`: stop it.
+    Cancel { from: usize, id: u64 },
+}
 
-pub(crate) type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+/// A call's result, type-erased for the trip back (the caller knows its type).
+pub(crate) type Answer = Box<dyn Any + Send>;
+
+pub(crate) type Job = Box<dyn FnOnce(Rc<Shard>) -> Pin<Box<dyn Future<Output = Answer>>> + Send>;
 
 /// How a call treats a caller that stops waiting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Call {
     /// A state change: runs to completion, whatever happens to the caller.
     Complete,
-    /// A read or wait: dropped when the caller stops waiting.
+    /// A read or wait: cancelled when the caller stops waiting.
     Answer,
 }
 
@@ -59,8 +78,8 @@ pub(crate) enum Lane {
 /// REQUEST_TIMED_OUT instead of a hung client.
 pub(crate) const CALL_TIMEOUT_MS: u64 = 35_000;
 
-/// Builds the job that runs `work` on the owner and sends its answer back.
-pub(crate) fn job<T, W, F>(call: Call, work: W, mut reply: oneshot::Sender<T>) -> Job
+/// Erases `work` into a job whose output is boxed for the reply.
+pub(crate) fn job<T, W, F>(work: W) -> Job
 where
     T: Send + 'static,
     W: FnOnce(Rc<Shard>) -> F + Send + 'static,
@@ -68,37 +87,8 @@ where
 {
     Box::new(move |shard| {
         Box::pin(async move {
-            let work = work(shard);
-            match call {
-                Call::Complete => {
-                    let _ = reply.send(work.await);
-                }
-                Call::Answer => {
-                    let answered = {
-                        let cancelled = reply.cancellation();
-                        match select(Box::pin(work), cancelled).await {
-                            Either::Left((answer, _)) => Some(answer),
-                            Either::Right(((), _)) => None,
-                        }
-                    };
-                    if let Some(answer) = answered {
-                        let _ = reply.send(answer);
-                    }
-                }
-            }
+            let answer: Answer = Box::new(work(shard).await);
+            answer
         })
     })
-}
-
-/// Waits for `answer` at most `timeout_ms`.
-pub(crate) async fn await_answer<T>(
-    answer: oneshot::Receiver<T>,
-    timeout_ms: u64,
-) -> Result<T, Unanswered> {
-    let timer = Box::pin(glommio::timer::sleep(Duration::from_millis(timeout_ms)));
-    match select(answer, timer).await {
-        Either::Left((Ok(value), _)) => Ok(value),
-        Either::Left((Err(_), _)) => Err(Unanswered::Dropped),
-        Either::Right(((), _)) => Err(Unanswered::TimedOut),
-    }
 }

@@ -29,7 +29,7 @@ const DRAIN_MS: u64 = 500;
 pub(crate) async fn run_core(
     config: Config,
     snapshot: Arc<Snapshot>,
-    (mesh, control_mesh): (MeshBuilder<ShardMsg, Full>, MeshBuilder<ShardMsg, Full>),
+    meshes: [MeshBuilder<ShardMsg, Full>; 3],
     stop: Arc<AtomicBool>,
     metrics: Arc<CoreMetrics>,
     admin: AdminView,
@@ -45,6 +45,7 @@ pub(crate) async fn run_core(
         }
     })
     .detach();
+    let [mesh, control_mesh, reply_mesh] = meshes;
     let (senders, mut receivers) = mesh
         .join()
         .await
@@ -53,6 +54,10 @@ pub(crate) async fn run_core(
         .join()
         .await
         .map_err(|e| anyhow::anyhow!("joining the control mesh failed: {e}"))?;
+    let (reply_senders, mut reply_receivers) = reply_mesh
+        .join()
+        .await
+        .map_err(|e| anyhow::anyhow!("joining the reply mesh failed: {e}"))?;
     let ctx = LogContext {
         disk: Rc::new(crate::metrics::metered_disk(metrics.clone())),
         clock: Rc::new(SystemClock),
@@ -63,8 +68,7 @@ pub(crate) async fn run_core(
     let shard = Rc::new(Shard::new(
         config.clone(),
         snapshot,
-        senders,
-        control_senders,
+        (senders, control_senders, reply_senders),
         ctx,
         metrics.clone(),
         shared,
@@ -79,26 +83,31 @@ pub(crate) async fn run_core(
     for (_, receiver) in receivers.streams() {
         let (shard, jobs) = (shard.clone(), jobs.clone());
         glommio::spawn_local(async move {
-            while let Some(ShardMsg(job)) = receiver.recv().await {
-                let Ok(permit) = jobs.acquire_static_permit(1).await else {
-                    break;
+            while let Some(message) = receiver.recv().await {
+                let permit = if matches!(message, ShardMsg::Job { .. }) {
+                    let Ok(permit) = jobs.acquire_static_permit(1).await else {
+                        break;
+                    };
+                    Some(permit)
+                } else {
+                    None
                 };
-                let shard = shard.clone();
-                glommio::spawn_local(async move {
-                    job(shard).await;
-                    drop(permit);
-                })
-                .detach();
+                shard.receive(message, permit);
             }
         })
         .detach();
     }
-    // Control jobs (the controller's fan-out) are few by construction; see `mesh.rs`.
-    for (_, receiver) in control_receivers.streams() {
+    // Control jobs (the controller's fan-out) are few by construction, and replies are taken
+    // off their channels at once: neither waits for a permit (see `mesh.rs`).
+    for (_, receiver) in control_receivers
+        .streams()
+        .into_iter()
+        .chain(reply_receivers.streams())
+    {
         let shard = shard.clone();
         glommio::spawn_local(async move {
-            while let Some(ShardMsg(job)) = receiver.recv().await {
-                glommio::spawn_local(job(shard.clone())).detach();
+            while let Some(message) = receiver.recv().await {
+                shard.receive(message, None);
             }
         })
         .detach();

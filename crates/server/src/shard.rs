@@ -31,6 +31,7 @@ use crate::health::{Health, Offline, Shared};
 use crate::mesh::{self, Call, Lane, ShardMsg, CALL_TIMEOUT_MS};
 use crate::metadata::{partition_dir, Snapshot};
 use crate::topic_config;
+use glommio::sync::StaticPermit;
 
 /// Longest sleep of a `flush.ms` timer.
 const FLUSH_TIMER_MS_MAX: u64 = 3_600_000;
@@ -50,6 +51,13 @@ pub(crate) struct Shard {
     pub(crate) senders: Senders<ShardMsg>,
     /// The control lane: the controller's fan-out to partition owners.
     pub(crate) control_senders: Senders<ShardMsg>,
+    /// Replies to other cores' calls.
+    pub(crate) reply_senders: Senders<ShardMsg>,
+    /// This core's calls to other cores waiting for their `Reply`, by call id.
+    calls_waiting: RefCell<HashMap<u64, oneshot::Sender<mesh::Answer>>>,
+    next_call_id: Cell<u64>,
+    /// `Answer` jobs from other cores running here, by (core, call id): how to stop each.
+    jobs_running: RefCell<HashMap<(usize, u64), oneshot::Sender<()>>>,
     /// Serialises metadata changes (used on shard 0 only).
     pub(crate) metadata_changes: glommio::sync::Semaphore,
     pub(crate) stopping: Cell<bool>,
@@ -70,8 +78,11 @@ impl Shard {
     pub(crate) fn new(
         config: Config,
         snapshot: Arc<Snapshot>,
-        senders: Senders<ShardMsg>,
-        control_senders: Senders<ShardMsg>,
+        (senders, control_senders, reply_senders): (
+            Senders<ShardMsg>,
+            Senders<ShardMsg>,
+            Senders<ShardMsg>,
+        ),
         ctx: LogContext<GlommioDisk>,
         metrics: Arc<crate::metrics::CoreMetrics>,
         shared: Shared,
@@ -90,6 +101,10 @@ impl Shard {
             ctx,
             senders,
             control_senders,
+            reply_senders,
+            calls_waiting: RefCell::new(HashMap::new()),
+            next_call_id: Cell::new(0),
+            jobs_running: RefCell::new(HashMap::new()),
             metadata_changes: glommio::sync::Semaphore::new(1),
             stopping: Cell::new(false),
             request_bytes: Rc::new(glommio::sync::Semaphore::new(request_bytes)),
@@ -438,9 +453,10 @@ impl Shard {
             .await
     }
 
-    /// Runs `work` on `core`: here when `core` is this one (a state change as its own
-    /// detached task, so that dropping the caller cannot interrupt it), otherwise as a job
-    /// over the mesh, waiting at most `timeout_ms` for the answer.
+    /// Runs `work` on `core`. Here: a read inline, a state change as its own detached task (so
+    /// dropping the caller cannot interrupt it). Elsewhere: a job message over `lane`, answered
+    /// by a `Reply` message that this core's receive loop hands to the waiting call (see
+    /// `mesh.rs`: no waker crosses cores), awaited at most `timeout_ms`.
     async fn call_on<T, W, F>(
         self: &Rc<Self>,
         core: usize,
@@ -457,30 +473,118 @@ impl Shard {
         if core == self.id {
             return match call {
                 Call::Answer => Ok(work(self.clone()).await),
-                Call::Complete => glommio::spawn_local(work(self.clone()))
-                    .detach()
-                    .await
-                    .ok_or(Unanswered::Dropped),
+                Call::Complete => {
+                    let (done, answer) = oneshot::channel();
+                    let shard = self.clone();
+                    glommio::spawn_local(async move {
+                        let _ = done.send(work(shard).await);
+                    })
+                    .detach();
+                    answer.await.map_err(|_| Unanswered::Dropped)
+                }
             };
         }
-        let (reply, answer) = oneshot::channel();
-        let message = ShardMsg(mesh::job(call, work, reply));
-        let senders = match lane {
-            Lane::Requests => &self.senders,
-            Lane::Control => &self.control_senders,
+        let id = self.next_call_id.get();
+        self.next_call_id.set(id + 1);
+        let (reply, answer) = oneshot::channel::<mesh::Answer>();
+        let _ = self.calls_waiting.borrow_mut().insert(id, reply);
+        // However this call ends, its entry goes; an `Answer` call still running elsewhere
+        // is told to stop.
+        let _waiting = Waiting {
+            shard: self.clone(),
+            core,
+            id,
+            lane,
+            cancel: call == Call::Answer,
+        };
+        let message = ShardMsg::Job {
+            from: self.id,
+            id,
+            call,
+            job: mesh::job(work),
+        };
+        let exchange = async {
+            self.lane(lane)
+                .send_to(core, message)
+                .await
+                .map_err(|_| Unanswered::Unreachable)?;
+            answer.await.map_err(|_| Unanswered::Dropped)
         };
         // Sending waits while the owner's channel is full (backpressure); that wait counts
         // against the timeout too.
-        let sent = {
-            let timer = Box::pin(glommio::timer::sleep(Duration::from_millis(timeout_ms)));
-            match select(Box::pin(senders.send_to(core, message)), timer).await {
-                Either::Left((Ok(()), _)) => Ok(()),
-                Either::Left((Err(_), _)) => Err(Unanswered::Unreachable),
-                Either::Right(((), _)) => Err(Unanswered::TimedOut),
+        let timer = Box::pin(glommio::timer::sleep(Duration::from_millis(timeout_ms)));
+        let answer = match select(Box::pin(exchange), timer).await {
+            Either::Left((answer, _)) => answer?,
+            Either::Right(((), _)) => return Err(Unanswered::TimedOut),
+        };
+        answer.downcast::<T>().map(|answer| *answer).map_err(|_| {
+            tracing::error!(core, "a reply of another type than the call's");
+            Unanswered::Dropped
+        })
+    }
+
+    fn lane(&self, lane: Lane) -> &Senders<ShardMsg> {
+        match lane {
+            Lane::Requests => &self.senders,
+            Lane::Control => &self.control_senders,
+        }
+    }
+
+    /// Serves a message from another core (its receive loop calls this; jobs are spawned).
+    pub(crate) fn receive(self: &Rc<Self>, message: ShardMsg, permit: Option<StaticPermit>) {
+        match message {
+            ShardMsg::Job {
+                from,
+                id,
+                call,
+                job,
+            } => {
+                glommio::spawn_local(self.clone().run_job(from, id, call, job, permit)).detach();
+            }
+            ShardMsg::Reply { id, answer } => {
+                let waiting = self.calls_waiting.borrow_mut().remove(&id);
+                if let Some(reply) = waiting {
+                    let _ = reply.send(answer);
+                }
+            }
+            ShardMsg::Cancel { from, id } => {
+                let running = self.jobs_running.borrow_mut().remove(&(from, id));
+                if let Some(stop) = running {
+                    let _ = stop.send(());
+                }
+            }
+        }
+    }
+
+    /// Runs a job from core `from` and sends its answer back, unless it was cancelled.
+    async fn run_job(
+        self: Rc<Self>,
+        from: usize,
+        id: u64,
+        call: Call,
+        job: mesh::Job,
+        permit: Option<StaticPermit>,
+    ) {
+        let answer = match call {
+            Call::Complete => Some(job(self.clone()).await),
+            Call::Answer => {
+                let (stop, stopped) = oneshot::channel::<()>();
+                let _ = self.jobs_running.borrow_mut().insert((from, id), stop);
+                let outcome = select(job(self.clone()), stopped).await;
+                let _ = self.jobs_running.borrow_mut().remove(&(from, id));
+                match outcome {
+                    Either::Left((answer, _)) => Some(answer),
+                    Either::Right(_) => None,
+                }
             }
         };
-        sent?;
-        mesh::await_answer(answer, timeout_ms).await
+        if let Some(answer) = answer {
+            let reply = ShardMsg::Reply { id, answer };
+            if self.reply_senders.send_to(from, reply).await.is_err() {
+                tracing::debug!(core = from, "a core went away before its answer");
+            }
+        }
+        drop(permit);
     }
 
     /// Periodic work: sync trailers confirmed every second, index checkpoints every minute,
@@ -582,5 +686,37 @@ pub(crate) fn remove_dir_if_present(dir: &std::path::PathBuf) -> std::io::Result
     match std::fs::remove_dir_all(dir) {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
         other => other,
+    }
+}
+
+/// A call to another core in progress: when it ends (answered, timed out, or dropped with its
+/// caller) its entry is removed, and an `Answer` call that got no reply is cancelled there.
+struct Waiting {
+    shard: Rc<Shard>,
+    core: usize,
+    id: u64,
+    lane: Lane,
+    cancel: bool,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let unanswered = self
+            .shard
+            .calls_waiting
+            .borrow_mut()
+            .remove(&self.id)
+            .is_some();
+        if unanswered && self.cancel {
+            let (shard, core, lane) = (self.shard.clone(), self.core, self.lane);
+            let cancel = ShardMsg::Cancel {
+                from: shard.id,
+                id: self.id,
+            };
+            glommio::spawn_local(async move {
+                let _ = shard.lane(lane).send_to(core, cancel).await;
+            })
+            .detach();
+        }
     }
 }

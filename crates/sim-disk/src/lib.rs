@@ -117,6 +117,13 @@ impl SimDisk {
         self.state.borrow_mut().fail_sync = Some((after, errno));
     }
 
+    /// Disarms pending write and sync failures (a crash ends the process they were set for).
+    pub fn clear_faults(&self) {
+        let mut state = self.state.borrow_mut();
+        state.fail_write = None;
+        state.fail_sync = None;
+    }
+
     /// Flips a bit of a file's byte, in both its visible and its durable contents.
     pub fn corrupt(&self, path: &Path, pos: u64) -> io::Result<()> {
         let mut state = self.state.borrow_mut();

@@ -33,9 +33,11 @@ impl SparseIndex {
         if new_max {
             self.max_timestamp = Some(max_ts);
         }
+        // `pos > last`: recovery resumes its scan at the last entry's own batch, which must not
+        // be recorded twice (with `index.interval.bytes` 0 every other batch is due).
         let due = self
             .last_entry_pos
-            .is_none_or(|last| pos >= last + interval);
+            .is_none_or(|last| pos > last && pos >= last + interval);
         if !due {
             return;
         }

@@ -325,10 +325,16 @@ async fn recover_segment<D: Disk>(
         .max_timestamp
         .max((checkpoint.max_timestamp.0 >= 0).then_some(checkpoint.max_timestamp));
     let tail_from = align_down(scan.end_bytes);
+    let tail_len = (scan.end_bytes - tail_from) as usize;
     let tail = file
-        .read_at(tail_from, (scan.end_bytes - tail_from) as usize)
+        .read_at(tail_from, tail_len)
         .await
         .map_err(|e| io("read tail block", e))?;
+    if tail.len() != tail_len {
+        let short =
+            std::io::Error::other(format!("short read: {} of {tail_len} bytes", tail.len()));
+        return Err(io("read tail block", short));
+    }
     let allocated = scan.end_bytes;
     index.truncate_at(scan.end_bytes);
     let first_max_timestamp = if is_last && scan.end_bytes > 0 {
