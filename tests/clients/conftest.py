@@ -13,6 +13,7 @@ interpreter exit; a PR_SET_PDEATHSIG backstop kills it if pytest itself dies.
 import atexit
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -250,6 +251,10 @@ def _stop(b):
     if clean is False:
         sys.stderr.write(f"\nWARNING: {b} ignored SIGTERM for {STOP_GRACE_S}s; killed with SIGKILL\n")
     b.force_kill()
+    # Segments are preallocated (fallocate), so a run's data dirs reach tens of GiB and pytest
+    # keeps the last three runs: drop the data, keep the stderr log for the report.
+    if os.environ.get("SHOAL_KEEP_DATA") != "1":
+        shutil.rmtree(b.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
