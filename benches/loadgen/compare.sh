@@ -2,21 +2,29 @@
 # Runs workloads against (a) Shoal with default durability (fsync before ack), (b) Shoal with
 # write.caching=true (ack after the DMA write), (c) Tansu with in-memory storage when the
 # `tansu` binary is installed (opt-in: `cargo install tansu --features dynostore,libsql`, ~20
-# min build; skipped when absent). Every Shoal run gets a fresh broker in a new directory under
-# $DATA_ROOT (a real file system: O_DIRECT), started and awaited on /v1/status/ready, stopped
-# with SIGTERM. fio's write+fdatasync latency for the workload's batch size runs on the same
-# file system in the same invocation, and the machine is recorded next to the results.
+# min build; skipped when absent), (d) opt-in Apache Kafka 4.1.1 through benches/peers/kafka.sh
+# (KRaft from Maven Central jars, Java 17): kafka-default / kafka-fsync (one node; page cache,
+# or log.flush.interval.messages=1 = an fsync per batch) and kafka3-default / kafka3-fsync (3
+# nodes on 127.0.0.1, RF 3, min.insync.replicas=2), each fresh per workload and JIT-warmed by
+# $KAFKA_WARMUP seconds of the same workload on a throwaway topic first. Every Shoal run gets
+# a fresh broker in a new directory under $DATA_ROOT (a real file system: O_DIRECT), started
+# and awaited on /v1/status/ready, stopped with SIGTERM. fio's write+fdatasync latency for the
+# workload's batch size runs on the same file system in the same invocation, and the machine is
+# recorded next to the results.
 #
 #   benches/loadgen/compare.sh benches/loadgen/workloads/1kib-rate2000-1p-1part.toml [...]
 #
 # Environment: OUT (results dir, default /var/tmp/loadgen-results-<time>), DATA_ROOT
 # (/var/tmp), CORES (2), LOADGEN_ARGS (extra `loadgen run` flags, e.g. "--duration 10"),
-# VARIANTS ("fsync caching tansu"), FIO_SECONDS (10), TANSU_ARGS (extra tansu flags),
+# VARIANTS ("fsync caching tansu"; also kafka-default kafka-fsync kafka3-default kafka3-fsync),
+# FIO_SECONDS (10), TANSU_ARGS (extra tansu flags), KAFKA_WARMUP (JIT warm-up seconds before
+# each Kafka run, 20; 0 = none), KAFKA_PROPS / KAFKA_HEAP_OPTS (see benches/peers/kafka.sh),
 # BROKER_CPUS / CLIENT_CPUS (taskset CPU lists, e.g. 1 and 0: broker and load generator on
 # separate CPUs, as OMB runs clients on other machines; unset: both share every CPU).
+# Kafka nodes listen on KAFKA_PORT.. KAFKA_PORT+2 and KAFKA_PORT+100.. +102 (controllers).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ $# -ge 1 ] || { sed -n '2,16p' "$0"; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,24p' "$0"; exit 2; }
 
 OUT=${OUT:-/var/tmp/loadgen-results-$(date +%Y%m%d-%H%M%S)}
 DATA_ROOT=${DATA_ROOT:-/var/tmp}
@@ -27,6 +35,14 @@ BROKER_CPUS=${BROKER_CPUS:-}
 CLIENT_CPUS=${CLIENT_CPUS:-}
 KAFKA_PORT=${KAFKA_PORT:-19092}
 ADMIN_PORT=${ADMIN_PORT:-19644}
+KAFKA_WARMUP=${KAFKA_WARMUP:-20}
+KAFKA_SH=$PWD/benches/peers/kafka.sh
+for v in $VARIANTS; do
+  case $v in
+    fsync|caching|tansu|kafka-default|kafka-fsync|kafka3-default|kafka3-fsync) ;;
+    *) echo "unknown variant $v" >&2; exit 2 ;;
+  esac
+done
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 mkdir -p "$OUT/fio"
 
@@ -53,12 +69,25 @@ dev=$(df --output=source "$DATA_ROOT" | tail -1)
   echo "- kernel: $(uname -r); fio: $(fio --version)"
   echo "- data dir: $DATA_ROOT on $dev ($(df --output=fstype "$DATA_ROOT" | tail -1); $(lsblk -dno NAME,ROTA,SIZE,MODEL "/dev/$(lsblk -no PKNAME "$dev" 2>/dev/null | head -1)" 2>/dev/null || lsblk -dno NAME,ROTA,SIZE "$dev" 2>/dev/null || echo unknown device))"
   echo "- load before the run: $(cut -d' ' -f1-3 /proc/loadavg); compiles running: $(pgrep -c 'rustc|cargo' || true)"
+  case " $VARIANTS " in
+    *" kafka"*) echo "- Kafka peer: Apache Kafka 4.1.1 (KRaft, combined nodes), $(java -version 2>&1 | head -1), heap ${KAFKA_HEAP_OPTS:--Xmx1g -Xms1g} per node, JIT warm-up ${KAFKA_WARMUP} s per run" ;;
+  esac
 } | tee "$OUT/machine.md"
 
 # A broker left running by an aborted run would keep the ports (a new Shoal refuses to start on
 # them), so whatever this script started is stopped when it exits, however it exits.
+# Kafka nodes are stopped through kafka.sh (SIGTERM, then SIGKILL after 30 s).
 current_pid=""
-trap '[ -z "$current_pid" ] || kill -TERM "$current_pid" 2>/dev/null || true' EXIT
+current_kafka_dir=""
+cleanup() {
+  [ -z "$current_pid" ] || kill -TERM "$current_pid" 2>/dev/null || true
+  if [ -n "$current_kafka_dir" ]; then
+    "$KAFKA_SH" stop "$current_kafka_dir" || true
+    rm -rf "$current_kafka_dir"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 wait_ready() { # pid
   for _ in $(seq 200); do
@@ -93,10 +122,10 @@ print(f"{us('50.000000'):.0f} {us('99.000000'):.0f} {us('99.900000'):.0f} {iops:
 PY
 }
 
-run_loadgen() { # workload label [loadgen args...]: one run against whatever listens on KAFKA_PORT
+run_loadgen() { # workload label [loadgen args...]: one run against $LOADGEN_BROKERS or KAFKA_PORT
   local workload=$1 label=$2; shift 2
   # shellcheck disable=SC2086
-  "${on_client_cpus[@]}" "$LOADGEN" run --workload "$workload" --brokers "127.0.0.1:$KAFKA_PORT" --label "$label" \
+  "${on_client_cpus[@]}" "$LOADGEN" run --workload "$workload" --brokers "${LOADGEN_BROKERS:-127.0.0.1:$KAFKA_PORT}" --label "$label" \
       --out-dir "$OUT" --markdown "$OUT/rows.md" "$@" ${LOADGEN_ARGS:-} | tee "$OUT/$label.log" || true
 }
 
@@ -152,6 +181,51 @@ run_tansu() { # workload label
   kill -TERM "$pid"; wait "$pid" || true
 }
 
+run_kafka() { # workload label single|cluster3 default|fsync
+  local workload=$1 label=$2 topology=$3 durability=$4 dir i
+  local LOADGEN_BROKERS rf=()
+  [ "$topology" = single ] || rf=(--replication-factor 3)
+  sleep 1 # let the previous broker's sockets go
+  dir=$(mktemp -d "$DATA_ROOT/loadgen-kafka.XXXXXX")
+  current_kafka_dir=$dir
+  if ! LOADGEN_BROKERS=$(BROKER_CPUS="$BROKER_CPUS" "$KAFKA_SH" start "$topology" "$durability" \
+      "$dir" "$KAFKA_PORT" 2>"$OUT/$label.broker.log"); then
+    echo "$label: Kafka did not start (see $OUT/$label.broker.log and $label.node*.server.log)" |
+      tee -a "$OUT/not-ready.log" >&2
+  else
+    echo "$label: Kafka $topology $durability on $LOADGEN_BROKERS"
+    if [ "$KAFKA_WARMUP" -gt 0 ]; then
+      # A fresh JVM interprets, then JIT-compiles, its hot paths: the first ~10 s of a new
+      # broker run slower (seconds of publish latency on a loaded 2-core machine). Warm it
+      # with the same workload on its own topic (deleted afterwards), outside $OUT's tables.
+      # LOADGEN_ARGS apply too (e.g. --rate, --producer-config), except its durations.
+      local a skip=0 extra=()
+      for a in ${LOADGEN_ARGS:-}; do
+        if [ "$skip" -eq 1 ]; then skip=0; continue; fi
+        case $a in
+          --duration|--warmup) skip=1 ;;
+          --duration=*|--warmup=*) ;;
+          *) extra+=("$a") ;;
+        esac
+      done
+      echo "$label: JIT warm-up, $KAFKA_WARMUP s"
+      "${on_client_cpus[@]}" "$LOADGEN" run --workload "$workload" --brokers "$LOADGEN_BROKERS" \
+          --label "$label" --out-dir "$OUT/kafka-warmup" --warmup 0 --duration "$KAFKA_WARMUP" \
+          --quiet "${rf[@]}" "${extra[@]}" >"$OUT/kafka-warmup-$label.log" 2>&1 ||
+        echo "$label: warm-up run failed (see $OUT/kafka-warmup-$label.log)" >&2
+    fi
+    run_loadgen "$workload" "$label" "${rf[@]}"
+  fi
+  "$KAFKA_SH" stop "$dir" 2>>"$OUT/$label.broker.log" || true
+  current_kafka_dir=""
+  for i in 1 2 3; do
+    [ -d "$dir/node$i" ] || continue
+    cp "$dir/node$i/server.log" "$OUT/$label.node$i.server.log" 2>/dev/null || true
+    cp "$dir/node$i/gc.log" "$OUT/$label.node$i.gc.log" 2>/dev/null || true
+  done
+  rm -rf "$dir"
+}
+
 : >"$OUT/fio.md"
 : >"$OUT/broker.md"
 for workload in "$@"; do
@@ -173,6 +247,10 @@ for workload in "$@"; do
       tansu)
         if command -v tansu >/dev/null; then run_tansu "$workload" "$name-tansu"
         else echo "tansu not installed: peer not measured"; fi ;;
+      kafka-default) run_kafka "$workload" "$name-kafka-default" single default ;;
+      kafka-fsync) run_kafka "$workload" "$name-kafka-fsync" single fsync ;;
+      kafka3-default) run_kafka "$workload" "$name-kafka3-default" cluster3 default ;;
+      kafka3-fsync) run_kafka "$workload" "$name-kafka3-fsync" cluster3 fsync ;;
     esac
   done
   if compgen -G "$OUT/$name-*.json" >/dev/null; then

@@ -81,6 +81,9 @@ struct RunArgs {
     producers: Option<u32>,
     #[arg(long)]
     partitions: Option<u32>,
+    /// Replication factor of the topics created (overrides the workload's, default 1).
+    #[arg(long)]
+    replication_factor: Option<u32>,
     #[arg(long)]
     warmup: Option<u64>,
     #[arg(long)]
@@ -145,6 +148,9 @@ fn cmd_run(args: RunArgs) -> Result<(), String> {
     if let Some(p) = args.partitions {
         w.partitions_per_topic = p;
         w.consumers_per_topic = w.consumers_per_topic.min(p);
+    }
+    if let Some(r) = args.replication_factor {
+        w.replication_factor = r;
     }
     if let Some(s) = args.warmup {
         w.warmup_seconds = s;

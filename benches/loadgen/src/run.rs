@@ -150,7 +150,11 @@ fn create_topics(w: &Workload, brokers: &str, names: &[String]) -> Result<(), St
     let topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|n| {
-            let mut t = NewTopic::new(n, w.partitions_per_topic as i32, TopicReplication::Fixed(1));
+            let mut t = NewTopic::new(
+                n,
+                w.partitions_per_topic as i32,
+                TopicReplication::Fixed(w.replication_factor as i32),
+            );
             for (k, v) in &w.topic_config {
                 t = t.set(k, v);
             }

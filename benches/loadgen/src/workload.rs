@@ -25,6 +25,9 @@ pub(crate) struct Workload {
     #[serde(default = "one")]
     pub(crate) topics: u32,
     pub(crate) partitions_per_topic: u32,
+    /// Replication factor sent with CreateTopics (1; compare.sh's 3-node Kafka variants use 3).
+    #[serde(default = "one")]
+    pub(crate) replication_factor: u32,
     /// Bytes per record value (at least 16: the first 8 carry the send time).
     pub(crate) message_size: usize,
     #[serde(default = "no_key")]
@@ -100,6 +103,9 @@ impl Workload {
         }
         if self.topics == 0 || self.partitions_per_topic == 0 || self.producers_per_topic == 0 {
             return Err("topics, partitions_per_topic and producers_per_topic must be > 0".into());
+        }
+        if self.replication_factor == 0 {
+            return Err("replication_factor must be > 0".into());
         }
         if self.producer_rate < 0.0 {
             return Err("producer_rate must be >= 0 (0 = max)".into());

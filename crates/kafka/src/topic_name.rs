@@ -3,6 +3,21 @@
 /// Kafka's limit: 249 characters, so that `{topic}-{partition}` directory names fit in 255.
 pub const TOPIC_NAME_CHARS_MAX: usize = 249;
 
+/// Names of Kafka's internal topics. Shoal keeps group offsets (and, later, transaction state and
+/// cluster metadata) in logs of its own, not in topics, so a user topic of one of these names
+/// would be mistaken by tools for the internal one: creating one is refused, as Kafka refuses
+/// `__cluster_metadata` ("Creation of internal topic ... is prohibited", INVALID_REQUEST).
+pub const INTERNAL_TOPIC_NAMES: [&str; 3] =
+    ["__consumer_offsets", "__transaction_state", "__cluster_metadata"];
+
+/// `Err(reason)` if `name` is one of Kafka's internal topics, which clients cannot create.
+pub fn check_not_internal(name: &str) -> Result<(), String> {
+    if INTERNAL_TOPIC_NAMES.contains(&name) {
+        return Err(format!("Creation of internal topic {name} is prohibited."));
+    }
+    Ok(())
+}
+
 /// `Err(reason)` if `name` is not a legal topic name.
 pub fn validate(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -40,5 +55,8 @@ mod tests {
         assert!(validate("über").is_err());
         assert!(validate(&"x".repeat(250)).is_err());
         assert!(validate(&"x".repeat(249)).is_ok());
+        assert!(check_not_internal("__consumer_offsets").is_err());
+        assert!(check_not_internal("__cluster_metadata").is_err());
+        assert!(check_not_internal("_consumer_offsets").is_ok());
     }
 }

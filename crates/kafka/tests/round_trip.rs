@@ -489,6 +489,7 @@ fn create_and_delete_topics_round_trip() {
             topic("t", 1),
             topic("bad/name", 1),
             topic("zero", 0),
+            topic("__consumer_offsets", 1),
         ]);
         let response = run(handlers::create_topics::handle(&fake, request, version));
         let codes: Vec<i16> = response.topics.iter().map(|t| t.error_code).collect();
@@ -498,7 +499,8 @@ fn create_and_delete_topics_round_trip() {
                 0,
                 ResponseError::TopicAlreadyExists.code(),
                 ResponseError::InvalidTopicException.code(),
-                ResponseError::InvalidPartitions.code()
+                ResponseError::InvalidPartitions.code(),
+                ResponseError::InvalidRequest.code(),
             ]
         );
         assert_round_trip(

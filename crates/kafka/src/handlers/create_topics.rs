@@ -85,6 +85,8 @@ fn check(
 ) -> Result<(), ApiError> {
     names::validate(&topic.name.0)
         .map_err(|reason| ApiError::with_message(ResponseError::InvalidTopicException, reason))?;
+    names::check_not_internal(&topic.name.0)
+        .map_err(|reason| ApiError::with_message(ResponseError::InvalidRequest, reason))?;
     if !topic.assignments.is_empty() {
         if topic.num_partitions != -1 || topic.replication_factor != -1 {
             let reason =
