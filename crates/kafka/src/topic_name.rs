@@ -7,8 +7,11 @@ pub const TOPIC_NAME_CHARS_MAX: usize = 249;
 /// cluster metadata) in logs of its own, not in topics, so a user topic of one of these names
 /// would be mistaken by tools for the internal one: creating one is refused, as Kafka refuses
 /// `__cluster_metadata` ("Creation of internal topic ... is prohibited", INVALID_REQUEST).
-pub const INTERNAL_TOPIC_NAMES: [&str; 3] =
-    ["__consumer_offsets", "__transaction_state", "__cluster_metadata"];
+pub const INTERNAL_TOPIC_NAMES: [&str; 3] = [
+    "__consumer_offsets",
+    "__transaction_state",
+    "__cluster_metadata",
+];
 
 /// `Err(reason)` if `name` is one of Kafka's internal topics, which clients cannot create.
 pub fn check_not_internal(name: &str) -> Result<(), String> {
