@@ -3,6 +3,9 @@
 //! before the batch crosses to its partition's owner.
 //!
 //! In order, as Kafka checks them:
+//! 0. size: a batch above the broker's hard limit (`BATCH_BYTES_MAX`) is MESSAGE_TOO_LARGE, as
+//!    Kafka checks the size before the CRC (smaller batches above the topic's
+//!    `max.message.bytes` are refused by the log with the same code);
 //! 1. framing and CRC32C (`shoal_storage::validate_batch`): CORRUPT_MESSAGE, retriable;
 //! 2. batch rules for client batches, each INVALID_RECORD: base offset 0, a positive offset
 //!    range whose size equals the record count (no zero-record batches), no control batch, a
@@ -29,6 +32,8 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::{
     Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
 };
+
+use shoal_model::constants::BATCH_BYTES_MAX;
 
 use crate::cluster::{ProducePolicy, TimestampType, TopicCompression};
 
@@ -99,6 +104,20 @@ fn attributes(batch: &[u8]) -> i16 {
 
 /// Checks a client batch against the rules and applies the topic's rewrites.
 pub fn prepare(batch: Vec<u8>, policy: &ProducePolicy, now_ms: i64) -> Result<Prepared, Rejected> {
+    // Kafka checks a batch's size against the size limit before its CRC. A batch above the
+    // broker's hard limit fails the length check of `validate_batch`, which would make it
+    // CORRUPT_MESSAGE: retriable, so a client resends it until its delivery timeout. It is
+    // MESSAGE_TOO_LARGE, as for a batch above the topic's max.message.bytes (refused by the log).
+    if batch.len() > BATCH_BYTES_MAX {
+        return Err(Rejected {
+            code: ResponseError::MessageTooLarge,
+            message: format!(
+                "the record batch of {} bytes is larger than the broker's limit of {BATCH_BYTES_MAX} bytes",
+                batch.len()
+            ),
+            record_errors: Vec::new(),
+        });
+    }
     let header = shoal_storage::validate_batch(&batch).map_err(|defect| Rejected {
         code: if defect.is_corruption() {
             ResponseError::CorruptMessage

@@ -256,3 +256,27 @@ fn min_insync_replicas_above_the_isr_refuses_acks_all_only() {
         run(handlers::produce::handle(&fake, request(vec![batch], 1), 9)).expect("answers");
     assert_eq!(acks_one.responses[0].partition_responses[0].error_code, 0);
 }
+
+#[test]
+fn a_batch_above_the_brokers_hard_limit_is_message_too_large_not_corrupt() {
+    // Kafka checks the size before the CRC: a complete, valid batch that is too large is
+    // MESSAGE_TOO_LARGE (the Java client fails it with RecordTooLargeException, or splits it),
+    // never CORRUPT_MESSAGE, which clients retry until their delivery timeout.
+    let fake = Fake::with_topic("t", 1, 0);
+    let limit = shoal_model::constants::BATCH_BYTES_MAX;
+    let value = vec![7u8; limit - 61 - 16];
+    let fits = shoal_storage::build_batch(&[&value], NOW_MS);
+    assert!(fits.len() <= limit);
+    assert_eq!(produce(&fake, vec![fits], 9)[0].error_code, 0);
+    let too_large = shoal_storage::build_batch(&[&vec![7u8; limit - 61]], NOW_MS);
+    assert!(too_large.len() > limit);
+    let response = produce(&fake, vec![too_large], 9);
+    assert_eq!(
+        response[0].error_code,
+        ResponseError::MessageTooLarge.code(),
+        "{:?}",
+        response[0].error_message
+    );
+    assert_eq!(response[0].base_offset, -1);
+    assert_eq!(stored(&fake).len(), 1, "only the batch that fits is stored");
+}
