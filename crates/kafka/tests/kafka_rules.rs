@@ -294,3 +294,39 @@ fn fetch_fences_a_stale_or_future_leader_epoch() {
     assert_eq!(code(epoch - 1), (fenced, -1));
     assert_eq!(code(epoch + 1), (unknown, -1));
 }
+
+#[test]
+fn a_transaction_coordinator_lookup_fails_at_once_rather_than_being_retried() {
+    // Transactions are not served: a retriable COORDINATOR_NOT_AVAILABLE made the Java
+    // producer's initTransactions() wait for max.block.ms and kgo retry forever.
+    use kafka_protocol::error::ResponseError;
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    use kafka_protocol::protocol::StrBytes;
+    let fake = Fake::with_topic("t", 1, 0);
+    for version in 1..=4 {
+        let ask = |key_type: i8| {
+            let request = FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_static_str("tx-1"))
+                .with_key_type(key_type)
+                .with_coordinator_keys(vec![StrBytes::from_static_str("tx-1")]);
+            let response = run(handlers::groups::find_coordinator(&fake, request, version));
+            if version >= 4 {
+                assert_eq!(response.coordinators.len(), 1);
+                let c = &response.coordinators[0];
+                (c.error_code, c.node_id.0)
+            } else {
+                (response.error_code, response.node_id.0)
+            }
+        };
+        assert_eq!(
+            ask(0),
+            (0, common::NODE_ID),
+            "a group's coordinator is this node (v{version})"
+        );
+        assert_eq!(
+            ask(1),
+            (ResponseError::UnsupportedVersion.code(), -1),
+            "transaction coordinator (v{version})"
+        );
+    }
+}

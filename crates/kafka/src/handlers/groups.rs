@@ -37,6 +37,7 @@ use crate::cluster::Cluster;
 
 /// FindCoordinator key types.
 const KEY_GROUP: i8 = 0;
+const KEY_TRANSACTION: i8 = 1;
 /// `authorized_operations` when the client did not ask for them.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 /// Group ACL operations (READ, DESCRIBE, DELETE): everything is allowed on this broker.
@@ -62,9 +63,13 @@ pub async fn find_coordinator<C: Cluster>(
     let answer = |key_type: i8| -> Result<(), (ResponseError, &'static str)> {
         match key_type {
             KEY_GROUP => Ok(()),
-            1 => Err((
-                ResponseError::CoordinatorNotAvailable,
-                "transactions are not served",
+            // Transactions are not served yet. COORDINATOR_NOT_AVAILABLE is retriable: the Java
+            // producer's initTransactions() and kgo then wait until their timeouts (kgo's
+            // forever). UNSUPPORTED_VERSION, as Redpanda answers with transactions disabled,
+            // fails a transactional producer at once with this message.
+            KEY_TRANSACTION => Err((
+                ResponseError::UnsupportedVersion,
+                "transactions are not supported by this broker yet",
             )),
             _ => Err((ResponseError::InvalidRequest, "unknown key type")),
         }

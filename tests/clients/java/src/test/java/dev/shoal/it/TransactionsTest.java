@@ -1,6 +1,8 @@
 package dev.shoal.it;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.time.Duration;
 import java.util.List;
@@ -12,6 +14,7 @@ import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.KafkaException;
 import org.apache.kafka.common.TopicPartition;
 import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
@@ -19,12 +22,30 @@ import org.junit.jupiter.api.Test;
 /** The transactional producer and read_committed consumers. */
 class TransactionsTest extends ShoalTestBase {
 
+    /**
+     * Until transactions are served, a transactional producer must fail at once with the
+     * broker's reason, not wait out max.block.ms (60 s) on a retriable error.
+     */
+    @Test
+    void transactionalProducerFailsAtOnce() {
+        long started = System.nanoTime();
+        try (KafkaProducer<byte[], byte[]> p = producer(Map.of(
+                ProducerConfig.TRANSACTIONAL_ID_CONFIG, unique("tx"),
+                ProducerConfig.MAX_BLOCK_MS_CONFIG, 60000))) {
+            KafkaException e = assertThrows(KafkaException.class, p::initTransactions);
+            String all = e + " / " + e.getCause();
+            assertTrue(all.contains("UNSUPPORTED_VERSION") || all.contains("not supported"),
+                    "the broker's reason reaches the application: " + all);
+        }
+        long tookMs = (System.nanoTime() - started) / 1_000_000;
+        assertTrue(tookMs < 30000, "initTransactions failed after " + tookMs + " ms, not at once");
+    }
+
     @Test
     @Disabled("reason: transactions are not served yet (a big feature, not a fix): AddPartitionsToTxn, "
             + "AddOffsetsToTxn, EndTxn, TxnOffsetCommit and WriteTxnMarkers are UNSUPPORTED in ApiVersions, "
-            + "FindCoordinator(key_type=TRANSACTION) answers COORDINATOR_NOT_AVAILABLE and InitProducerId refuses "
-            + "a transactional id, so initTransactions() times out after max.block.ms "
-            + "(TimeoutException: awaiting InitProducerId)")
+            + "FindCoordinator(key_type=TRANSACTION) answers UNSUPPORTED_VERSION and InitProducerId refuses "
+            + "a transactional id (see transactionalProducerFailsAtOnce)")
     void committedAndAbortedTransactions() throws Exception {
         String topic = createTopic(unique("txn"), 1);
         TopicPartition tp = new TopicPartition(topic, 0);
