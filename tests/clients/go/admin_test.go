@@ -619,24 +619,24 @@ func TestAdminDeleteRecords(t *testing.T) {
 	if o, _ := starts.Lookup(topic, 1); o.Offset != 20 {
 		t.Errorf("start of p1 after delete: %d, want 20", o.Offset)
 	}
-	// Past the high watermark: OFFSET_OUT_OF_RANGE.
-	bad := kadm.Offsets{}
-	bad.Add(kadm.Offset{Topic: topic, Partition: 0, At: 100})
-	dr, err = adm.DeleteRecords(ctx, bad)
-	if err != nil {
-		t.Fatal(err)
+	// deleteP0 deletes partition 0's records before `at` and returns the broker's answer.
+	deleteP0 := func(at int64) kadm.DeleteRecordsResponse {
+		t.Helper()
+		o := kadm.Offsets{}
+		o.Add(kadm.Offset{Topic: topic, Partition: 0, At: at})
+		dr, err := adm.DeleteRecords(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := dr.Lookup(topic, 0)
+		return r
 	}
-	if r, _ := dr.Lookup(topic, 0); !errors.Is(r.Err, kerr.OffsetOutOfRange) {
+	// Past the high watermark: OFFSET_OUT_OF_RANGE.
+	if r := deleteP0(100); !errors.Is(r.Err, kerr.OffsetOutOfRange) {
 		t.Errorf("delete records beyond HW: %v, want OFFSET_OUT_OF_RANGE", r.Err)
 	}
 	// Moving it back is a no-op (low watermark stays 5).
-	back := kadm.Offsets{}
-	back.Add(kadm.Offset{Topic: topic, Partition: 0, At: 2})
-	dr, err = adm.DeleteRecords(ctx, back)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r, _ := dr.Lookup(topic, 0); r.Err != nil || r.LowWatermark != 5 {
+	if r := deleteP0(2); r.Err != nil || r.LowWatermark != 5 {
 		t.Errorf("delete records to 2 after 5: low watermark %d err %v, want 5", r.LowWatermark, r.Err)
 	}
 

@@ -159,6 +159,28 @@ func checkReadBack(t *testing.T, b *Broker, topic string, partitions int32, acke
 }
 
 // checkDense fails unless each partition's acked offsets are exactly 0..n-1.
+// produceRoundRobinSync produces n records one at a time, record i to partition i%partitions
+// (the client needs kgo.ManualPartitioner), and checks each is acked at the next offset of
+// its partition.
+func produceRoundRobinSync(t *testing.T, cl *kgo.Client, topic string, partitions int32, n int, rnd *rand.Rand) []want {
+	t.Helper()
+	var acked []want
+	for i := 0; i < n; i++ {
+		r := mkRecord(topic, i, rnd)
+		r.Partition = int32(i) % partitions
+		res := cl.ProduceSync(ctxT(t, 30*time.Second), r)
+		if err := res.FirstErr(); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+		got, _ := res.First()
+		if got.Partition != r.Partition || got.Offset != int64(int32(i)/partitions) {
+			t.Fatalf("record %d acked at p%d o%d, want p%d o%d", i, got.Partition, got.Offset, r.Partition, int32(i)/partitions)
+		}
+		acked = append(acked, wantOf(got))
+	}
+	return acked
+}
+
 func checkDense(t *testing.T, acked []want) {
 	t.Helper()
 	per := map[int32][]int64{}
@@ -191,21 +213,7 @@ func TestProduceSync(t *testing.T) {
 			topic := uniq(t, "t")
 			createTopic(t, newAdmin(t, b), topic, 3, nil)
 			cl := newClient(t, b, append([]kgo.Opt{kgo.RecordPartitioner(kgo.ManualPartitioner())}, tc.opts...)...)
-			rnd := rand.New(rand.NewPCG(1, 2))
-			var acked []want
-			for i := 0; i < 60; i++ {
-				r := mkRecord(topic, i, rnd)
-				r.Partition = int32(i % 3)
-				res := cl.ProduceSync(ctxT(t, 30*time.Second), r)
-				if err := res.FirstErr(); err != nil {
-					t.Fatalf("produce %d: %v", i, err)
-				}
-				got, _ := res.First()
-				if got.Partition != int32(i%3) || got.Offset != int64(i/3) {
-					t.Fatalf("record %d acked at p%d o%d, want p%d o%d", i, got.Partition, got.Offset, i%3, i/3)
-				}
-				acked = append(acked, wantOf(got))
-			}
+			acked := produceRoundRobinSync(t, cl, topic, 3, 60, rand.New(rand.NewPCG(1, 2)))
 			checkDense(t, acked)
 			checkReadBack(t, b, topic, 3, acked)
 		})
@@ -217,21 +225,7 @@ func TestProduceManualPartitions(t *testing.T) {
 	topic := uniq(t, "t")
 	createTopic(t, newAdmin(t, b), topic, 4, nil)
 	cl := newClient(t, b, kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	rnd := rand.New(rand.NewPCG(3, 4))
-	var acked []want
-	for i := 0; i < 40; i++ {
-		r := mkRecord(topic, i, rnd)
-		r.Partition = int32(i % 4)
-		res := cl.ProduceSync(ctxT(t, 30*time.Second), r)
-		if err := res.FirstErr(); err != nil {
-			t.Fatalf("produce %d: %v", i, err)
-		}
-		got, _ := res.First()
-		if got.Partition != int32(i%4) || got.Offset != int64(i/4) {
-			t.Fatalf("record %d acked at p%d o%d, want p%d o%d", i, got.Partition, got.Offset, i%4, i/4)
-		}
-		acked = append(acked, wantOf(got))
-	}
+	acked := produceRoundRobinSync(t, cl, topic, 4, 40, rand.New(rand.NewPCG(3, 4)))
 	checkReadBack(t, b, topic, 4, acked)
 	// Out-of-range partition: kgo refuses it client-side once metadata says 4 partitions.
 	res := cl.ProduceSync(ctxT(t, 30*time.Second), &kgo.Record{Topic: topic, Partition: 9, Value: []byte("x")})

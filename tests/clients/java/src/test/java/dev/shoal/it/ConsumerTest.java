@@ -170,6 +170,16 @@ class ConsumerTest extends ShoalTestBase {
         }
     }
 
+    /** Subscribes and polls until the group gave {@code c} exactly {@code want} (60 s at most). */
+    private static void subscribeUntilAssigned(KafkaConsumer<byte[], byte[]> c, String topic, Set<TopicPartition> want) {
+        c.subscribe(List.of(topic));
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        while (!c.assignment().equals(want) && System.nanoTime() < deadline) {
+            c.poll(Duration.ofMillis(100));
+        }
+        assertEquals(want, c.assignment());
+    }
+
     private static Set<String> expected(int partitions, int from, int to) {
         Set<String> s = new TreeSet<>();
         for (int i = from; i < to; i++) {
@@ -408,12 +418,7 @@ class ConsumerTest extends ShoalTestBase {
                 ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, 30000);
         Set<TopicPartition> all = Set.copyOf(partitions(topic, 3));
         try (KafkaConsumer<byte[], byte[]> c = consumer(conf)) {
-            c.subscribe(List.of(topic));
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-            while (!c.assignment().equals(all) && System.nanoTime() < deadline) {
-                c.poll(Duration.ofMillis(100));
-            }
-            assertEquals(all, c.assignment());
+            subscribeUntilAssigned(c, topic, all);
             var member = get(admin.describeConsumerGroups(List.of(group)).all()).get(group).members().iterator().next();
             assertEquals(java.util.Optional.of("instance-1"), member.groupInstanceId());
         }
@@ -423,12 +428,7 @@ class ConsumerTest extends ShoalTestBase {
         assertEquals(1, afterClose.members().size(), "static member kept after close: " + afterClose);
         long start = System.nanoTime();
         try (KafkaConsumer<byte[], byte[]> c = consumer(conf)) {
-            c.subscribe(List.of(topic));
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-            while (!c.assignment().equals(all) && System.nanoTime() < deadline) {
-                c.poll(Duration.ofMillis(100));
-            }
-            assertEquals(all, c.assignment());
+            subscribeUntilAssigned(c, topic, all);
             long tookMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start);
             assertTrue(tookMs < 15000, "static rejoin took " + tookMs + " ms (no wait for the 30 s session)");
         }

@@ -16,7 +16,6 @@ import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 
-import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -34,6 +33,7 @@ import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.StoreQueryParameters;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
+import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.Materialized;
@@ -70,11 +70,29 @@ class StreamsWordCountTest extends ShoalTestBase {
     @TempDir
     Path stateDir;
 
+    /** How the topology and the expected counts split a line. */
+    private static List<String> words(String line) {
+        return Arrays.asList(line.toLowerCase(Locale.ROOT).split("\\W+"));
+    }
+
+    /** The word count: lines to words, regrouped by word (a repartition topic), counted into {@code store}. */
+    private static Topology wordCount(String in, String out,
+            Materialized<String, Long, KeyValueStore<Bytes, byte[]>> store) {
+        StreamsBuilder builder = new StreamsBuilder();
+        builder.stream(in, Consumed.with(Serdes.String(), Serdes.String()))
+                .flatMapValues(StreamsWordCountTest::words)
+                .groupBy((key, word) -> word, Grouped.with("by-word", Serdes.String(), Serdes.String()))
+                .count(store)
+                .toStream()
+                .to(out, Produced.with(Serdes.String(), Serdes.Long()));
+        return builder.build();
+    }
+
     private static Map<String, Long> expectedCounts(int rounds) {
         Map<String, Long> counts = new HashMap<>();
         for (int r = 0; r < rounds; r++) {
             for (String line : LINES) {
-                for (String word : line.toLowerCase(Locale.ROOT).split("\\W+")) {
+                for (String word : words(line)) {
                     counts.merge(word, 1L, Long::sum);
                 }
             }
@@ -154,21 +172,14 @@ class StreamsWordCountTest extends ShoalTestBase {
         String appId = unique("wordcount");
         String in = unique("wc-in");
         String out = unique("wc-out");
-        admin.createTopics(List.of(new NewTopic(in, 2, (short) 1), new NewTopic(out, 2, (short) 1)))
-                .all().get(30, TimeUnit.SECONDS);
-
-        StreamsBuilder builder = new StreamsBuilder();
-        builder.stream(in, Consumed.with(Serdes.String(), Serdes.String()))
-                .flatMapValues(line -> Arrays.asList(line.toLowerCase(Locale.ROOT).split("\\W+")))
-                .groupBy((key, word) -> word, Grouped.with("by-word", Serdes.String(), Serdes.String()))
-                .count(Materialized.<String, Long, KeyValueStore<Bytes, byte[]>>as("counts")
-                        .withLoggingDisabled())
-                .toStream()
-                .to(out, Produced.with(Serdes.String(), Serdes.Long()));
+        createTopic(in, 2);
+        createTopic(out, 2);
+        Topology topology = wordCount(in, out,
+                Materialized.<String, Long, KeyValueStore<Bytes, byte[]>>as("counts").withLoggingDisabled());
 
         produceLines(in, 3);
         Map<String, Long> want = expectedCounts(3);
-        try (KafkaStreams streams = new KafkaStreams(builder.build(), streamsProps(appId))) {
+        try (KafkaStreams streams = new KafkaStreams(topology, streamsProps(appId))) {
             startAndAwaitRunning(streams, Duration.ofSeconds(60));
             assertEquals(want, readCounts(out, want, Duration.ofSeconds(60)), "counts on the output topic");
 
@@ -212,18 +223,12 @@ class StreamsWordCountTest extends ShoalTestBase {
         String appId = unique("wordcount-changelog");
         String in = unique("wcc-in");
         String out = unique("wcc-out");
-        admin.createTopics(List.of(new NewTopic(in, 1, (short) 1), new NewTopic(out, 1, (short) 1)))
-                .all().get(30, TimeUnit.SECONDS);
-        StreamsBuilder builder = new StreamsBuilder();
-        builder.stream(in, Consumed.with(Serdes.String(), Serdes.String()))
-                .flatMapValues(line -> Arrays.asList(line.toLowerCase(Locale.ROOT).split("\\W+")))
-                .groupBy((key, word) -> word, Grouped.with("by-word", Serdes.String(), Serdes.String()))
-                .count(Materialized.as("counts"))
-                .toStream()
-                .to(out, Produced.with(Serdes.String(), Serdes.Long()));
+        createTopic(in, 1);
+        createTopic(out, 1);
+        Topology topology = wordCount(in, out, Materialized.as("counts"));
         produceLines(in, 2);
         Map<String, Long> want = expectedCounts(2);
-        try (KafkaStreams streams = new KafkaStreams(builder.build(), streamsProps(appId))) {
+        try (KafkaStreams streams = new KafkaStreams(topology, streamsProps(appId))) {
             startAndAwaitRunning(streams, Duration.ofSeconds(60));
             assertEquals(want, readCounts(out, want, Duration.ofSeconds(60)));
         }
@@ -233,7 +238,7 @@ class StreamsWordCountTest extends ShoalTestBase {
         props.put(StreamsConfig.STATE_DIR_CONFIG, fresh.toString());
         produceLines(in, 1);
         Map<String, Long> more = expectedCounts(3);
-        try (KafkaStreams streams = new KafkaStreams(builder.build(), props)) {
+        try (KafkaStreams streams = new KafkaStreams(wordCount(in, out, Materialized.as("counts")), props)) {
             startAndAwaitRunning(streams, Duration.ofSeconds(90));
             assertEquals(more, readCounts(out, more, Duration.ofSeconds(60)));
         }
