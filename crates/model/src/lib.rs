@@ -49,3 +49,15 @@ pub struct ShardId(pub u32);
 /// A wall-clock timestamp in milliseconds since the Unix epoch, as Kafka stores it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TimestampMs(pub i64);
+
+/// A node (one `shoal` process) of a cluster, as Kafka's `broker.id` / `node.id`: the id
+/// clients see in Metadata. A node started without cluster settings is node 0 of a one-node
+/// cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub i32);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
