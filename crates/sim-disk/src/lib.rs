@@ -55,6 +55,8 @@ struct State {
     /// (operations to let through first, errno) for writes and syncs.
     fail_write: Option<(u32, i32)>,
     fail_sync: Option<(u32, i32)>,
+    /// A disk whose volatile cache ignores flushes: syncs succeed and do nothing.
+    syncs_ignored: bool,
     stats: SimStats,
 }
 
@@ -115,6 +117,13 @@ impl SimDisk {
     /// The `after`-th next fdatasync fails with `errno`, once.
     pub fn fail_sync(&self, after: u32, errno: i32) {
         self.state.borrow_mut().fail_sync = Some((after, errno));
+    }
+
+    /// Makes every later `fdatasync` (and the sync of `write_at_synced`) succeed without making
+    /// anything durable, as a drive that acknowledges cache flushes it does not do. For tests
+    /// that show a checker catches the loss that follows.
+    pub fn ignore_syncs(&self, ignored: bool) {
+        self.state.borrow_mut().syncs_ignored = ignored;
     }
 
     /// Disarms pending write and sync failures (a crash ends the process they were set for).
@@ -354,6 +363,9 @@ impl DmaFile for SimFile {
             return Err(os_error(errno));
         }
         state.stats.syncs += 1;
+        if state.syncs_ignored {
+            return Ok(());
+        }
         let file = state
             .inodes
             .get_mut(&self.inode)

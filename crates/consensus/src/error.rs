@@ -1,0 +1,39 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong in a Raft group of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A write or sync of the Raft log failed. Fatal for the group: the write is never retried
+    /// (the kernel may have dropped the dirty pages), the owner stops the group and recovers it
+    /// from disk.
+    #[error("raft log {path}: {op} failed: {source}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bytes that were synced do not read back: a write of the log other than the last one is
+    /// damaged (a torn last write is expected after a power cut and is cut off silently).
+    #[error("raft log {path} is corrupt at byte {pos}: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        pos: u64,
+        reason: String,
+    },
+    /// The log file is larger than this crate is willing to read into memory at open.
+    #[error("raft log {path} holds {len_bytes} bytes, more than the {max_bytes} allowed")]
+    TooLarge {
+        path: PathBuf,
+        len_bytes: u64,
+        max_bytes: u64,
+    },
+    /// raft-rs refused a call (a proposal while not leader, a message for another group, ...).
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    /// A caller broke the API's contract (e.g. compacting past the applied index).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
