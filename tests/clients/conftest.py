@@ -25,6 +25,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from helpers import NODE_ID, raw_api_versions, raw_metadata_brokers  # noqa: E402
+import netns  # noqa: E402
 
 SHOAL_BIN = os.environ.get("SHOAL_BIN", "/work/main/target/release/shoal")
 SHOAL_CORES = int(os.environ.get("SHOAL_CORES", str(os.cpu_count() or 1)))
@@ -224,6 +225,7 @@ atexit.register(_kill_all_live)
 
 def pytest_sessionfinish(session, exitstatus):
     _kill_all_live()
+    netns._teardown_all()
 
 
 def _require_binary():
@@ -244,6 +246,11 @@ def pytest_runtest_makereport(item, call):
             if name == "broker_factory":
                 for b in getattr(value, "made", []):
                     rep.sections.append((f"shoal stderr tail ({b})", b.stderr_tail(80)))
+            if name == "netns_cluster":
+                for c in getattr(value, "made", []):
+                    rep.sections.append((f"netns faults ({c})", repr(c.faults())))
+                    for p in c.processes():
+                        rep.sections.append((f"log tail ({p})", p.log_tail(80)))
 
 
 def _stop(b):
@@ -314,3 +321,59 @@ def _shared_broker_alive(request):
     if not b.running():
         pytest.fail(f"shoal died during the test (exit code {b.proc.returncode})"
                     f"\n--- stderr tail ---\n{b.stderr_tail()}", pytrace=False)
+
+
+# ------------------------------------------------------------------ network namespaces
+_netns_stale_done = []
+_netns_skipped = []  # (test id, reason): repeated in a banner at the end of the run
+
+
+def _netns_skip(request, reason):
+    msg = f"netns cluster tests SKIPPED: {reason}"
+    _netns_skipped.append((request.node.nodeid, reason))
+    pytest.skip(msg)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if _netns_skipped:
+        reasons = sorted({r for _, r in _netns_skipped})
+        terminalreporter.write_sep("!", "netns cluster tests SKIPPED", red=True, bold=True)
+        for r in reasons:
+            terminalreporter.write_line(f"!!!!!! {len(_netns_skipped)} test(s) skipped: {r}",
+                                        red=True, bold=True)
+
+
+@pytest.fixture
+def netns_cluster(tmp_path_factory, request):
+    """Factory: netns_cluster(n, subnet=None) -> a started netns.Cluster of n namespaces on a
+    bridge (see netns.py). Everything it made is torn down at the end of the test, pass or
+    fail. Skips (loudly) when not root or `ip netns` / `nft` are unusable. Leftovers of killed
+    earlier runs are removed once per session, before the first cluster."""
+    ok, reason = netns.available()
+    if not ok:
+        _netns_skip(request, reason)
+    if not _netns_stale_done:
+        removed = netns.cleanup_stale()
+        if removed:
+            sys.stderr.write(f"\nnetns: removed leftovers of earlier runs: {removed}\n")
+        _netns_stale_done.append(True)
+    made = []
+
+    def make(n, **kw):
+        c = netns.Cluster(n, workdir=tmp_path_factory.mktemp("netns"), **kw)
+        made.append(c)
+        return c.up()
+
+    make.made = made
+    try:
+        yield make
+    finally:
+        errors = []
+        for c in made:
+            try:
+                c.down()
+            except Exception as e:
+                errors.append(str(e))
+        left = netns.leftovers(os.getpid())
+        if errors or left:
+            pytest.fail(f"netns teardown left {left}: {errors}", pytrace=False)

@@ -44,6 +44,21 @@ if ! command -v kcat >/dev/null 2>&1; then
     fi
 fi
 
+# 2b. ip (iproute2) and nft (nftables) for the network-namespace tests (netns.py); without
+#     them, or without root, those tests skip with a banner.
+netns_pkgs=()
+command -v ip >/dev/null 2>&1 || netns_pkgs+=(iproute2)
+command -v nft >/dev/null 2>&1 || netns_pkgs+=(nftables)
+if [ ${#netns_pkgs[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "run.sh: installing ${netns_pkgs[*]}" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${netns_pkgs[@]}"; } \
+            || echo "run.sh: warning: apt-get install ${netns_pkgs[*]} failed; netns tests will skip" >&2
+    else
+        echo "run.sh: warning: ${netns_pkgs[*]} missing (and not root): netns tests will skip" >&2
+    fi
+fi
+
 # 3. the broker binary: required, never built here
 if [ ! -f "$SHOAL_BIN" ] || [ ! -x "$SHOAL_BIN" ]; then
     die "broker binary not found or not executable: $SHOAL_BIN
