@@ -152,11 +152,12 @@ struct Sim<S> {
 
 const DIR: &str = "/raft/controller";
 
-/// Runs one simulation from `seed`. `propose` makes the payload of each proposal.
+/// Runs one simulation from `seed`. `propose` makes the payload of each proposal from the
+/// proposing leader's state (`None`: nothing to propose now).
 pub fn run<S: StateMachine>(
     seed: u64,
     options: FaultOptions,
-    mut propose: impl FnMut(&mut StdRng) -> Vec<u8>,
+    mut propose: impl FnMut(&mut StdRng, &S) -> Option<Vec<u8>>,
 ) -> Result<Outcome, Violation> {
     let mut sim = Sim::<S> {
         options,
@@ -310,10 +311,9 @@ impl<S: StateMachine> Sim<S> {
         Ok(())
     }
 
-    fn propose(&mut self, make: &mut impl FnMut(&mut StdRng) -> Vec<u8>) {
+    fn propose(&mut self, make: &mut impl FnMut(&mut StdRng, &S) -> Option<Vec<u8>>) {
         let i = self.rng.gen_range(0..self.nodes.len());
         let id = self.next_proposal;
-        let payload = make(&mut self.rng);
         let node = &mut self.nodes[i];
         let Some(replica) = node.replica.as_mut() else {
             return;
@@ -321,6 +321,9 @@ impl<S: StateMachine> Sim<S> {
         if !replica.status().is_leader {
             return;
         }
+        let Some(payload) = make(&mut self.rng, &node.machine) else {
+            return;
+        };
         let mut data = id.to_be_bytes().to_vec();
         data.extend_from_slice(&payload);
         if replica.propose(data).is_ok() {

@@ -62,10 +62,10 @@ fn seeds(default: u64) -> Vec<u64> {
     (0..count).collect()
 }
 
-fn payload(rng: &mut rand::rngs::StdRng) -> Vec<u8> {
+fn payload(rng: &mut rand::rngs::StdRng, _: &Digest) -> Option<Vec<u8>> {
     use rand::Rng;
     let len = rng.gen_range(0..600);
-    (0..len).map(|_| rng.gen()).collect()
+    Some((0..len).map(|_| rng.gen()).collect())
 }
 
 #[test]
