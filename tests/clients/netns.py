@@ -679,7 +679,7 @@ class Cluster:
 
 # ----------------------------------------------------------------------------- shoal
 def start_shoal(cluster, node, binary, data_dir, port=9092, admin_port=9644, cores=1,
-                extra=(), log_path=None, ready_timeout=20.0, wait=True):
+                extra=(), log_path=None, ready_timeout=20.0, wait=True, env=None):
     """Start `shoal start` inside the node's namespace, listening on the node's address
     (Kafka on `port`, admin HTTP on `admin_port`), data in `data_dir`. Returns the NsProcess,
     with `.bootstrap` ("addr:port") and `.wait_ready()` (also used after `restart()`)."""
@@ -689,7 +689,10 @@ def start_shoal(cluster, node, binary, data_dir, port=9092, admin_port=9644, cor
     argv = [binary, "start", "--data-dir", data_dir, "--kafka-addr", bootstrap,
             "--advertised-addr", bootstrap, "--admin-addr", f"{nd.addr}:{admin_port}",
             "--cores", str(cores)] + list(extra)
-    p = cluster.start(nd, argv, log_path=log_path or os.path.join(cluster.workdir, f"shoal-n{nd.index}.log"))
+    if env is not None:
+        env = {**os.environ, **env}
+    p = cluster.start(nd, argv, env=env,
+                      log_path=log_path or os.path.join(cluster.workdir, f"shoal-n{nd.index}.log"))
     p.bootstrap, p.port, p.data_dir = bootstrap, port, data_dir
 
     def wait_ready(timeout=ready_timeout):

@@ -103,6 +103,7 @@ fn route(shard: &Shard, method: &str, path: &str, view: &AdminView) -> (u16, &'s
                 )
             }
         }
+        "/v1/cluster" => (200, "application/json", cluster_json(shard) + "\n"),
         "/v1/partitions" => {
             let snapshot = shard.snapshot();
             let map: serde_json::Map<String, serde_json::Value> = snapshot
@@ -145,4 +146,31 @@ async fn respond(
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
     stream.close().await
+}
+
+/// `/v1/cluster`: this node's view of the cluster (controller voters, leader, term, metadata
+/// version, registered brokers, node-to-node traffic). A node without cluster settings is a
+/// one-node cluster of its own.
+fn cluster_json(shard: &Shard) -> String {
+    let view = shard
+        .cluster_view
+        .borrow()
+        .as_ref()
+        .map(|v| v.borrow().to_json());
+    let json = view.unwrap_or_else(|| {
+        let config = &shard.config;
+        serde_json::json!({
+            "node_id": config.node_id,
+            "cluster_id": shard.snapshot().cluster_id,
+            "mode": "single-node",
+            "controller": { "voters": [config.node_id], "leader": config.node_id },
+            "metadata_version": shard.snapshot().version,
+            "brokers": [{
+                "node_id": config.node_id,
+                "kafka": format!("{}:{}", config.advertised_host, config.advertised_port),
+                "rack": config.rack, "fenced": false,
+            }],
+        })
+    });
+    json.to_string()
 }

@@ -74,6 +74,136 @@ pub(crate) struct Config {
     /// Disk space kept for metadata and offsets when partitions fill the data disk (the ballast
     /// file; at most an eighth of the file system; 0: none).
     pub(crate) disk_reserve_bytes: u64,
+    /// The node's rack (Kafka `broker.rack`), reported in Metadata and used for placement.
+    pub(crate) rack: Option<String>,
+    /// Cluster settings; `None`: a one-node cluster, exactly as before clusters existed.
+    pub(crate) cluster: Option<ClusterConfig>,
+}
+
+/// How this node joins a cluster (`seeds` and `rpc_addr` set).
+#[derive(Debug, Clone)]
+pub(crate) struct ClusterConfig {
+    /// The node-to-node listener (core 0).
+    pub(crate) rpc_addr: SocketAddr,
+    /// host:port other nodes connect to; defaults to `rpc_addr`.
+    pub(crate) advertised_rpc_addr: String,
+    /// The controller voters: every node lists the same ones.
+    pub(crate) seeds: Vec<Seed>,
+    /// Every internal frame carries it; a frame of another cluster is refused.
+    pub(crate) cluster_id: shoal_rpc::ClusterId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Seed {
+    pub(crate) node: shoal_model::NodeId,
+    /// host:port of its node-to-node listener.
+    pub(crate) addr: String,
+}
+
+/// Controller voter counts a cluster may have (a majority survives one, resp. two, losses).
+const SEED_COUNTS: [usize; 3] = [1, 3, 5];
+
+/// Parses `seeds = 1@host:port,2@host:port,...`.
+pub(crate) fn parse_seeds(text: &str) -> anyhow::Result<Vec<Seed>> {
+    let mut seeds = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('@')
+            .ok_or_else(|| anyhow::anyhow!("seed {item:?} is not id@host:port"))?;
+        let node = shoal_model::NodeId(
+            id.trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("seed {item:?}: node id: {e}"))?,
+        );
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow::anyhow!("seed {item:?}: {addr:?} is not host:port"))?;
+        if host.is_empty() || port.parse::<u16>().is_err() || node.0 < 0 {
+            anyhow::bail!("seed {item:?}: want id@host:port with a node id >= 0");
+        }
+        if seeds.iter().any(|s: &Seed| s.node == node) {
+            anyhow::bail!("seeds name node {node} twice");
+        }
+        seeds.push(Seed {
+            node,
+            addr: addr.to_string(),
+        });
+    }
+    if !SEED_COUNTS.contains(&seeds.len()) {
+        anyhow::bail!(
+            "seeds lists {} controller voters; a cluster has 1, 3 or 5",
+            seeds.len()
+        );
+    }
+    Ok(seeds)
+}
+
+/// The cluster id: `cluster_id` (32 hex digits) if set, else derived from the seed list, so
+/// nodes started with the same seeds agree without another setting.
+fn cluster_id(configured: Option<&str>, seeds: &[Seed]) -> anyhow::Result<shoal_rpc::ClusterId> {
+    if let Some(text) = configured {
+        let bytes = parse_hex16(text)
+            .ok_or_else(|| anyhow::anyhow!("cluster_id {text:?} is not 32 hex digits"))?;
+        return Ok(shoal_rpc::ClusterId(bytes));
+    }
+    let mut sorted: Vec<String> = seeds
+        .iter()
+        .map(|s| format!("{}@{}", s.node, s.addr))
+        .collect();
+    sorted.sort();
+    let text = format!("shoal-cluster:{}", sorted.join(","));
+    let mut bytes = [0u8; 16];
+    for (i, chunk) in bytes.chunks_mut(4).enumerate() {
+        let crc = crc32c::crc32c_append(i as u32, text.as_bytes());
+        chunk.copy_from_slice(&crc.to_be_bytes());
+    }
+    Ok(shoal_rpc::ClusterId(bytes))
+}
+
+fn parse_hex16(text: &str) -> Option<[u8; 16]> {
+    let text = text.trim();
+    if text.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(bytes)
+}
+
+fn resolve_cluster(
+    values: &std::collections::BTreeMap<String, String>,
+    node_id: i32,
+) -> anyhow::Result<Option<ClusterConfig>> {
+    let (seeds, rpc_addr) = (values.get("seeds"), values.get("rpc_addr"));
+    let (seeds, rpc_addr) = match (seeds, rpc_addr) {
+        (None, None) => {
+            if values.contains_key("advertised_rpc_addr") || values.contains_key("cluster_id") {
+                anyhow::bail!("advertised_rpc_addr and cluster_id need seeds and rpc_addr");
+            }
+            return Ok(None);
+        }
+        (Some(seeds), Some(rpc_addr)) => (parse_seeds(seeds)?, rpc_addr),
+        _ => anyhow::bail!("a cluster node needs both seeds and rpc_addr"),
+    };
+    let rpc_addr: SocketAddr = rpc_addr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("rpc_addr {rpc_addr:?}: {e}"))?;
+    if node_id < 0 {
+        anyhow::bail!("node_id must be >= 0");
+    }
+    let advertised_rpc_addr = values
+        .get("advertised_rpc_addr")
+        .cloned()
+        .unwrap_or_else(|| rpc_addr.to_string());
+    let cluster_id = cluster_id(values.get("cluster_id").map(String::as_str), &seeds)?;
+    Ok(Some(ClusterConfig {
+        rpc_addr,
+        advertised_rpc_addr,
+        seeds,
+        cluster_id,
+    }))
 }
 
 /// Every key a config file or `SHOAL_<KEY>` variable may set.
@@ -92,6 +222,11 @@ pub(crate) const KEYS: &[&str] = &[
     "requests_inflight_bytes_max",
     "connections_max",
     "disk_reserve_bytes",
+    "rack",
+    "rpc_addr",
+    "advertised_rpc_addr",
+    "seeds",
+    "cluster_id",
 ];
 
 impl Config {
@@ -173,6 +308,12 @@ impl Config {
                 .parse()?,
             connections_max: parse("connections_max", None, "10000")?.parse()?,
             disk_reserve_bytes: parse("disk_reserve_bytes", None, "1073741824")?.parse()?,
+            rack: values.get("rack").cloned().filter(|r| !r.is_empty()),
+            cluster: None,
+        };
+        let config = Config {
+            cluster: resolve_cluster(&values, config.node_id)?,
+            ..config
         };
         if config.cores == 0
             || config.default_partitions < 1
@@ -203,5 +344,67 @@ impl Config {
 
     pub(crate) fn cache_bytes_per_core(&self) -> usize {
         ((self.memory_bytes / 4) / self.cores as u64).max(4 << 20) as usize
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+
+    fn values(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn no_cluster_settings_is_one_node() {
+        assert!(resolve_cluster(&values(&[]), 0).expect("ok").is_none());
+    }
+
+    #[test]
+    fn seeds_parse_and_are_checked() {
+        let seeds = parse_seeds("0@10.0.0.1:33145, 1@10.0.0.2:33145,2@h:1").expect("three");
+        assert_eq!(seeds.len(), 3);
+        assert_eq!(seeds[1].node, shoal_model::NodeId(1));
+        assert_eq!(seeds[2].addr, "h:1");
+        for bad in [
+            "0@10.0.0.1:33145,1@10.0.0.2:33145", // even: no majority survives a loss
+            "0@a:1,0@b:1,2@c:1",                 // duplicate id
+            "0@a,1@b:1,2@c:1",                   // no port
+            "x@a:1",                             // not a number
+            "-1@a:1",                            // negative id
+            "0@a:1,1@b:1,2@c:1,3@d:1,4@e:1,5@f:1", // six
+        ] {
+            assert!(parse_seeds(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn cluster_settings_come_together() {
+        let seeds = "0@a:1,1@b:1,2@c:1";
+        assert!(resolve_cluster(&values(&[("seeds", seeds)]), 0).is_err());
+        assert!(resolve_cluster(&values(&[("rpc_addr", "127.0.0.1:1")]), 0).is_err());
+        assert!(resolve_cluster(&values(&[("cluster_id", "00")]), 0).is_err());
+        let both = values(&[("seeds", seeds), ("rpc_addr", "127.0.0.1:1")]);
+        let cluster = resolve_cluster(&both, 1).expect("ok").expect("a cluster");
+        assert_eq!(cluster.advertised_rpc_addr, "127.0.0.1:1");
+        // Nodes with the same seeds derive the same id, whatever order they list them in.
+        let reordered = values(&[("seeds", "2@c:1,0@a:1,1@b:1"), ("rpc_addr", "127.0.0.1:2")]);
+        let other = resolve_cluster(&reordered, 2)
+            .expect("ok")
+            .expect("a cluster");
+        assert_eq!(cluster.cluster_id, other.cluster_id);
+        let explicit = values(&[
+            ("seeds", seeds),
+            ("rpc_addr", "127.0.0.1:1"),
+            ("cluster_id", "0123456789abcdef0123456789ABCDEF"),
+        ]);
+        let cluster = resolve_cluster(&explicit, 0)
+            .expect("ok")
+            .expect("a cluster");
+        assert_eq!(cluster.cluster_id.0[0], 0x01);
+        assert_eq!(cluster.cluster_id.0[15], 0xef);
     }
 }

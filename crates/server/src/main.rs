@@ -6,6 +6,7 @@
 //! `README.md` of this crate.
 
 mod admin;
+mod cluster;
 mod cluster_impl;
 mod config;
 mod connection;
@@ -16,6 +17,7 @@ mod health;
 mod mesh;
 mod metadata;
 mod metrics;
+mod rpc_net;
 mod run;
 mod shard;
 mod topic_config;
@@ -98,7 +100,11 @@ fn start(config: Config) -> anyhow::Result<()> {
         config.disk_reserve_bytes,
     )?);
     warn_about_host(&config);
-    let snapshot = metadata::load_or_init(&config.data_dir, config.cores)?;
+    let cluster_id = config
+        .cluster
+        .as_ref()
+        .map(|c| cluster::hex(&c.cluster_id.0));
+    let snapshot = metadata::load_or_init(&config.data_dir, config.cores, cluster_id.as_deref())?;
     metadata::remove_orphans(&config.data_dir, &snapshot)?;
     let snapshot = Arc::new(snapshot);
     let stop = Arc::new(AtomicBool::new(false));
@@ -224,8 +230,10 @@ fn check_addresses_free(config: &Config) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + Duration::from_millis(ADDRESS_WAIT_MS);
     let mut logged = false;
     loop {
+        let rpc = config.cluster.as_ref().map(|c| ("rpc", c.rpc_addr));
         let busy = [("kafka", config.kafka_addr), ("admin", config.admin_addr)]
             .into_iter()
+            .chain(rpc)
             .find(|&(_, addr)| someone_listens(addr));
         let Some((what, addr)) = busy else {
             return Ok(());

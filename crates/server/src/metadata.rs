@@ -86,9 +86,14 @@ pub(crate) fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> Pat
         .join(partition.to_string())
 }
 
-/// Loads the metadata, creating an empty one (with a fresh cluster id) on first start. Owners
+/// Loads the metadata, creating an empty one on first start (with the configured cluster id
+/// of a cluster node, else a fresh one). A data dir of another cluster is refused. Owners
 /// beyond the current core count are folded onto the existing cores.
-pub(crate) fn load_or_init(data_dir: &Path, cores: usize) -> anyhow::Result<Snapshot> {
+pub(crate) fn load_or_init(
+    data_dir: &Path,
+    cores: usize,
+    cluster_id: Option<&str>,
+) -> anyhow::Result<Snapshot> {
     std::fs::create_dir_all(data_dir.join(TOPICS_DIR))?;
     let path = data_dir.join(METADATA_FILE);
     let mut snapshot = match std::fs::read(&path) {
@@ -98,7 +103,8 @@ pub(crate) fn load_or_init(data_dir: &Path, cores: usize) -> anyhow::Result<Snap
             let snapshot = Snapshot {
                 producer_ids_reserved_until: 0,
                 version: 1,
-                cluster_id: uuid::Uuid::new_v4().simple().to_string(),
+                cluster_id: cluster_id
+                    .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string),
                 topics: BTreeMap::new(),
             };
             persist(data_dir, &snapshot)?;
@@ -106,6 +112,16 @@ pub(crate) fn load_or_init(data_dir: &Path, cores: usize) -> anyhow::Result<Snap
         }
         Err(error) => return Err(anyhow::anyhow!("{}: {error}", path.display())),
     };
+    if let Some(configured) = cluster_id {
+        if snapshot.cluster_id != configured {
+            anyhow::bail!(
+                "{} belongs to cluster {}, but this node is configured for cluster {configured} \
+                 (a single-node data dir joins a cluster only through a migration, not built yet)",
+                path.display(),
+                snapshot.cluster_id
+            );
+        }
+    }
     for topic in snapshot.topics.values_mut() {
         for owner in &mut topic.owners {
             *owner %= cores;

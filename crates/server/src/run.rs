@@ -114,6 +114,17 @@ pub(crate) async fn run_core(
     }
     shard.open_owned().await;
     crate::groups::start(shard.clone()).await;
+    let cluster_stopping = Rc::new(std::cell::Cell::new(false));
+    if let (0, Some(cluster)) = (shard.id, config.cluster.as_ref()) {
+        // A failed write of the controller log is never retried: the broker stops at once
+        // (fail-stop) and recovers the log from disk when it is restarted.
+        let fatal: Rc<dyn Fn(String)> = Rc::new(|reason: String| {
+            tracing::error!("{reason}; stopping the broker");
+            std::process::exit(70);
+        });
+        let view = crate::cluster::start(&config, cluster, cluster_stopping.clone(), fatal).await?;
+        *shard.cluster_view.borrow_mut() = Some(view);
+    }
     glommio::spawn_local(shard.clone().housekeeping()).detach();
     let listener = TcpListener::bind(config.kafka_addr)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.kafka_addr))?;
@@ -156,6 +167,7 @@ pub(crate) async fn run_core(
     drop(accept);
     drop(listener);
     shard.stopping.set(true);
+    cluster_stopping.set(true);
     glommio::timer::sleep(Duration::from_millis(DRAIN_MS)).await;
     shard.close_all().await;
     crate::groups::close().await;

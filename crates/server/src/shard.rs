@@ -61,6 +61,8 @@ pub(crate) struct Shard {
     /// Serialises metadata changes (used on shard 0 only).
     pub(crate) metadata_changes: glommio::sync::Semaphore,
     pub(crate) stopping: Cell<bool>,
+    /// Core 0 of a cluster node: what `/v1/cluster` shows (see `cluster.rs`).
+    pub(crate) cluster_view: RefCell<Option<Rc<RefCell<crate::cluster::ClusterView>>>>,
     /// Partitions with a running `flush.ms` timer, each with the timer's generation: a timer
     /// whose generation is no longer listed stops.
     flush_timers: RefCell<HashMap<TopicPartition, u64>>,
@@ -107,6 +109,7 @@ impl Shard {
             jobs_running: RefCell::new(HashMap::new()),
             metadata_changes: glommio::sync::Semaphore::new(1),
             stopping: Cell::new(false),
+            cluster_view: RefCell::new(None),
             request_bytes: Rc::new(glommio::sync::Semaphore::new(request_bytes)),
             flush_timers: RefCell::new(HashMap::new()),
             flush_timer_generation: Cell::new(0),

@@ -1,0 +1,482 @@
+//! This node's part in the cluster, on core 0: its replica of the controller Raft group
+//! (`shoal-consensus`, voters = the seeds), the metadata log it applies
+//! (`shoal-controller::ClusterState`), and its broker registration.
+//!
+//! One task owns the `Replica` and drives it: a tick every `TICK_MS`, each Raft message from
+//! the transport (`rpc_net.rs`) as it arrives, then `advance` (one synced write of the
+//! controller log in `<data_dir>/controller/`), the messages it returns go out through the
+//! transport, committed records are applied in order. A failed write of the controller log
+//! stops the broker (never retried: see `shoal-consensus`).
+//!
+//! What the cluster does so far: the seeds elect a controller leader (pre-vote, check-quorum),
+//! each node registers itself as a broker through the replicated log (address, rack, cores,
+//! a broker epoch = its record's index), and `/v1/cluster` shows nodes, leader, term and
+//! metadata version. Topics, partition placement and client-facing Metadata are still each
+//! node's own (`metadata.json`) until the controller takes them over (issue 14, next steps).
+
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::future::{select, Either};
+use glommio::channels::local_channel;
+use glommio::net::TcpListener;
+use shoal_consensus::{Progress, Replica, ReplicaOptions};
+use shoal_controller::{ClusterState, Heartbeat, HeartbeatReply, Liveness, Record, Registration};
+use shoal_model::NodeId;
+use shoal_rpc::Incarnation;
+use shoal_runtime::GlommioDisk;
+
+use crate::config::{ClusterConfig, Config};
+use crate::rpc_net::{self, Inbound, RpcNet};
+
+/// The controller's Raft group id (partition groups will take others).
+pub(crate) const CONTROLLER_GROUP: u64 = 0;
+/// One Raft tick. Elections after 10-20 ticks (1-2 s), heartbeats every 2 (200 ms).
+const TICK_MS: u64 = 100;
+/// Entries applied between two snapshots of the metadata (the log is then truncated).
+const COMPACT_EVERY_ENTRIES: u64 = 1000;
+/// How often a node whose registration is not yet applied proposes it again.
+const REGISTER_RETRY_TICKS: u64 = 10;
+/// A broker heartbeats the controller leader every this many ticks (500 ms).
+const HEARTBEAT_TICKS: u64 = 5;
+/// A broker not heard from for this long is fenced (Kafka's `broker.session.timeout.ms` is
+/// 9 s; a shorter session moves leadership sooner after a crash).
+const SESSION_TIMEOUT_MS: u64 = 6000;
+pub(crate) const CONTROLLER_DIR: &str = "controller";
+
+/// What `/v1/cluster` shows, refreshed after every round of the driver.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ClusterView {
+    pub(crate) node: i32,
+    pub(crate) cluster_id: String,
+    pub(crate) voters: Vec<i32>,
+    pub(crate) leader: Option<i32>,
+    pub(crate) term: u64,
+    pub(crate) commit: u64,
+    pub(crate) applied: u64,
+    pub(crate) leader_changes: u64,
+    pub(crate) brokers: Vec<BrokerView>,
+    pub(crate) heartbeats_missed: u64,
+    pub(crate) rpc_bytes_in: u64,
+    pub(crate) rpc_bytes_out: u64,
+    pub(crate) rpc_frames_refused: u64,
+    pub(crate) rpc_envelopes_dropped: u64,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct BrokerView {
+    pub(crate) node: i32,
+    pub(crate) kafka: String,
+    pub(crate) rpc: String,
+    pub(crate) rack: Option<String>,
+    pub(crate) broker_epoch: u64,
+    pub(crate) fenced: bool,
+}
+
+/// Raft ids are never 0; node ids may be.
+fn raft_id(node: NodeId) -> u64 {
+    node.0 as u64 + 1
+}
+
+fn node_of(raft_id: u64) -> NodeId {
+    NodeId(raft_id as i32 - 1)
+}
+
+/// Opens the controller replica and starts the transport and the driver. Returns the view the
+/// admin endpoint reads. Errors (a controller log that does not open) stop the broker.
+pub(crate) async fn start(
+    config: &Config,
+    cluster: &ClusterConfig,
+    stopping: Rc<Cell<bool>>,
+    fatal: Rc<dyn Fn(String)>,
+) -> anyhow::Result<Rc<RefCell<ClusterView>>> {
+    let me = NodeId(config.node_id);
+    let voters: Vec<u64> = cluster.seeds.iter().map(|s| raft_id(s.node)).collect();
+    let incarnation = Incarnation(uuid::Uuid::new_v4().as_u64_pair().0);
+    let mut options = ReplicaOptions::new(CONTROLLER_GROUP, raft_id(me), voters);
+    options.election_seed = incarnation.0;
+    let dir = config.data_dir.join(CONTROLLER_DIR);
+    let replica = Replica::open(Rc::new(GlommioDisk::new()), Path::new(&dir), options)
+        .await
+        .map_err(|e| anyhow::anyhow!("controller log {}: {e}", dir.display()))?;
+    let cluster_id = hex(&cluster.cluster_id.0);
+    let state = restore(&replica, &cluster_id)?;
+    let peers: Vec<(NodeId, String)> = cluster
+        .seeds
+        .iter()
+        .filter(|s| s.node != me)
+        .map(|s| (s.node, s.addr.clone()))
+        .collect();
+    let net = RpcNet::start(
+        me,
+        cluster.cluster_id,
+        incarnation,
+        &peers,
+        stopping.clone(),
+    );
+    let listener = TcpListener::bind(cluster.rpc_addr)
+        .map_err(|e| anyhow::anyhow!("binding rpc {}: {e}", cluster.rpc_addr))?;
+    tracing::info!(addr = %cluster.rpc_addr, node = %me, voters = ?cluster.seeds, "serving node-to-node rpc");
+    let (inbox, inbox_receiver) = local_channel::new_bounded(rpc_net::INBOX_MAX);
+    let known = rpc_net::known_nodes(cluster.seeds.iter().map(|s| s.node).collect());
+    glommio::spawn_local(
+        net.clone()
+            .serve(listener, known, Rc::new(inbox), stopping.clone()),
+    )
+    .detach();
+    let view = Rc::new(RefCell::new(ClusterView {
+        node: me.0,
+        cluster_id,
+        voters: cluster.seeds.iter().map(|s| s.node.0).collect(),
+        ..ClusterView::default()
+    }));
+    let registration = Registration {
+        node: me,
+        incarnation: incarnation.0,
+        kafka_host: config.advertised_host.clone(),
+        kafka_port: u16::try_from(config.advertised_port).unwrap_or(0),
+        rpc_addr: cluster.advertised_rpc_addr.clone(),
+        rack: config.rack.clone(),
+        cores: config.cores as u32,
+    };
+    let driver = Driver {
+        replica,
+        state,
+        net,
+        view: view.clone(),
+        registration,
+        ticks: 0,
+        last_leader: 0,
+        liveness: None,
+        started: std::time::Instant::now(),
+        heartbeats_missed: 0,
+    };
+    glommio::spawn_local(async move {
+        if let Err(error) = driver.run(inbox_receiver, stopping).await {
+            fatal(format!("controller replica failed: {error}"));
+        }
+    })
+    .detach();
+    Ok(view)
+}
+
+fn restore(replica: &Replica<GlommioDisk>, cluster_id: &str) -> anyhow::Result<ClusterState> {
+    let snapshot = replica.snapshot();
+    if snapshot.get_metadata().index == 0 {
+        return Ok(ClusterState::new(cluster_id.to_string()));
+    }
+    let state = ClusterState::from_snapshot_bytes(&snapshot.data)
+        .map_err(|e| anyhow::anyhow!("controller snapshot: {e}"))?;
+    if state.cluster_id() != cluster_id {
+        anyhow::bail!(
+            "the controller log belongs to cluster {}, this node is configured for {cluster_id}",
+            state.cluster_id()
+        );
+    }
+    Ok(state)
+}
+
+struct Driver {
+    replica: Replica<GlommioDisk>,
+    state: ClusterState,
+    net: Rc<RpcNet>,
+    view: Rc<RefCell<ClusterView>>,
+    registration: Registration,
+    ticks: u64,
+    last_leader: u64,
+    /// Broker sessions, kept only while this replica leads the controller.
+    liveness: Option<Liveness>,
+    started: std::time::Instant,
+    heartbeats_missed: u64,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        inbox: local_channel::LocalReceiver<Inbound>,
+        stopping: Rc<Cell<bool>>,
+    ) -> shoal_consensus::Result<()> {
+        let mut next = Box::pin(inbox.recv());
+        let mut tick = Box::pin(glommio::timer::sleep(Duration::from_millis(TICK_MS)));
+        while !stopping.get() {
+            match select(next, tick).await {
+                Either::Left((inbound, pending_tick)) => {
+                    tick = pending_tick;
+                    next = Box::pin(inbox.recv());
+                    match inbound {
+                        None => return Ok(()),
+                        Some(Inbound::Raft { from, message }) => self.step(from, &message),
+                        Some(Inbound::Heartbeat { from, beat }) => self.on_heartbeat(from, &beat),
+                    }
+                }
+                Either::Right(((), pending_next)) => {
+                    next = pending_next;
+                    tick = Box::pin(glommio::timer::sleep(Duration::from_millis(TICK_MS)));
+                    let _ = self.replica.tick();
+                    self.ticks += 1;
+                    self.register_if_needed();
+                    self.heartbeat_if_due();
+                    self.lead_liveness();
+                }
+            }
+            let progress = self.replica.advance().await?;
+            self.deliver(progress)?;
+            self.compact_if_due().await?;
+            self.refresh_view();
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, from: NodeId, bytes: &[u8]) {
+        let message = match shoal_consensus::decode_message(bytes) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(from = %from, %error, "undecodable raft message dropped");
+                return;
+            }
+        };
+        // raft-rs trusts `from`; the transport checked who sent the frame, so a message that
+        // claims another sender is refused here.
+        if node_of(message.from) != from {
+            tracing::warn!(from = %from, claimed = message.from, "raft message with a forged sender dropped");
+            return;
+        }
+        if let Err(error) = self.replica.step(message) {
+            tracing::debug!(from = %from, %error, "raft message refused");
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Every `HEARTBEAT_TICKS`, once registered: a heartbeat to the controller leader (handled
+    /// in place when this node leads).
+    fn heartbeat_if_due(&mut self) {
+        if !self.ticks.is_multiple_of(HEARTBEAT_TICKS) {
+            return;
+        }
+        let me = self.registration.node;
+        let Some(broker) = self.state.broker(me) else {
+            return;
+        };
+        if broker.registration.incarnation != self.registration.incarnation {
+            return;
+        }
+        let status = self.replica.status();
+        if status.leader == 0 {
+            self.heartbeats_missed += 1;
+            return;
+        }
+        let beat = shoal_rpc::BrokerHeartbeat {
+            request_id: self.ticks,
+            node: me,
+            broker_epoch: broker.broker_epoch as i64,
+            incarnation: shoal_rpc::Incarnation(self.registration.incarnation),
+            metadata_offset: self.state.applied_index() as i64,
+            want_fence: false,
+            want_shutdown: false,
+        };
+        let leader = node_of(status.leader);
+        if leader == me {
+            self.on_heartbeat(me, &beat);
+        } else {
+            self.net.send_heartbeat(leader, &beat);
+        }
+    }
+
+    /// On the leader: extend the sender's session; propose what the answer calls for.
+    fn on_heartbeat(&mut self, from: NodeId, beat: &shoal_rpc::BrokerHeartbeat) {
+        let now_ms = self.now_ms();
+        let Some(liveness) = self.liveness.as_mut() else {
+            return; // not the leader (any more): the broker finds the new one
+        };
+        let heartbeat = Heartbeat {
+            node: from,
+            broker_epoch: u64::try_from(beat.broker_epoch).unwrap_or(0),
+            applied_index: u64::try_from(beat.metadata_offset).unwrap_or(0),
+            want_fence: beat.want_fence,
+        };
+        let record = match liveness.heartbeat(&self.state, &heartbeat, now_ms) {
+            HeartbeatReply::Unfence(record) | HeartbeatReply::Fence(record) => record,
+            _ => return,
+        };
+        self.propose(&record);
+    }
+
+    /// On the leader, every tick: fence brokers whose session expired.
+    fn lead_liveness(&mut self) {
+        let now_ms = self.now_ms();
+        let leads = self.replica.status().is_leader;
+        match (&mut self.liveness, leads) {
+            (None, true) => {
+                let mut liveness = Liveness::new(SESSION_TIMEOUT_MS);
+                liveness.on_become_leader(&self.state, now_ms);
+                self.liveness = Some(liveness);
+            }
+            (Some(_), false) => self.liveness = None,
+            _ => {}
+        }
+        let Some(liveness) = self.liveness.as_mut() else {
+            return;
+        };
+        for (node, broker_epoch) in liveness.expired(&self.state, now_ms) {
+            tracing::warn!(node = %node, broker_epoch, "broker missed its heartbeats: fencing it");
+            self.propose(&Record::FenceBroker { node, broker_epoch });
+        }
+    }
+
+    fn propose(&mut self, record: &Record) {
+        match record.encode() {
+            Ok(bytes) => {
+                if let Err(error) = self.replica.propose(bytes) {
+                    tracing::debug!(%error, "metadata record not proposed");
+                }
+            }
+            Err(error) => tracing::error!(%error, "metadata record does not encode"),
+        }
+    }
+
+    /// Proposes this node's registration until the applied state has it (a follower's
+    /// proposal is forwarded to the leader by raft-rs; one made without a leader is dropped,
+    /// hence the retry).
+    fn register_if_needed(&mut self) {
+        let registered = self
+            .state
+            .broker(self.registration.node)
+            .is_some_and(|b| b.registration.incarnation == self.registration.incarnation);
+        if registered || !self.ticks.is_multiple_of(REGISTER_RETRY_TICKS) {
+            return;
+        }
+        self.propose(&Record::RegisterBroker(self.registration.clone()));
+    }
+
+    fn deliver(&mut self, progress: Progress) -> shoal_consensus::Result<()> {
+        for message in &progress.messages {
+            let to = node_of(message.to);
+            let bytes = shoal_consensus::encode_message(message)?;
+            self.net.send_raft(to, CONTROLLER_GROUP, bytes.into());
+        }
+        if let Some(snapshot) = &progress.snapshot {
+            match ClusterState::from_snapshot_bytes(&snapshot.data) {
+                Ok(state) => self.state = state,
+                Err(error) => {
+                    return Err(shoal_consensus::Error::Invalid(format!(
+                        "controller snapshot from the leader: {error}"
+                    )))
+                }
+            }
+        }
+        for entry in progress.committed {
+            match Record::decode(&entry.data) {
+                Ok(record) => match self.state.apply(entry.index, &record) {
+                    Ok(applied) => {
+                        tracing::debug!(index = entry.index, ?applied, "metadata applied")
+                    }
+                    Err(error) => {
+                        tracing::info!(index = entry.index, %error, "metadata record refused")
+                    }
+                },
+                // A record this version cannot read: applying the rest out of order would
+                // fork this node's metadata, so stop.
+                Err(error) => {
+                    return Err(shoal_consensus::Error::Invalid(format!(
+                        "metadata record {}: {error}",
+                        entry.index
+                    )))
+                }
+            }
+        }
+        if progress.applied_index > self.state.applied_index() {
+            self.state.advance(progress.applied_index);
+        }
+        Ok(())
+    }
+
+    async fn compact_if_due(&mut self) -> shoal_consensus::Result<()> {
+        let applied = self.replica.applied_index();
+        let snapshot_index = self.replica.snapshot().get_metadata().index;
+        if applied < snapshot_index + COMPACT_EVERY_ENTRIES {
+            return Ok(());
+        }
+        let bytes = self
+            .state
+            .to_snapshot_bytes()
+            .map_err(|e| shoal_consensus::Error::Invalid(format!("metadata snapshot: {e}")))?;
+        self.replica.compact(applied, bytes).await
+    }
+
+    fn refresh_view(&mut self) {
+        let status = self.replica.status();
+        if status.leader != 0 && status.leader != self.last_leader {
+            tracing::info!(leader = %node_of(status.leader), term = status.term, "controller leader");
+            self.last_leader = status.leader;
+            self.view.borrow_mut().leader_changes += 1;
+        }
+        let stats = &self.net.stats;
+        let mut view = self.view.borrow_mut();
+        view.leader = (status.leader != 0).then(|| node_of(status.leader).0);
+        view.term = status.term;
+        view.commit = status.commit;
+        view.applied = self.replica.applied_index();
+        view.heartbeats_missed = self.heartbeats_missed;
+        view.rpc_bytes_in = stats.bytes_in.get();
+        view.rpc_bytes_out = stats.bytes_out.get();
+        view.rpc_frames_refused = stats.frames_refused.get();
+        view.rpc_envelopes_dropped = stats.envelopes_dropped.get();
+        view.brokers = self
+            .state
+            .brokers()
+            .values()
+            .map(|b| BrokerView {
+                node: b.registration.node.0,
+                kafka: format!(
+                    "{}:{}",
+                    b.registration.kafka_host, b.registration.kafka_port
+                ),
+                rpc: b.registration.rpc_addr.clone(),
+                rack: b.registration.rack.clone(),
+                broker_epoch: b.broker_epoch,
+                fenced: b.fenced,
+            })
+            .collect();
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl ClusterView {
+    /// The JSON of `/v1/cluster`.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let brokers: Vec<serde_json::Value> = self
+            .brokers
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "node_id": b.node, "kafka": b.kafka, "rpc": b.rpc, "rack": b.rack,
+                    "broker_epoch": b.broker_epoch, "fenced": b.fenced,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "node_id": self.node,
+            "cluster_id": self.cluster_id,
+            "controller": {
+                "voters": self.voters, "leader": self.leader, "term": self.term,
+                "commit": self.commit, "leader_changes": self.leader_changes,
+            },
+            "metadata_version": self.applied,
+            "heartbeats_missed": self.heartbeats_missed,
+            "brokers": brokers,
+            "rpc": {
+                "bytes_in": self.rpc_bytes_in, "bytes_out": self.rpc_bytes_out,
+                "frames_refused": self.rpc_frames_refused,
+                "envelopes_dropped": self.rpc_envelopes_dropped,
+            },
+        })
+    }
+}

@@ -1,0 +1,326 @@
+//! The node-to-node transport, on core 0: one listener (`rpc_addr`), one outbound connection
+//! per peer, frames of `shoal-rpc`.
+//!
+//! Outbound: `RpcNet::send` queues an envelope for a peer (bounded, `PEER_QUEUE_MAX`; a full
+//! queue drops the envelope and counts it: everything sent here is Raft traffic, which
+//! tolerates loss and retries by itself). One task per peer connects (backoff
+//! `RECONNECT_MS_MIN`..`RECONNECT_MS_MAX`), sends a Hello, then batches whatever is queued
+//! into one frame per write.
+//!
+//! Inbound: every frame is length-checked before it is read, then CRC-, version- and
+//! peer-checked (cluster id, destination, known sender); the first envelope of a connection
+//! must be a Hello. A frame that fails any check closes the connection with a logged reason:
+//! a Kafka client or a node of another cluster on this port is refused, nothing else happens.
+//! Raft envelopes go to the controller's inbox (the only group until replication lands; its
+//! target core is 0).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::{TcpListener, TcpStream};
+use shoal_model::{NodeId, ShardId};
+use shoal_rpc::{
+    check_peer, decode_frame, encode_frame, frame_length, ClusterId, Envelope, FrameHeader, Hello,
+    Incarnation, MessageKind, RaftMessage, FRAME_PREFIX_BYTES,
+};
+
+/// Envelopes queued for one peer before new ones are dropped.
+const PEER_QUEUE_MAX: usize = 4096;
+/// Envelopes written in one frame at most.
+const ENVELOPES_PER_WRITE_MAX: usize = 1024;
+/// Raft messages queued for the controller before new ones are dropped.
+pub(crate) const INBOX_MAX: usize = 4096;
+const RECONNECT_MS_MIN: u64 = 50;
+const RECONNECT_MS_MAX: u64 = 2000;
+const CONNECT_TIMEOUT_MS: u64 = 1000;
+
+/// What arrived for the controller driver.
+pub(crate) enum Inbound {
+    /// A Raft message of the controller group.
+    Raft { from: NodeId, message: Bytes },
+    /// A broker's liveness report (served by the controller leader).
+    Heartbeat {
+        from: NodeId,
+        beat: shoal_rpc::BrokerHeartbeat,
+    },
+}
+
+/// Counters for `/metrics` and `/v1/cluster`.
+#[derive(Default)]
+pub(crate) struct NetStats {
+    pub(crate) bytes_out: Cell<u64>,
+    pub(crate) bytes_in: Cell<u64>,
+    pub(crate) frames_refused: Cell<u64>,
+    pub(crate) envelopes_dropped: Cell<u64>,
+    pub(crate) connects: Cell<u64>,
+}
+
+pub(crate) struct RpcNet {
+    me: NodeId,
+    cluster_id: ClusterId,
+    peers: BTreeMap<NodeId, LocalSender<Envelope>>,
+    pub(crate) stats: Rc<NetStats>,
+}
+
+impl RpcNet {
+    /// Starts one outbound task per peer (`peers`: node id -> host:port) and returns the
+    /// handle to queue envelopes with.
+    pub(crate) fn start(
+        me: NodeId,
+        cluster_id: ClusterId,
+        incarnation: Incarnation,
+        peers: &[(NodeId, String)],
+        stopping: Rc<Cell<bool>>,
+    ) -> Rc<RpcNet> {
+        let stats = Rc::new(NetStats::default());
+        let mut senders = BTreeMap::new();
+        for (node, addr) in peers {
+            let (sender, receiver) = local_channel::new_bounded(PEER_QUEUE_MAX);
+            let _ = senders.insert(*node, sender);
+            let header = FrameHeader {
+                cluster_id,
+                source_node: me,
+                source_incarnation: incarnation,
+                destination_node: *node,
+            };
+            let task = outbound(
+                header,
+                addr.clone(),
+                receiver,
+                stats.clone(),
+                stopping.clone(),
+            );
+            glommio::spawn_local(task).detach();
+        }
+        Rc::new(RpcNet {
+            me,
+            cluster_id,
+            peers: senders,
+            stats,
+        })
+    }
+
+    /// Queues a Raft message of the controller group for `to`. Never waits: a full queue or
+    /// an unknown peer drops the message (raft-rs resends what matters).
+    pub(crate) fn send_raft(&self, to: NodeId, group: u64, message: Bytes) {
+        let body = RaftMessage { group, message };
+        let envelope = match Envelope::new(ShardId(0), &body) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::warn!(%error, to = %to, "raft message not sent");
+                return;
+            }
+        };
+        let queued = self.peers.get(&to).map(|s| s.try_send(envelope));
+        if !matches!(queued, Some(Ok(()))) {
+            self.stats
+                .envelopes_dropped
+                .set(self.stats.envelopes_dropped.get() + 1);
+        }
+    }
+
+    /// Queues a broker heartbeat for the controller leader `to` (dropped like a Raft message
+    /// when the queue is full: the next one follows within a heartbeat interval).
+    pub(crate) fn send_heartbeat(&self, to: NodeId, beat: &shoal_rpc::BrokerHeartbeat) {
+        let queued = Envelope::new(ShardId(0), beat)
+            .ok()
+            .and_then(|e| self.peers.get(&to).map(|s| s.try_send(e)));
+        if !matches!(queued, Some(Ok(()))) {
+            self.stats
+                .envelopes_dropped
+                .set(self.stats.envelopes_dropped.get() + 1);
+        }
+    }
+
+    /// Serves the listener until the broker stops: each connection in its own task.
+    pub(crate) async fn serve(
+        self: Rc<Self>,
+        listener: TcpListener,
+        known: Rc<dyn Fn(NodeId) -> bool>,
+        inbox: Rc<LocalSender<Inbound>>,
+        stopping: Rc<Cell<bool>>,
+    ) {
+        while !stopping.get() {
+            match listener.accept().await {
+                Ok(stream) => {
+                    let peer = stream
+                        .peer_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    let (net, known, inbox) = (self.clone(), known.clone(), inbox.clone());
+                    glommio::spawn_local(async move {
+                        if let Err(reason) = net.read_connection(stream, &*known, &inbox).await {
+                            net.stats
+                                .frames_refused
+                                .set(net.stats.frames_refused.get() + 1);
+                            tracing::warn!(peer = %peer, "internal connection closed: {reason}");
+                        }
+                    })
+                    .detach();
+                }
+                Err(error) => tracing::warn!(%error, "rpc accept failed"),
+            }
+        }
+    }
+
+    /// Reads frames until the peer closes (`Ok`) or a frame is refused (`Err` with the reason
+    /// to log).
+    async fn read_connection(
+        &self,
+        mut stream: TcpStream,
+        known: &dyn Fn(NodeId) -> bool,
+        inbox: &LocalSender<Inbound>,
+    ) -> Result<(), String> {
+        let mut greeted = false;
+        loop {
+            let mut prefix = [0u8; FRAME_PREFIX_BYTES];
+            match stream.read_exact(&mut prefix).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(format!("read failed: {e}")),
+            }
+            let len = frame_length(prefix).map_err(|e| e.to_string())?;
+            let mut frame = vec![0u8; len];
+            stream
+                .read_exact(&mut frame)
+                .await
+                .map_err(|e| format!("frame of {len} bytes cut short: {e}"))?;
+            self.stats
+                .bytes_in
+                .set(self.stats.bytes_in.get() + (len + FRAME_PREFIX_BYTES) as u64);
+            let (header, envelopes) =
+                decode_frame(&Bytes::from(frame)).map_err(|e| e.to_string())?;
+            check_peer(&header, self.cluster_id, self.me, known).map_err(|e| e.to_string())?;
+            for envelope in envelopes {
+                if !greeted {
+                    let hello: Hello = envelope
+                        .decode()
+                        .map_err(|e| format!("first envelope is not a Hello: {e}"))?;
+                    if hello.node != header.source_node || hello.cluster_id != self.cluster_id {
+                        return Err(format!(
+                            "Hello of node {} in cluster {} does not match its frame",
+                            hello.node, hello.cluster_id
+                        ));
+                    }
+                    let _ = hello.shared_version().map_err(|e| e.to_string())?;
+                    greeted = true;
+                    continue;
+                }
+                self.dispatch(header.source_node, envelope, inbox);
+            }
+        }
+    }
+
+    fn dispatch(&self, from: NodeId, envelope: Envelope, inbox: &LocalSender<Inbound>) {
+        if envelope.kind == MessageKind::BROKER_HEARTBEAT {
+            match envelope.decode::<shoal_rpc::BrokerHeartbeat>() {
+                Ok(beat) if beat.node == from => {
+                    self.to_inbox(inbox, Inbound::Heartbeat { from, beat })
+                }
+                Ok(beat) => {
+                    tracing::warn!(from = %from, claimed = %beat.node, "heartbeat for another node dropped")
+                }
+                Err(error) => tracing::warn!(from = %from, %error, "heartbeat skipped"),
+            }
+            return;
+        }
+        if envelope.kind != MessageKind::RAFT {
+            tracing::debug!(from = %from, kind = %envelope.kind, "envelope of a kind not served here, skipped");
+            return;
+        }
+        match envelope.decode::<RaftMessage>() {
+            Ok(raft) if raft.group == crate::cluster::CONTROLLER_GROUP => {
+                let message = raft.message;
+                self.to_inbox(inbox, Inbound::Raft { from, message });
+            }
+            Ok(raft) => {
+                tracing::debug!(from = %from, group = raft.group, "raft message for an unknown group, skipped")
+            }
+            Err(error) => tracing::warn!(from = %from, %error, "raft envelope skipped"),
+        }
+    }
+
+    fn to_inbox(&self, inbox: &LocalSender<Inbound>, inbound: Inbound) {
+        if inbox.try_send(inbound).is_err() {
+            self.stats
+                .envelopes_dropped
+                .set(self.stats.envelopes_dropped.get() + 1);
+        }
+    }
+}
+
+/// Keeps one connection to a peer: connect, Hello, then write batches of queued envelopes.
+async fn outbound(
+    header: FrameHeader,
+    addr: String,
+    queue: LocalReceiver<Envelope>,
+    stats: Rc<NetStats>,
+    stopping: Rc<Cell<bool>>,
+) {
+    let mut backoff_ms = RECONNECT_MS_MIN;
+    let mut batches = queue.stream().ready_chunks(ENVELOPES_PER_WRITE_MAX);
+    while !stopping.get() {
+        let connected = connect(&addr).await;
+        let mut stream = match connected {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::debug!(peer = %addr, %error, "connect failed; retrying");
+                glommio::timer::sleep(Duration::from_millis(backoff_ms)).await;
+                backoff_ms = (backoff_ms * 2).min(RECONNECT_MS_MAX);
+                continue;
+            }
+        };
+        stats.connects.set(stats.connects.get() + 1);
+        backoff_ms = RECONNECT_MS_MIN;
+        let hello = Hello::ours(
+            header.cluster_id,
+            header.source_node,
+            header.source_incarnation,
+        );
+        let mut pending = match Envelope::new(ShardId(0), &hello) {
+            Ok(envelope) => vec![envelope],
+            Err(error) => {
+                tracing::error!(%error, "cannot encode our Hello");
+                return;
+            }
+        };
+        loop {
+            let mut frame = Vec::new();
+            if let Err(error) = encode_frame(&header, &pending, &mut frame) {
+                tracing::warn!(peer = %addr, %error, "frame not sent");
+            } else if let Err(error) = stream.write_all(&frame).await {
+                tracing::debug!(peer = %addr, %error, "write failed; reconnecting");
+                break;
+            } else {
+                stats
+                    .bytes_out
+                    .set(stats.bytes_out.get() + frame.len() as u64);
+            }
+            match batches.next().await {
+                Some(batch) => pending = batch,
+                None => return,
+            }
+        }
+    }
+}
+
+async fn connect(addr: &str) -> std::io::Result<TcpStream> {
+    let stream =
+        TcpStream::connect_timeout(addr, Duration::from_millis(CONNECT_TIMEOUT_MS)).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// The shared state the listener's closures capture.
+pub(crate) type KnownNodes = Rc<dyn Fn(NodeId) -> bool>;
+
+/// Builds the set of nodes that may talk to this one (the seeds, for now).
+pub(crate) fn known_nodes(nodes: Vec<NodeId>) -> KnownNodes {
+    let nodes = RefCell::new(nodes);
+    Rc::new(move |node| nodes.borrow().contains(&node))
+}
