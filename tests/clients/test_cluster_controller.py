@@ -11,8 +11,15 @@ replicated metadata log and is unfenced by its heartbeats.
   * a stranger on the internal port (a Kafka request, a frame of another cluster) is refused
     and logged, and the cluster carries on.
 
-What is not yet here (issue 14, next steps): topics and client-facing Metadata still come from
-each node's own metadata.json, not from the controller.
+  * topics go through the controller: created through one node, they are on every node's
+    Metadata with their partitions spread over the three nodes; a producer bootstrapped with
+    one node and consumer groups bootstrapped with each node produce, consume and commit on
+    every partition; with the controller leader killed, a topic created through a survivor
+    is placed on the live nodes only and the dead node's partitions are leaderless; back, it
+    serves its partitions with every acknowledged record.
+
+Each partition has one replica until replication lands: a dead node's partitions are
+unavailable (not lost) until it is back.
 """
 
 import json
@@ -24,6 +31,8 @@ import time
 import urllib.request
 
 import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 import netns
 from conftest import SHOAL_BIN, _require_binary
@@ -228,3 +237,101 @@ def crc32c(data):
         for _ in range(8):
             crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
     return crc ^ 0xFFFFFFFF
+
+
+def bootstrap(c, node_id):
+    return f"{c.addr(ns_index(node_id))}:9092"
+
+
+def create(c, via, name, partitions):
+    admin = AdminClient({"bootstrap.servers": bootstrap(c, via)})
+    for _, f in admin.create_topics([NewTopic(name, num_partitions=partitions,
+                                              replication_factor=1)]).items():
+        f.result(timeout=20)
+
+
+def leaders(c, via, name):
+    md = AdminClient({"bootstrap.servers": bootstrap(c, via)}).list_topics(timeout=10)
+    if name not in md.topics:
+        return None
+    return {p.id: p.leader for p in md.topics[name].partitions.values()}, sorted(md.brokers)
+
+
+def produce_all(c, via, name, partitions, count):
+    p = Producer({"bootstrap.servers": bootstrap(c, via), "acks": "all", "linger.ms": 5,
+                  "message.timeout.ms": 20000})
+    acked = {}
+
+    def done(err, msg):
+        if err is None:
+            acked[msg.value()] = (msg.partition(), msg.offset())
+
+    for i in range(count):
+        p.produce(name, value=b"%s-%d" % (name.encode(), i), partition=i % partitions,
+                  on_delivery=done)
+    p.flush(30)
+    return acked
+
+
+def consume_group(c, via, name, group, want):
+    consumer = Consumer({"bootstrap.servers": bootstrap(c, via), "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([name])
+    got = {}
+    deadline = time.monotonic() + 30
+    while len(got) < want and time.monotonic() < deadline:
+        m = consumer.poll(0.5)
+        if m is not None and m.error() is None:
+            got[m.value()] = (m.partition(), m.offset())
+    consumer.commit(asynchronous=False)
+    committed = {tp.partition: tp.offset
+                 for tp in consumer.committed(consumer.assignment(), timeout=10)}
+    consumer.close()
+    return got, committed
+
+
+def test_topics_go_through_the_controller(three_nodes):
+    c, procs, start = three_nodes
+    leader, _, _ = wait_for("a leader and three unfenced brokers",
+                            lambda: agreed_leader(c, [1, 2, 3]))
+    create(c, via=(leader + 1) % 3, name="orders", partitions=6)
+    for node in range(3):
+        got = wait_for(f"orders in node {node}'s Metadata", lambda: leaders(c, node, "orders"))
+        by_partition, brokers = got
+        assert brokers == [0, 1, 2]
+        assert sorted(set(by_partition.values())) == [0, 1, 2], by_partition  # spread out
+    acked = produce_all(c, via=(leader + 2) % 3, name="orders", partitions=6, count=120)
+    assert len(acked) == 120
+    for node in range(3):
+        got, committed = consume_group(c, via=node, name="orders", group=f"g{node}", want=120)
+        assert got == acked, f"group via node {node} read {len(got)} of 120"
+        assert committed == {p: 20 for p in range(6)}, committed
+
+    # The controller leader dies: metadata changes go on through a survivor.
+    by_partition, _ = leaders(c, leader, "orders")
+    procs[leader].kill()
+    survivor = (leader + 1) % 3
+    rest = [ns_index(n) for n in range(3) if n != leader]
+
+    def dead_fenced():
+        got = agreed_leader(c, rest, fenced_ok=(leader,))
+        dead = got and [b for b in got[2] if b["node_id"] == leader]
+        return got if dead and dead[0]["fenced"] else None
+
+    wait_for("the dead node fenced", dead_fenced, timeout=30)
+    create(c, via=survivor, name="after", partitions=4)
+    placed, brokers = wait_for("after in Metadata", lambda: leaders(c, survivor, "after"))
+    assert leader not in placed.values() and leader not in brokers, (placed, brokers)
+    orders_now, _ = leaders(c, survivor, "orders")
+    for p, node in by_partition.items():
+        assert orders_now[p] == (-1 if node == leader else node), (by_partition, orders_now)
+
+    # Back: it serves its partitions again, with every acknowledged record.
+    start(leader)
+    wait_for("the restarted node unfenced", lambda: agreed_leader(c, [1, 2, 3]), timeout=30)
+    wait_for("orders led by all three again",
+             lambda: leaders(c, survivor, "orders")[0] == by_partition or None, timeout=30)
+    got, _ = consume_group(c, via=leader, name="orders", group="after-restart", want=120)
+    assert got == acked
+    assert "after" in AdminClient({"bootstrap.servers": bootstrap(c, leader)}).list_topics(
+        timeout=10).topics

@@ -89,8 +89,12 @@ pub struct TopicInfo {
     pub configs: BTreeMap<String, String>,
     /// The leader epoch of each partition, by partition index.
     pub leader_epochs: Vec<i32>,
-    /// Partitions that are offline here (a failed or full disk, corruption), ascending.
+    /// Partitions without a leader (a failed or full disk, corruption, or their node is
+    /// fenced), ascending.
     pub offline: Vec<i32>,
+    /// The node of each partition, by partition index (empty: every partition on this
+    /// broker, as on a one-node cluster).
+    pub nodes: Vec<i32>,
     /// How produced batches are checked and rewritten, from the topic's configs.
     pub produce: ProducePolicy,
 }
@@ -236,7 +240,18 @@ pub struct LogDirInfo {
 }
 
 pub trait Cluster {
+    /// This broker.
     fn broker(&self) -> BrokerInfo;
+    /// Every live broker of the cluster (this one included), by node id.
+    fn brokers(&self) -> Vec<BrokerInfo> {
+        vec![self.broker()]
+    }
+    /// The broker coordinating a consumer group; `None` while it has none (its node is
+    /// fenced and the controller has not moved it yet).
+    fn group_coordinator(&self, group_id: &str) -> Option<BrokerInfo> {
+        let _ = group_id;
+        Some(self.broker())
+    }
     /// A consistent snapshot of all topics.
     fn topics(&self) -> Vec<TopicInfo>;
     fn topic(&self, name: &str) -> Option<TopicInfo>;

@@ -8,11 +8,15 @@
 //! transport, committed records are applied in order. A failed write of the controller log
 //! stops the broker (never retried: see `shoal-consensus`).
 //!
-//! What the cluster does so far: the seeds elect a controller leader (pre-vote, check-quorum),
-//! each node registers itself as a broker through the replicated log (address, rack, cores,
-//! a broker epoch = its record's index), and `/v1/cluster` shows nodes, leader, term and
-//! metadata version. Topics, partition placement and client-facing Metadata are still each
-//! node's own (`metadata.json`) until the controller takes them over (issue 14, next steps).
+//! Every applied change becomes this node's metadata (`Shard::adopt_cluster_metadata`: the
+//! `metadata.json` cache, every core's snapshot, this node's logs opened or dropped), and only
+//! then are this node's waiting proposals answered. Metadata changes from requests
+//! (`cluster_admin.rs`) are planned against the applied state and proposed here; raft-rs
+//! forwards a follower's proposal to the leader. Each entry is a 16-byte proposal id and a
+//! `shoal_controller::Record`.
+//!
+//! On the leader only: broker sessions (heartbeats every 500 ms; fenced after
+//! `SESSION_TIMEOUT_MS`; unfenced when heard again) and group-coordinator placement.
 
 use std::cell::{Cell, RefCell};
 use std::path::Path;
@@ -23,13 +27,17 @@ use futures::future::{select, Either};
 use glommio::channels::local_channel;
 use glommio::net::TcpListener;
 use shoal_consensus::{Progress, Replica, ReplicaOptions};
-use shoal_controller::{ClusterState, Heartbeat, HeartbeatReply, Liveness, Record, Registration};
+use shoal_controller::{
+    Applied, ApplyError, ClusterState, Heartbeat, HeartbeatReply, Liveness, Record, Registration,
+};
 use shoal_model::NodeId;
 use shoal_rpc::Incarnation;
 use shoal_runtime::GlommioDisk;
 
-use crate::config::{ClusterConfig, Config};
+use crate::config::ClusterConfig;
+use crate::metadata::{BrokerMeta, Snapshot, TopicMeta};
 use crate::rpc_net::{self, Inbound, RpcNet};
+use crate::shard::Shard;
 
 /// The controller's Raft group id (partition groups will take others).
 pub(crate) const CONTROLLER_GROUP: u64 = 0;
@@ -44,7 +52,60 @@ const HEARTBEAT_TICKS: u64 = 5;
 /// A broker not heard from for this long is fenced (Kafka's `broker.session.timeout.ms` is
 /// 9 s; a shorter session moves leadership sooner after a crash).
 const SESSION_TIMEOUT_MS: u64 = 6000;
+/// The leader places group coordinators (where none is live) at most this often, in ticks.
+const GROUP_PLACEMENT_TICKS: u64 = 20;
 pub(crate) const CONTROLLER_DIR: &str = "controller";
+
+/// Longest a metadata change waits to be committed and applied here before the request gets a
+/// retriable error (the change may still commit later: the client's retry then finds it).
+const PROPOSAL_TIMEOUT_MS: u64 = 10_000;
+/// Bytes of the proposal id that prefix every entry of the controller log.
+const PROPOSAL_ID_BYTES: usize = 16;
+
+/// A metadata change proposed by this node, and who waits for its outcome.
+pub(crate) struct Proposal {
+    pub(crate) record: Record,
+    pub(crate) done: futures::channel::oneshot::Sender<Result<Applied, ProposeError>>,
+}
+
+/// Why a proposal got no outcome.
+#[derive(Debug)]
+pub(crate) enum ProposeError {
+    /// Committed, and refused when applied (raced with another change).
+    Refused(ApplyError),
+    /// No controller leader is known (an election is under way): retriable.
+    NoLeader,
+    /// Not committed in time (or the driver stopped): retriable; it may still commit.
+    TimedOut,
+}
+
+/// What core 0's metadata changes use in cluster mode: the applied controller state (to plan
+/// against) and the way to propose.
+pub(crate) struct ClusterHandle {
+    pub(crate) state: Rc<RefCell<ClusterState>>,
+    inbox: Rc<local_channel::LocalSender<Inbound>>,
+}
+
+impl ClusterHandle {
+    /// Proposes `record` and waits until it is committed and applied on this node (and this
+    /// node's cores have the new metadata), or for the reason it was not.
+    pub(crate) async fn propose(&self, record: Record) -> Result<Applied, ProposeError> {
+        let (done, outcome) = futures::channel::oneshot::channel();
+        if self
+            .inbox
+            .send(Inbound::Propose(Proposal { record, done }))
+            .await
+            .is_err()
+        {
+            return Err(ProposeError::TimedOut);
+        }
+        let timeout = glommio::timer::sleep(Duration::from_millis(PROPOSAL_TIMEOUT_MS));
+        match select(outcome, Box::pin(timeout)).await {
+            Either::Left((Ok(result), _)) => result,
+            _ => Err(ProposeError::TimedOut),
+        }
+    }
+}
 
 /// What `/v1/cluster` shows, refreshed after every round of the driver.
 #[derive(Clone, Debug, Default)]
@@ -87,11 +148,12 @@ fn node_of(raft_id: u64) -> NodeId {
 /// Opens the controller replica and starts the transport and the driver. Returns the view the
 /// admin endpoint reads. Errors (a controller log that does not open) stop the broker.
 pub(crate) async fn start(
-    config: &Config,
+    shard: Rc<Shard>,
     cluster: &ClusterConfig,
     stopping: Rc<Cell<bool>>,
     fatal: Rc<dyn Fn(String)>,
-) -> anyhow::Result<Rc<RefCell<ClusterView>>> {
+) -> anyhow::Result<(Rc<RefCell<ClusterView>>, Rc<ClusterHandle>)> {
+    let config = shard.config.clone();
     let me = NodeId(config.node_id);
     let voters: Vec<u64> = cluster.seeds.iter().map(|s| raft_id(s.node)).collect();
     let incarnation = Incarnation(uuid::Uuid::new_v4().as_u64_pair().0);
@@ -120,12 +182,18 @@ pub(crate) async fn start(
         .map_err(|e| anyhow::anyhow!("binding rpc {}: {e}", cluster.rpc_addr))?;
     tracing::info!(addr = %cluster.rpc_addr, node = %me, voters = ?cluster.seeds, "serving node-to-node rpc");
     let (inbox, inbox_receiver) = local_channel::new_bounded(rpc_net::INBOX_MAX);
+    let inbox = Rc::new(inbox);
     let known = rpc_net::known_nodes(cluster.seeds.iter().map(|s| s.node).collect());
     glommio::spawn_local(
         net.clone()
-            .serve(listener, known, Rc::new(inbox), stopping.clone()),
+            .serve(listener, known, inbox.clone(), stopping.clone()),
     )
     .detach();
+    let state = Rc::new(RefCell::new(state));
+    let handle = Rc::new(ClusterHandle {
+        state: state.clone(),
+        inbox,
+    });
     let view = Rc::new(RefCell::new(ClusterView {
         node: me.0,
         cluster_id,
@@ -152,6 +220,9 @@ pub(crate) async fn start(
         liveness: None,
         started: std::time::Instant::now(),
         heartbeats_missed: 0,
+        shard,
+        pending: std::collections::BTreeMap::new(),
+        proposals_made: 0,
     };
     glommio::spawn_local(async move {
         if let Err(error) = driver.run(inbox_receiver, stopping).await {
@@ -159,7 +230,7 @@ pub(crate) async fn start(
         }
     })
     .detach();
-    Ok(view)
+    Ok((view, handle))
 }
 
 fn restore(replica: &Replica<GlommioDisk>, cluster_id: &str) -> anyhow::Result<ClusterState> {
@@ -180,7 +251,7 @@ fn restore(replica: &Replica<GlommioDisk>, cluster_id: &str) -> anyhow::Result<C
 
 struct Driver {
     replica: Replica<GlommioDisk>,
-    state: ClusterState,
+    state: Rc<RefCell<ClusterState>>,
     net: Rc<RpcNet>,
     view: Rc<RefCell<ClusterView>>,
     registration: Registration,
@@ -190,6 +261,13 @@ struct Driver {
     liveness: Option<Liveness>,
     started: std::time::Instant,
     heartbeats_missed: u64,
+    shard: Rc<Shard>,
+    /// This node's proposals not yet applied, by proposal id.
+    pending: std::collections::BTreeMap<
+        [u8; PROPOSAL_ID_BYTES],
+        futures::channel::oneshot::Sender<Result<Applied, ProposeError>>,
+    >,
+    proposals_made: u64,
 }
 
 impl Driver {
@@ -209,6 +287,7 @@ impl Driver {
                         None => return Ok(()),
                         Some(Inbound::Raft { from, message }) => self.step(from, &message),
                         Some(Inbound::Heartbeat { from, beat }) => self.on_heartbeat(from, &beat),
+                        Some(Inbound::Propose(proposal)) => self.propose_for(proposal),
                     }
                 }
                 Either::Right(((), pending_next)) => {
@@ -222,7 +301,7 @@ impl Driver {
                 }
             }
             let progress = self.replica.advance().await?;
-            self.deliver(progress)?;
+            self.deliver(progress).await?;
             self.compact_if_due().await?;
             self.refresh_view();
         }
@@ -259,12 +338,11 @@ impl Driver {
             return;
         }
         let me = self.registration.node;
-        let Some(broker) = self.state.broker(me) else {
+        let Some(broker_epoch) = self.state.borrow().broker(me).and_then(|b| {
+            (b.registration.incarnation == self.registration.incarnation).then_some(b.broker_epoch)
+        }) else {
             return;
         };
-        if broker.registration.incarnation != self.registration.incarnation {
-            return;
-        }
         let status = self.replica.status();
         if status.leader == 0 {
             self.heartbeats_missed += 1;
@@ -273,9 +351,9 @@ impl Driver {
         let beat = shoal_rpc::BrokerHeartbeat {
             request_id: self.ticks,
             node: me,
-            broker_epoch: broker.broker_epoch as i64,
+            broker_epoch: broker_epoch as i64,
             incarnation: shoal_rpc::Incarnation(self.registration.incarnation),
-            metadata_offset: self.state.applied_index() as i64,
+            metadata_offset: self.state.borrow().applied_index() as i64,
             want_fence: false,
             want_shutdown: false,
         };
@@ -299,7 +377,8 @@ impl Driver {
             applied_index: u64::try_from(beat.metadata_offset).unwrap_or(0),
             want_fence: beat.want_fence,
         };
-        let record = match liveness.heartbeat(&self.state, &heartbeat, now_ms) {
+        let reply = liveness.heartbeat(&self.state.borrow(), &heartbeat, now_ms);
+        let record = match reply {
             HeartbeatReply::Unfence(record) | HeartbeatReply::Fence(record) => record,
             _ => return,
         };
@@ -313,7 +392,7 @@ impl Driver {
         match (&mut self.liveness, leads) {
             (None, true) => {
                 let mut liveness = Liveness::new(SESSION_TIMEOUT_MS);
-                liveness.on_become_leader(&self.state, now_ms);
+                liveness.on_become_leader(&self.state.borrow(), now_ms);
                 self.liveness = Some(liveness);
             }
             (Some(_), false) => self.liveness = None,
@@ -322,20 +401,62 @@ impl Driver {
         let Some(liveness) = self.liveness.as_mut() else {
             return;
         };
-        for (node, broker_epoch) in liveness.expired(&self.state, now_ms) {
+        let expired = liveness.expired(&self.state.borrow(), now_ms);
+        for (node, broker_epoch) in expired {
             tracing::warn!(node = %node, broker_epoch, "broker missed its heartbeats: fencing it");
             self.propose(&Record::FenceBroker { node, broker_epoch });
         }
+        // Group partitions without a live coordinator get one. Spaced out, so that a
+        // placement is applied before the next is planned (two plans from one state are the
+        // same record, but one made after a broker joined could move groups again).
+        if self.ticks.is_multiple_of(GROUP_PLACEMENT_TICKS) {
+            let planned = shoal_controller::plan_group_placement(&self.state.borrow());
+            if let Ok(Some(record)) = planned {
+                self.propose(&record);
+            }
+        }
     }
 
+    /// Proposes a record nobody waits for (registration, liveness).
     fn propose(&mut self, record: &Record) {
-        match record.encode() {
-            Ok(bytes) => {
-                if let Err(error) = self.replica.propose(bytes) {
-                    tracing::debug!(%error, "metadata record not proposed");
-                }
+        let _ = self.propose_with_id(record);
+    }
+
+    /// Proposes a record for a waiting request; its outcome is sent once applied.
+    fn propose_for(&mut self, proposal: Proposal) {
+        self.pending.retain(|_, done| !done.is_canceled());
+        match self.propose_with_id(&proposal.record) {
+            Some(id) => {
+                let _ = self.pending.insert(id, proposal.done);
             }
-            Err(error) => tracing::error!(%error, "metadata record does not encode"),
+            None => {
+                let _ = proposal.done.send(Err(ProposeError::NoLeader));
+            }
+        }
+    }
+
+    /// Every entry is `proposal id ++ encoded record`: the id lets the proposing node find
+    /// its waiter when the entry is applied. `None` if raft dropped the proposal (no leader).
+    fn propose_with_id(&mut self, record: &Record) -> Option<[u8; PROPOSAL_ID_BYTES]> {
+        self.proposals_made += 1;
+        let mut id = [0u8; PROPOSAL_ID_BYTES];
+        id[..8].copy_from_slice(&self.registration.incarnation.to_be_bytes());
+        id[8..].copy_from_slice(&self.proposals_made.to_be_bytes());
+        let bytes = match record.encode() {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::error!(%error, "metadata record does not encode");
+                return None;
+            }
+        };
+        let mut data = id.to_vec();
+        data.extend_from_slice(&bytes);
+        match self.replica.propose(data) {
+            Ok(()) => Some(id),
+            Err(error) => {
+                tracing::debug!(%error, "metadata record not proposed");
+                None
+            }
         }
     }
 
@@ -345,6 +466,7 @@ impl Driver {
     fn register_if_needed(&mut self) {
         let registered = self
             .state
+            .borrow()
             .broker(self.registration.node)
             .is_some_and(|b| b.registration.incarnation == self.registration.incarnation);
         if registered || !self.ticks.is_multiple_of(REGISTER_RETRY_TICKS) {
@@ -353,46 +475,114 @@ impl Driver {
         self.propose(&Record::RegisterBroker(self.registration.clone()));
     }
 
-    fn deliver(&mut self, progress: Progress) -> shoal_consensus::Result<()> {
+    async fn deliver(&mut self, progress: Progress) -> shoal_consensus::Result<()> {
         for message in &progress.messages {
             let to = node_of(message.to);
             let bytes = shoal_consensus::encode_message(message)?;
             self.net.send_raft(to, CONTROLLER_GROUP, bytes.into());
         }
+        let mut changed = false;
         if let Some(snapshot) = &progress.snapshot {
             match ClusterState::from_snapshot_bytes(&snapshot.data) {
-                Ok(state) => self.state = state,
+                Ok(state) => *self.state.borrow_mut() = state,
                 Err(error) => {
                     return Err(shoal_consensus::Error::Invalid(format!(
                         "controller snapshot from the leader: {error}"
                     )))
                 }
             }
+            changed = true;
         }
+        let mut outcomes = Vec::new();
         for entry in progress.committed {
-            match Record::decode(&entry.data) {
-                Ok(record) => match self.state.apply(entry.index, &record) {
-                    Ok(applied) => {
-                        tracing::debug!(index = entry.index, ?applied, "metadata applied")
-                    }
-                    Err(error) => {
-                        tracing::info!(index = entry.index, %error, "metadata record refused")
-                    }
-                },
+            let (id, record) = entry.data.split_at(PROPOSAL_ID_BYTES.min(entry.data.len()));
+            let record = Record::decode(record).map_err(|error| {
                 // A record this version cannot read: applying the rest out of order would
                 // fork this node's metadata, so stop.
+                shoal_consensus::Error::Invalid(format!("metadata record {}: {error}", entry.index))
+            })?;
+            let applied = self.state.borrow_mut().apply(entry.index, &record);
+            match &applied {
+                Ok(applied) => tracing::debug!(index = entry.index, ?applied, "metadata applied"),
                 Err(error) => {
-                    return Err(shoal_consensus::Error::Invalid(format!(
-                        "metadata record {}: {error}",
-                        entry.index
-                    )))
+                    tracing::info!(index = entry.index, %error, "metadata record refused")
                 }
             }
+            changed = true;
+            let waiter = <[u8; PROPOSAL_ID_BYTES]>::try_from(id)
+                .ok()
+                .and_then(|id| self.pending.remove(&id));
+            if let Some(done) = waiter {
+                outcomes.push((done, applied.map_err(ProposeError::Refused)));
+            }
         }
-        if progress.applied_index > self.state.applied_index() {
-            self.state.advance(progress.applied_index);
+        let applied_index = progress.applied_index;
+        if applied_index > self.state.borrow().applied_index() {
+            self.state.borrow_mut().advance(applied_index);
+        }
+        if changed {
+            let next = self.server_snapshot();
+            self.shard.adopt_cluster_metadata(next).await;
+        }
+        // Answered only now, so a client whose CreateTopics returned finds the topic's logs
+        // open on this node.
+        for (done, outcome) in outcomes {
+            let _ = done.send(outcome);
         }
         Ok(())
+    }
+
+    /// This node's view of the controller's metadata, in the shape every core reads.
+    fn server_snapshot(&self) -> Snapshot {
+        let state = self.state.borrow();
+        let me = self.registration.node.0;
+        let topics = state
+            .topics()
+            .iter()
+            .map(|(name, topic)| {
+                let meta = TopicMeta {
+                    id: topic.id,
+                    owners: topic
+                        .partitions
+                        .iter()
+                        .map(|p| p.replicas.first().map_or(0, |r| r.core.0 as usize))
+                        .collect(),
+                    configs: topic.configs.clone(),
+                    leader_epochs: topic.partitions.iter().map(|p| p.leader_epoch).collect(),
+                    nodes: topic
+                        .partitions
+                        .iter()
+                        .map(|p| p.replicas.first().map_or(-1, |r| r.node.0))
+                        .collect(),
+                };
+                (name.clone(), meta)
+            })
+            .collect();
+        let brokers = state
+            .brokers()
+            .values()
+            .map(|b| BrokerMeta {
+                node: b.registration.node.0,
+                host: b.registration.kafka_host.clone(),
+                port: i32::from(b.registration.kafka_port),
+                rack: b.registration.rack.clone(),
+                fenced: b.fenced,
+            })
+            .collect();
+        let group_nodes = state
+            .group_coordinators()
+            .iter()
+            .map(|c| c.as_ref().map_or(-1, |r| r.node.0))
+            .collect();
+        Snapshot {
+            version: 0, // set from the current version when adopted
+            cluster_id: state.cluster_id().to_string(),
+            topics,
+            producer_ids_reserved_until: 0,
+            node: me,
+            brokers,
+            group_nodes,
+        }
     }
 
     async fn compact_if_due(&mut self) -> shoal_consensus::Result<()> {
@@ -403,6 +593,7 @@ impl Driver {
         }
         let bytes = self
             .state
+            .borrow()
             .to_snapshot_bytes()
             .map_err(|e| shoal_consensus::Error::Invalid(format!("metadata snapshot: {e}")))?;
         self.replica.compact(applied, bytes).await
@@ -428,6 +619,7 @@ impl Driver {
         view.rpc_envelopes_dropped = stats.envelopes_dropped.get();
         view.brokers = self
             .state
+            .borrow()
             .brokers()
             .values()
             .map(|b| BrokerView {

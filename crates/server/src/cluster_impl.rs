@@ -89,26 +89,55 @@ impl Cluster for ShardCluster {
             node_id: config.node_id,
             host: config.advertised_host.clone(),
             port: config.advertised_port,
-            rack: None,
+            rack: config.rack.clone(),
             cluster_id: self.0.snapshot().cluster_id.clone(),
         }
     }
 
+    fn brokers(&self) -> Vec<BrokerInfo> {
+        let snapshot = self.0.snapshot();
+        if snapshot.brokers.is_empty() {
+            return vec![self.broker()];
+        }
+        snapshot
+            .brokers
+            .iter()
+            .filter(|b| !b.fenced)
+            .map(|b| BrokerInfo {
+                node_id: b.node,
+                host: b.host.clone(),
+                port: b.port,
+                rack: b.rack.clone(),
+                cluster_id: snapshot.cluster_id.clone(),
+            })
+            .collect()
+    }
+
+    fn group_coordinator(&self, group_id: &str) -> Option<BrokerInfo> {
+        let snapshot = self.0.snapshot();
+        if snapshot.group_nodes.is_empty() {
+            return Some(self.broker());
+        }
+        let partition = crate::groups::partition_of(group_id) as usize;
+        let node = *snapshot.group_nodes.get(partition)?;
+        self.brokers().into_iter().find(|b| b.node_id == node)
+    }
+
     fn topics(&self) -> Vec<TopicInfo> {
-        self.0
-            .snapshot()
+        let snapshot = self.0.snapshot();
+        snapshot
             .topics
             .iter()
-            .map(|(name, meta)| topic_info(name, meta, &self.0.health))
+            .map(|(name, meta)| topic_info(&snapshot, name, meta, &self.0.health))
             .collect()
     }
 
     fn topic(&self, name: &str) -> Option<TopicInfo> {
-        self.0
-            .snapshot()
+        let snapshot = self.0.snapshot();
+        snapshot
             .topics
             .get(name)
-            .map(|meta| topic_info(name, meta, &self.0.health))
+            .map(|meta| topic_info(&snapshot, name, meta, &self.0.health))
     }
 
     fn auto_create_topics(&self) -> bool {
@@ -395,6 +424,15 @@ impl Cluster for ShardCluster {
     }
 
     async fn group(&self, group_id: &str, op: shoal_groups::GroupOp) -> shoal_groups::GroupReply {
+        let coordinator = self.group_coordinator(group_id).map(|b| b.node_id);
+        if coordinator != Some(self.0.config.node_id) {
+            // Another node coordinates the group (or none does right now): the client asks
+            // FindCoordinator again.
+            return shoal_groups::GroupReply::failed(
+                &op,
+                kafka_protocol::error::ResponseError::NotCoordinator,
+            );
+        }
         let core = crate::groups::core_of(group_id, self.0.cores);
         // Group operations change coordinator state (a commit, a join): they complete even if
         // the member's connection drops, as Kafka's coordinator applies them regardless.

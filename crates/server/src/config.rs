@@ -100,6 +100,9 @@ pub(crate) struct Seed {
     pub(crate) addr: String,
 }
 
+/// Node ids of a cluster are below this (producer ids interleave by node id).
+pub(crate) const CLUSTER_NODE_IDS_MAX: i64 = 1024;
+
 /// Controller voter counts a cluster may have (a majority survives one, resp. two, losses).
 const SEED_COUNTS: [usize; 3] = [1, 3, 5];
 
@@ -118,8 +121,14 @@ pub(crate) fn parse_seeds(text: &str) -> anyhow::Result<Vec<Seed>> {
         let (host, port) = addr
             .rsplit_once(':')
             .ok_or_else(|| anyhow::anyhow!("seed {item:?}: {addr:?} is not host:port"))?;
-        if host.is_empty() || port.parse::<u16>().is_err() || node.0 < 0 {
-            anyhow::bail!("seed {item:?}: want id@host:port with a node id >= 0");
+        if host.is_empty()
+            || port.parse::<u16>().is_err()
+            || node.0 < 0
+            || i64::from(node.0) >= CLUSTER_NODE_IDS_MAX
+        {
+            anyhow::bail!(
+                "seed {item:?}: want id@host:port with a node id 0..{CLUSTER_NODE_IDS_MAX}"
+            );
         }
         if seeds.iter().any(|s: &Seed| s.node == node) {
             anyhow::bail!("seeds name node {node} twice");
@@ -190,8 +199,8 @@ fn resolve_cluster(
     let rpc_addr: SocketAddr = rpc_addr
         .parse()
         .map_err(|e| anyhow::anyhow!("rpc_addr {rpc_addr:?}: {e}"))?;
-    if node_id < 0 {
-        anyhow::bail!("node_id must be >= 0");
+    if node_id < 0 || i64::from(node_id) >= CLUSTER_NODE_IDS_MAX {
+        anyhow::bail!("node_id of a cluster node must be 0..{CLUSTER_NODE_IDS_MAX}");
     }
     let advertised_rpc_addr = values
         .get("advertised_rpc_addr")

@@ -25,17 +25,33 @@ const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 /// Producer ids reserved per metadata write.
 const PRODUCER_IDS_PER_BLOCK: i64 = 1000;
 
-pub(crate) fn topic_info(name: &str, meta: &TopicMeta, health: &Health) -> TopicInfo {
+pub(crate) fn topic_info(
+    snapshot: &Snapshot,
+    name: &str,
+    meta: &TopicMeta,
+    health: &Health,
+) -> TopicInfo {
     let leader_epochs = (0..meta.owners.len())
         .map(|p| meta.leader_epochs.get(p).copied().unwrap_or(0))
         .collect();
+    // Offline: broken here, or on a node the controller has fenced.
+    let mut offline = health.offline_partitions(name);
+    for index in 0..meta.owners.len() {
+        let node = meta.node_of(index, snapshot.node);
+        if node != snapshot.node && !snapshot.live_broker(node) {
+            offline.push(index as i32);
+        }
+    }
+    offline.sort_unstable();
+    offline.dedup();
     TopicInfo {
+        nodes: meta.nodes.clone(),
         name: name.to_string(),
         id: meta.id,
         partitions: meta.owners.len() as i32,
         configs: meta.configs.clone(),
         leader_epochs,
-        offline: health.offline_partitions(name),
+        offline,
         produce: topic_config::produce_policy(&meta.configs),
     }
 }
@@ -55,6 +71,11 @@ impl Shard {
         validate_only: bool,
     ) -> Vec<Result<TopicInfo, ApiError>> {
         assert_eq!(self.id, 0, "metadata changes run on shard 0");
+        if let Some(cluster) = self.cluster_handle() {
+            return self
+                .cluster_create_topics(&cluster, topics, validate_only)
+                .await;
+        }
         let _permit = match self.metadata_permit().await {
             Ok(permit) => permit,
             Err(error) => return fail_all(topics.len(), &error),
@@ -66,7 +87,7 @@ impl Shard {
         for topic in topics {
             let outcome = self.plan_topic(&next, &mut load, topic);
             if let Ok((name, meta)) = &outcome {
-                results.push(Ok(topic_info(name, meta, &self.health)));
+                results.push(Ok(topic_info(&next, name, meta, &self.health)));
                 if !validate_only {
                     let _ = next.topics.insert(name.clone(), meta.clone());
                     created.push(name.clone());
@@ -118,6 +139,7 @@ impl Shard {
             owners,
             configs: topic.configs,
             leader_epochs: vec![0; partitions as usize],
+            nodes: Vec::new(),
         };
         Ok((topic.name, meta))
     }
@@ -127,6 +149,9 @@ impl Shard {
         names: Vec<String>,
     ) -> Vec<Result<(), ApiError>> {
         assert_eq!(self.id, 0, "metadata changes run on shard 0");
+        if let Some(cluster) = self.cluster_handle() {
+            return self.cluster_delete_topics(&cluster, names).await;
+        }
         let _permit = match self.metadata_permit().await {
             Ok(permit) => permit,
             Err(error) => return fail_all(names.len(), &error),
@@ -150,7 +175,7 @@ impl Shard {
             return fail_succeeded(results, &error);
         }
         for (name, meta) in removed {
-            for (core, partitions) in by_owner(&meta) {
+            for (core, partitions) in by_owner(&self.snapshot(), &meta) {
                 let topic = name.clone();
                 let dropped = self
                     .control(core, move |shard| async move {
@@ -181,6 +206,11 @@ impl Shard {
         validate_only: bool,
     ) -> Vec<Result<(), ApiError>> {
         assert_eq!(self.id, 0, "metadata changes run on shard 0");
+        if let Some(cluster) = self.cluster_handle() {
+            return self
+                .cluster_create_partitions(&cluster, topics, validate_only)
+                .await;
+        }
         let _permit = match self.metadata_permit().await {
             Ok(permit) => permit,
             Err(error) => return fail_all(topics.len(), &error),
@@ -237,6 +267,11 @@ impl Shard {
         validate_only: bool,
     ) -> Vec<Result<(), ApiError>> {
         assert_eq!(self.id, 0, "metadata changes run on shard 0");
+        if let Some(cluster) = self.cluster_handle() {
+            return self
+                .cluster_alter_topic_configs(&cluster, changes, validate_only)
+                .await;
+        }
         let _permit = match self.metadata_permit().await {
             Ok(permit) => permit,
             Err(error) => return fail_all(changes.len(), &error),
@@ -279,7 +314,7 @@ impl Shard {
         let Some(meta) = self.snapshot().topics.get(name).cloned() else {
             return;
         };
-        for core in by_owner(&meta).into_keys() {
+        for core in by_owner(&self.snapshot(), &meta).into_keys() {
             let topic = name.to_string();
             let applied = self
                 .control(core, move |shard| async move {
@@ -305,6 +340,11 @@ impl Shard {
             self.commit(snapshot).await?;
         }
         self.next_producer_id.set(next + 1);
+        // Each node of a cluster hands out ids from its own reservations: interleaving them
+        // by node id keeps two nodes from giving one id to two producers.
+        if self.config.cluster.is_some() {
+            return Ok(next * crate::config::CLUSTER_NODE_IDS_MAX + i64::from(self.config.node_id));
+        }
         Ok(next)
     }
 
@@ -345,7 +385,7 @@ impl Shard {
         let Some(meta) = self.snapshot().topics.get(name).cloned() else {
             return;
         };
-        for (core, partitions) in by_owner(&meta) {
+        for (core, partitions) in by_owner(&self.snapshot(), &meta) {
             let topic = name.to_string();
             let opened = self
                 .control(core, move |shard| async move {
@@ -374,10 +414,13 @@ impl Shard {
     }
 }
 
-fn by_owner(meta: &TopicMeta) -> BTreeMap<usize, Vec<i32>> {
+/// This node's partitions of a topic, by owner core.
+fn by_owner(snapshot: &Snapshot, meta: &TopicMeta) -> BTreeMap<usize, Vec<i32>> {
     let mut groups: BTreeMap<usize, Vec<i32>> = BTreeMap::new();
     for (partition, &core) in meta.owners.iter().enumerate() {
-        groups.entry(core).or_default().push(partition as i32);
+        if snapshot.is_local(meta, partition) {
+            groups.entry(core).or_default().push(partition as i32);
+        }
     }
     groups
 }
@@ -397,4 +440,109 @@ fn fail_succeeded<T>(
         .into_iter()
         .map(|outcome| outcome.and(Err(error.clone())))
         .collect()
+}
+
+impl Shard {
+    /// A cluster node, on core 0: takes the metadata the controller committed (`next`,
+    /// built from its `ClusterState`) as this node's, as a metadata change here would: the
+    /// cache `metadata.json` is written and every core gets the new version, then this
+    /// node's partitions of new topics (or of new partitions) are opened, those of deleted
+    /// topics dropped, altered configs applied, raised leader epochs started.
+    pub(crate) async fn adopt_cluster_metadata(self: &Rc<Self>, mut next: Snapshot) {
+        assert_eq!(self.id, 0, "metadata changes run on shard 0");
+        let Ok(_permit) = self.metadata_permit().await else {
+            return;
+        };
+        let current = self.snapshot();
+        next.version = current.version;
+        next.producer_ids_reserved_until = current.producer_ids_reserved_until;
+        if next.topics == current.topics
+            && next.brokers == current.brokers
+            && next.group_nodes == current.group_nodes
+        {
+            return;
+        }
+        let mut removed = Vec::new();
+        let mut opened = Vec::new();
+        let mut altered = Vec::new();
+        let mut raised = Vec::new();
+        for (name, meta) in &current.topics {
+            match next.topics.get(name) {
+                Some(new) if new.id == meta.id => {
+                    if new.owners.len() > meta.owners.len() {
+                        opened.push(name.clone());
+                    }
+                    if new.configs != meta.configs {
+                        altered.push(name.clone());
+                    }
+                    if new.leader_epochs != meta.leader_epochs {
+                        raised.push(name.clone());
+                    }
+                }
+                _ => removed.push((name.clone(), meta.clone())),
+            }
+        }
+        for (name, meta) in &next.topics {
+            if current.topics.get(name).is_none_or(|old| old.id != meta.id) {
+                opened.push(name.clone());
+            }
+        }
+        if let Err(error) = self.commit(next).await {
+            // The controller's log has the change; the cache did not take it. The next
+            // change (or a restart, which replays the controller log) brings it.
+            tracing::error!(?error, "a committed metadata change was not cached");
+            return;
+        }
+        for (name, meta) in removed {
+            self.drop_everywhere(&name, &meta, &current).await;
+        }
+        for name in opened {
+            self.open_everywhere(&name).await;
+        }
+        for name in altered {
+            self.apply_config_everywhere(&name).await;
+        }
+        for name in raised {
+            self.raise_epochs_everywhere(&name).await;
+        }
+    }
+
+    /// Closes and removes this node's logs of a deleted topic, then its directory.
+    async fn drop_everywhere(self: &Rc<Self>, name: &str, meta: &TopicMeta, was: &Snapshot) {
+        for (core, partitions) in by_owner(was, meta) {
+            let topic = name.to_string();
+            let dropped = self
+                .control(core, move |shard| async move {
+                    shard.drop_logs(&topic, &partitions).await
+                })
+                .await;
+            if let Err(why) = dropped {
+                tracing::error!(topic = %name, core, ?why, "a core did not drop a deleted topic's logs");
+            }
+        }
+        let dir = self.config.data_dir.join(metadata::TOPICS_DIR).join(name);
+        let removed = glommio::executor()
+            .spawn_blocking(move || crate::shard::remove_dir_if_present(&dir))
+            .await;
+        if let Err(error) = removed {
+            tracing::warn!(topic = %name, %error, "removing a deleted topic's directory");
+        }
+    }
+
+    async fn raise_epochs_everywhere(self: &Rc<Self>, name: &str) {
+        let Some(meta) = self.snapshot().topics.get(name).cloned() else {
+            return;
+        };
+        for (core, partitions) in by_owner(&self.snapshot(), &meta) {
+            let topic = name.to_string();
+            let raised = self
+                .control(core, move |shard| async move {
+                    shard.raise_epochs(&topic, &partitions).await
+                })
+                .await;
+            if let Err(why) = raised {
+                tracing::error!(topic = %name, core, ?why, "a core did not start new leader epochs");
+            }
+        }
+    }
 }

@@ -28,6 +28,8 @@ use crate::shard::Shard;
 
 /// Internal partitions groups are hashed onto (fixed: changing it moves groups).
 pub(crate) const GROUP_PARTITIONS: u32 = 16;
+// The controller places a coordinator for each of these.
+const _: () = assert!(GROUP_PARTITIONS == shoal_controller::limits::GROUP_PARTITIONS);
 pub(crate) const GROUPS_DIR: &str = "__consumer_offsets";
 /// Session and rebalance timers.
 const TICK_MS: u64 = 100;
@@ -77,7 +79,7 @@ fn now_ms() -> i64 {
     SystemClock.now_ms()
 }
 
-fn partition_of(group_id: &str) -> u32 {
+pub(crate) fn partition_of(group_id: &str) -> u32 {
     shoal_groups::partition_for(group_id, GROUP_PARTITIONS)
 }
 

@@ -7,6 +7,7 @@
 
 mod admin;
 mod cluster;
+mod cluster_admin;
 mod cluster_impl;
 mod config;
 mod connection;
@@ -104,7 +105,12 @@ fn start(config: Config) -> anyhow::Result<()> {
         .cluster
         .as_ref()
         .map(|c| cluster::hex(&c.cluster_id.0));
-    let snapshot = metadata::load_or_init(&config.data_dir, config.cores, cluster_id.as_deref())?;
+    let snapshot = metadata::load_or_init(
+        &config.data_dir,
+        config.cores,
+        config.node_id,
+        cluster_id.as_deref(),
+    )?;
     metadata::remove_orphans(&config.data_dir, &snapshot)?;
     let snapshot = Arc::new(snapshot);
     let stop = Arc::new(AtomicBool::new(false));

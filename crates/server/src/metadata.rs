@@ -22,6 +22,38 @@ pub(crate) struct Snapshot {
     /// Producer ids below this may have been handed out; core 0 reserves blocks above it.
     #[serde(default)]
     pub(crate) producer_ids_reserved_until: i64,
+    /// This node's id. Partitions whose `nodes` entry names another node are served there.
+    #[serde(default)]
+    pub(crate) node: i32,
+    /// A cluster node: the brokers the controller knows (empty on a one-node cluster, whose
+    /// only broker is this one).
+    #[serde(default)]
+    pub(crate) brokers: Vec<BrokerMeta>,
+    /// A cluster node: the node coordinating each group partition (-1: none yet; empty on a
+    /// one-node cluster, which coordinates every group itself).
+    #[serde(default)]
+    pub(crate) group_nodes: Vec<i32>,
+}
+
+/// A broker of the cluster, as the controller's metadata has it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct BrokerMeta {
+    pub(crate) node: i32,
+    pub(crate) host: String,
+    pub(crate) port: i32,
+    pub(crate) rack: Option<String>,
+    /// Missed its heartbeats (or is starting): not a leader for clients.
+    pub(crate) fenced: bool,
+}
+
+/// Where a partition is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Location {
+    /// On this node, by this core.
+    Local(usize),
+    /// On another node.
+    Remote(i32),
+    Unknown,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -34,12 +66,56 @@ pub(crate) struct TopicMeta {
     /// of a metadata file written before epochs were kept).
     #[serde(default)]
     pub(crate) leader_epochs: Vec<i32>,
+    /// A cluster node: the node of each partition, by partition index (empty: every
+    /// partition on this node, as on a one-node cluster).
+    #[serde(default)]
+    pub(crate) nodes: Vec<i32>,
+}
+
+impl TopicMeta {
+    /// The node serving partition `index` (`here` if the topic lists no nodes).
+    pub(crate) fn node_of(&self, index: usize, here: i32) -> i32 {
+        self.nodes.get(index).copied().unwrap_or(here)
+    }
 }
 
 impl Snapshot {
+    /// The core serving a partition, if it is served on this node.
     pub(crate) fn owner(&self, topic: &str, partition: i32) -> Option<usize> {
-        let index = usize::try_from(partition).ok()?;
-        self.topics.get(topic)?.owners.get(index).copied()
+        match self.locate(topic, partition) {
+            Location::Local(core) => Some(core),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn locate(&self, topic: &str, partition: i32) -> Location {
+        let Some(meta) = self.topics.get(topic) else {
+            return Location::Unknown;
+        };
+        let Some(index) = usize::try_from(partition).ok() else {
+            return Location::Unknown;
+        };
+        let Some(&core) = meta.owners.get(index) else {
+            return Location::Unknown;
+        };
+        match meta.node_of(index, self.node) {
+            node if node == self.node => Location::Local(core),
+            node => Location::Remote(node),
+        }
+    }
+
+    /// Whether partition `index` of `meta` is served on this node.
+    pub(crate) fn is_local(&self, meta: &TopicMeta, index: usize) -> bool {
+        meta.node_of(index, self.node) == self.node
+    }
+
+    /// The broker of `node`, if the controller lists it unfenced (a one-node cluster's only
+    /// broker is always there).
+    pub(crate) fn live_broker(&self, node: i32) -> bool {
+        if self.brokers.is_empty() {
+            return node == self.node;
+        }
+        self.brokers.iter().any(|b| b.node == node && !b.fenced)
     }
 
     /// The leader epoch of a partition (0 if the metadata does not list one).
@@ -54,7 +130,10 @@ impl Snapshot {
     pub(crate) fn load(&self, cores: usize) -> Vec<usize> {
         let mut load = vec![0; cores];
         for topic in self.topics.values() {
-            for &owner in &topic.owners {
+            for (index, &owner) in topic.owners.iter().enumerate() {
+                if !self.is_local(topic, index) {
+                    continue;
+                }
                 if let Some(slot) = load.get_mut(owner) {
                     *slot += 1;
                 }
@@ -92,6 +171,7 @@ pub(crate) fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> Pat
 pub(crate) fn load_or_init(
     data_dir: &Path,
     cores: usize,
+    node: i32,
     cluster_id: Option<&str>,
 ) -> anyhow::Result<Snapshot> {
     std::fs::create_dir_all(data_dir.join(TOPICS_DIR))?;
@@ -102,6 +182,9 @@ pub(crate) fn load_or_init(
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let snapshot = Snapshot {
                 producer_ids_reserved_until: 0,
+                node: 0,
+                brokers: Vec::new(),
+                group_nodes: Vec::new(),
                 version: 1,
                 cluster_id: cluster_id
                     .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string),
@@ -122,6 +205,7 @@ pub(crate) fn load_or_init(
             );
         }
     }
+    snapshot.node = node;
     for topic in snapshot.topics.values_mut() {
         for owner in &mut topic.owners {
             *owner %= cores;
@@ -159,6 +243,51 @@ pub(crate) fn remove_orphans(data_dir: &Path, snapshot: &Snapshot) -> std::io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cluster_snapshot() -> Snapshot {
+        let meta = TopicMeta {
+            id: [1; 16],
+            owners: vec![0, 1, 0],
+            configs: BTreeMap::new(),
+            leader_epochs: vec![0, 0, 3],
+            nodes: vec![7, 8, 7],
+        };
+        let broker = |node, fenced| BrokerMeta {
+            node,
+            host: "h".into(),
+            port: 9092,
+            rack: None,
+            fenced,
+        };
+        Snapshot {
+            node: 7,
+            topics: BTreeMap::from([("t".to_string(), meta)]),
+            brokers: vec![broker(7, false), broker(8, true)],
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn a_cluster_node_serves_only_its_own_partitions() {
+        let snapshot = cluster_snapshot();
+        assert_eq!(snapshot.locate("t", 0), Location::Local(0));
+        assert_eq!(snapshot.locate("t", 1), Location::Remote(8));
+        assert_eq!(snapshot.locate("t", 2), Location::Local(0));
+        assert_eq!(snapshot.locate("t", 3), Location::Unknown);
+        assert_eq!(snapshot.locate("u", 0), Location::Unknown);
+        assert_eq!(snapshot.owner("t", 1), None);
+        // Only local partitions count toward a core's load.
+        assert_eq!(snapshot.load(2), vec![2, 0]);
+        assert!(snapshot.live_broker(7) && !snapshot.live_broker(8) && !snapshot.live_broker(9));
+        // A one-node snapshot (no nodes listed) serves everything itself.
+        let mut single = cluster_snapshot();
+        single.brokers.clear();
+        for meta in single.topics.values_mut() {
+            meta.nodes.clear();
+        }
+        assert_eq!(single.locate("t", 1), Location::Local(1));
+        assert!(single.live_broker(7));
+    }
 
     #[test]
     fn placement_balances_cores() {

@@ -48,6 +48,8 @@ pub(crate) enum Inbound {
         from: NodeId,
         beat: shoal_rpc::BrokerHeartbeat,
     },
+    /// A metadata change from this node's own requests (`cluster::ClusterHandle`).
+    Propose(crate::cluster::Proposal),
 }
 
 /// Counters for `/metrics` and `/v1/cluster`.

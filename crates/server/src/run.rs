@@ -122,8 +122,10 @@ pub(crate) async fn run_core(
             tracing::error!("{reason}; stopping the broker");
             std::process::exit(70);
         });
-        let view = crate::cluster::start(&config, cluster, cluster_stopping.clone(), fatal).await?;
+        let (view, handle) =
+            crate::cluster::start(shard.clone(), cluster, cluster_stopping.clone(), fatal).await?;
         *shard.cluster_view.borrow_mut() = Some(view);
+        *shard.cluster.borrow_mut() = Some(handle);
     }
     glommio::spawn_local(shard.clone().housekeeping()).detach();
     let listener = TcpListener::bind(config.kafka_addr)
@@ -191,12 +193,12 @@ async fn update_gauges(shard: Rc<Shard>, pool: BufferPool, cache: BatchCache) {
         metrics
             .cache_used_bytes
             .store(cache.used_bytes() as u64, Ordering::Relaxed);
-        let owned = shard
-            .snapshot()
+        let snapshot = shard.snapshot();
+        let owned = snapshot
             .topics
             .values()
-            .flat_map(|t| t.owners.iter())
-            .filter(|&&c| c == shard.id)
+            .flat_map(|t| (0..t.owners.len()).map(move |p| (t, p)))
+            .filter(|&(t, p)| t.owners[p] == shard.id && snapshot.is_local(t, p))
             .count();
         metrics.partitions.store(owned as u64, Ordering::Relaxed);
         glommio::timer::sleep(Duration::from_secs(1)).await;

@@ -63,6 +63,8 @@ pub(crate) struct Shard {
     pub(crate) stopping: Cell<bool>,
     /// Core 0 of a cluster node: what `/v1/cluster` shows (see `cluster.rs`).
     pub(crate) cluster_view: RefCell<Option<Rc<RefCell<crate::cluster::ClusterView>>>>,
+    /// Core 0 of a cluster node: metadata changes go through the controller with it.
+    pub(crate) cluster: RefCell<Option<Rc<crate::cluster::ClusterHandle>>>,
     /// Partitions with a running `flush.ms` timer, each with the timer's generation: a timer
     /// whose generation is no longer listed stops.
     flush_timers: RefCell<HashMap<TopicPartition, u64>>,
@@ -110,6 +112,7 @@ impl Shard {
             metadata_changes: glommio::sync::Semaphore::new(1),
             stopping: Cell::new(false),
             cluster_view: RefCell::new(None),
+            cluster: RefCell::new(None),
             request_bytes: Rc::new(glommio::sync::Semaphore::new(request_bytes)),
             flush_timers: RefCell::new(HashMap::new()),
             flush_timer_generation: Cell::new(0),
@@ -125,7 +128,9 @@ impl Shard {
         let snapshot = self.snapshot();
         for (topic, meta) in &snapshot.topics {
             let mine: Vec<i32> = (0..meta.owners.len() as i32)
-                .filter(|&p| meta.owners[p as usize] == self.id)
+                .filter(|&p| {
+                    meta.owners[p as usize] == self.id && snapshot.is_local(meta, p as usize)
+                })
                 .collect();
             self.open_logs(topic, &mine).await;
         }
@@ -202,6 +207,24 @@ impl Shard {
     }
 
     /// Closes and deletes the partitions' logs.
+    /// Starts the metadata's leader epoch on each of these open logs whose term is older (a
+    /// new leadership period the controller began, e.g. when the node came back).
+    pub(crate) async fn raise_epochs(&self, topic: &str, partitions: &[i32]) {
+        for &partition in partitions {
+            let tp = TopicPartition {
+                topic: topic.to_string(),
+                partition,
+            };
+            let log = self.logs.borrow().get(&tp).cloned();
+            let epoch = self.snapshot().leader_epoch(topic, partition);
+            if let Some(log) = log.filter(|log| log.term() < epoch) {
+                if let Err(error) = log.set_term(epoch).await {
+                    self.record_offline(&tp, &error);
+                }
+            }
+        }
+    }
+
     pub(crate) async fn drop_logs(&self, topic: &str, partitions: &[i32]) {
         for &partition in partitions {
             let tp = TopicPartition {
@@ -679,9 +702,17 @@ impl Shard {
 
 /// Resolves an owner for a partition or says why there is none.
 pub(crate) fn owner_of(snapshot: &Snapshot, tp: &TopicPartition) -> Result<usize, ApiError> {
-    snapshot
-        .owner(&tp.topic, tp.partition)
-        .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition))
+    match snapshot.locate(&tp.topic, tp.partition) {
+        crate::metadata::Location::Local(core) => Ok(core),
+        // Clients refresh their metadata on this code and go to the partition's node.
+        crate::metadata::Location::Remote(node) => Err(ApiError::with_message(
+            ResponseError::NotLeaderOrFollower,
+            format!("{tp} is served by node {node}"),
+        )),
+        crate::metadata::Location::Unknown => {
+            Err(ApiError::new(ResponseError::UnknownTopicOrPartition))
+        }
+    }
 }
 
 /// `remove_dir_all`, treating an already missing directory as done.

@@ -1,4 +1,5 @@
-//! DescribeCluster: one broker (this node), which is also the controller.
+//! DescribeCluster: every live broker; this node is named the controller, since every node
+//! forwards metadata changes to the controller leader (as in Metadata).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -26,9 +27,17 @@ pub async fn handle<C: Cluster>(
     response
         .with_cluster_id(str_bytes(&broker.cluster_id))
         .with_controller_id(BrokerId(broker.node_id))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(broker.node_id))
-            .with_host(str_bytes(&broker.host))
-            .with_port(broker.port)
-            .with_rack(broker.rack.as_deref().map(str_bytes))])
+        .with_brokers(
+            cluster
+                .brokers()
+                .iter()
+                .map(|b| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.node_id))
+                        .with_host(str_bytes(&b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.as_deref().map(str_bytes))
+                })
+                .collect(),
+        )
 }

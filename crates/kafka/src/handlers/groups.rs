@@ -59,7 +59,6 @@ pub async fn find_coordinator<C: Cluster>(
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let broker = cluster.broker();
     let answer = |key_type: i8| -> Result<(), (ResponseError, &'static str)> {
         match key_type {
             KEY_GROUP => Ok(()),
@@ -85,8 +84,8 @@ pub async fn find_coordinator<C: Cluster>(
             .iter()
             .map(|key| {
                 let c = Coordinator::default().with_key(key.clone());
-                match answer(key_type) {
-                    Ok(()) => c
+                match answer(key_type).and_then(|()| coordinator_of(cluster, key)) {
+                    Ok(broker) => c
                         .with_node_id(BrokerId(broker.node_id))
                         .with_host(str_bytes(&broker.host))
                         .with_port(broker.port),
@@ -102,8 +101,8 @@ pub async fn find_coordinator<C: Cluster>(
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let response = FindCoordinatorResponse::default();
-    match answer(key_type) {
-        Ok(()) => response
+    match answer(key_type).and_then(|()| coordinator_of(cluster, &request.key)) {
+        Ok(broker) => response
             .with_node_id(BrokerId(broker.node_id))
             .with_host(str_bytes(&broker.host))
             .with_port(broker.port),
@@ -120,6 +119,17 @@ pub async fn find_coordinator<C: Cluster>(
             }
         }
     }
+}
+
+/// The group's coordinator, or COORDINATOR_NOT_AVAILABLE (retriable) while it has none.
+fn coordinator_of<C: Cluster>(
+    cluster: &C,
+    group_id: &str,
+) -> Result<crate::cluster::BrokerInfo, (ResponseError, &'static str)> {
+    cluster.group_coordinator(group_id).ok_or((
+        ResponseError::CoordinatorNotAvailable,
+        "the group's coordinator is being moved to a live broker",
+    ))
 }
 
 pub async fn join_group<C: Cluster>(

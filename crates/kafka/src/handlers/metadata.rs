@@ -1,5 +1,6 @@
-//! Metadata: brokers (this node), and topics with their partitions. A single node leads every
-//! partition, replicas and ISR `[node]`, with the partition's leader epoch. An offline partition
+//! Metadata: brokers (every live node of the cluster), and topics with their partitions. Each
+//! partition has one replica for now: its node leads it, replicas and ISR `[node]`, with the
+//! partition's leader epoch. An offline partition
 //! (failed or full disk, corruption) has no leader: LEADER_NOT_AVAILABLE, leader -1 and this
 //! node in `offline_replicas`, as Kafka's KRaft metadata cache reports a partition whose only
 //! replica is in a failed log directory; clients wait for it instead of sending to it.
@@ -75,16 +76,26 @@ pub async fn handle<C: Cluster>(
             out
         }
     };
+    let brokers = cluster
+        .brokers()
+        .iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(str_bytes(&b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.as_deref().map(str_bytes))
+        })
+        .collect();
     let mut response = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(broker.node_id))
-            .with_host(str_bytes(&broker.host))
-            .with_port(broker.port)
-            .with_rack(broker.rack.as_deref().map(str_bytes))])
+        .with_brokers(brokers)
         .with_topics(topics);
     if version >= 2 {
         response = response.with_cluster_id(Some(str_bytes(&broker.cluster_id)));
     }
+    // Every node takes admin requests and forwards metadata changes to the controller
+    // leader (as KRaft brokers do since KIP-590), so this node is as good a "controller" for
+    // clients as any.
     if version >= 1 {
         response = response.with_controller_id(BrokerId(broker.node_id));
     }
@@ -181,17 +192,22 @@ fn error_entry(name: &str, code: ResponseError) -> MetadataResponseTopic {
 pub(crate) fn topic_entry(topic: &TopicInfo, node_id: i32, version: i16) -> MetadataResponseTopic {
     let partitions = (0..topic.partitions)
         .map(|index| {
+            let node = usize::try_from(index)
+                .ok()
+                .and_then(|i| topic.nodes.get(i).copied())
+                .unwrap_or(node_id);
             let mut partition = MetadataResponsePartition::default()
                 .with_partition_index(index)
-                .with_leader_id(BrokerId(node_id))
-                .with_replica_nodes(vec![BrokerId(node_id)])
-                .with_isr_nodes(vec![BrokerId(node_id)]);
+                .with_leader_id(BrokerId(node))
+                .with_replica_nodes(vec![BrokerId(node)])
+                .with_isr_nodes(vec![BrokerId(node)]);
             if topic.offline.binary_search(&index).is_ok() {
                 partition = partition
                     .with_error_code(ResponseError::LeaderNotAvailable.code())
-                    .with_leader_id(BrokerId(-1));
+                    .with_leader_id(BrokerId(-1))
+                    .with_isr_nodes(vec![]);
                 if version >= 5 {
-                    partition = partition.with_offline_replicas(vec![BrokerId(node_id)]);
+                    partition = partition.with_offline_replicas(vec![BrokerId(node)]);
                 }
             }
             if version >= 7 {

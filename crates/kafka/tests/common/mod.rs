@@ -202,6 +202,7 @@ impl Fake {
 
 fn info(name: &str, topic: &FakeTopic) -> TopicInfo {
     TopicInfo {
+        nodes: Vec::new(),
         name: name.to_string(),
         id: topic.id,
         partitions: topic.logs.len() as i32,
