@@ -333,5 +333,76 @@ def test_topics_go_through_the_controller(three_nodes):
              lambda: leaders(c, survivor, "orders")[0] == by_partition or None, timeout=30)
     got, _ = consume_group(c, via=leader, name="orders", group="after-restart", want=120)
     assert got == acked
+    metrics = urllib.request.urlopen(f"http://{c.addr(ns_index(leader))}:{ADMIN_PORT}/metrics",
+                                     timeout=5).read().decode()
+    for series in ("shoal_controller_term", "shoal_controller_leader", "shoal_metadata_version",
+                   "shoal_rpc_received_bytes_total", "shoal_broker_heartbeats_missed_total"):
+        assert f"\n{series} " in metrics, series
     assert "after" in AdminClient({"bootstrap.servers": bootstrap(c, leader)}).list_topics(
         timeout=10).topics
+
+
+def test_kcat_and_kafka_python_bootstrapped_with_one_node(three_nodes):
+    """librdkafka's kcat and kafka-python, each given a single node, reach every partition."""
+    import shutil
+    import subprocess
+    from kafka import KafkaConsumer, KafkaProducer
+    c, procs, start = three_nodes
+    wait_for("a leader and three unfenced brokers", lambda: agreed_leader(c, [1, 2, 3]))
+    create(c, via=0, name="tools", partitions=3)
+    wait_for("tools everywhere", lambda: all(leaders(c, n, "tools") for n in range(3)))
+    by_partition, _ = leaders(c, 1, "tools")
+    assert sorted(by_partition.values()) == [0, 1, 2]
+    producer = KafkaProducer(bootstrap_servers=bootstrap(c, 1), acks="all")
+    for p in range(3):
+        producer.send("tools", value=b"kp-%d" % p, partition=p).get(timeout=20)
+    producer.close()
+    kcat = shutil.which("kcat") or shutil.which("kafkacat")
+    if kcat:
+        for p in range(3):
+            subprocess.run([kcat, "-b", bootstrap(c, 2), "-P", "-t", "tools", "-p", str(p)],
+                           input=b"kc-%d\n" % p, check=True, timeout=30)
+        out = subprocess.run([kcat, "-b", bootstrap(c, 0), "-C", "-t", "tools", "-e", "-q",
+                              "-f", "%p:%s\n"], capture_output=True, check=True, timeout=30)
+        lines = sorted(out.stdout.decode().split())
+        assert lines == sorted([f"{p}:kp-{p}" for p in range(3)] + [f"{p}:kc-{p}" for p in range(3)])
+    consumer = KafkaConsumer("tools", bootstrap_servers=bootstrap(c, 2), group_id="kpy",
+                             auto_offset_reset="earliest", consumer_timeout_ms=15000)
+    values = sorted(m.value for m in consumer)
+    consumer.close()
+    want = [b"kp-%d" % p for p in range(3)] + ([b"kc-%d" % p for p in range(3)] if kcat else [])
+    assert values == sorted(want)
+
+
+def test_a_voter_cut_off_from_the_others_cannot_change_metadata(three_nodes):
+    """Cut (nft) from the other two but still reachable by clients, a voter refuses metadata
+    changes (no controller leader within its reach); the majority keeps changing metadata; after
+    the heal the voter has every change and takes changes again."""
+    from confluent_kafka import KafkaException
+    c, procs, start = three_nodes
+    leader, _, _ = wait_for("a leader and three unfenced brokers",
+                            lambda: agreed_leader(c, [1, 2, 3]))
+    victim = next(n for n in range(3) if n != leader)
+    vi = ns_index(victim)
+    c.partition([[vi]])  # the host still reaches everyone
+    others = [n for n in range(3) if n != victim]
+    wait_for("the majority fences the cut-off voter",
+             lambda: (lambda got: got and [b for b in got[2] if b["node_id"] == victim][0]["fenced"]
+                      and got)(agreed_leader(c, [ns_index(n) for n in others],
+                                             fenced_ok=(victim,))), timeout=30)
+    frozen = cluster_view(c, vi)["metadata_version"]
+    with pytest.raises(KafkaException) as refused:
+        create(c, via=victim, name="from-the-minority", partitions=1)
+    assert refused.value.args[0].code() in (
+        # No leader in reach (an election it cannot win), or forwarded and never committed.
+        # librdkafka names NOT_CONTROLLER by its Kafka name.
+        41, 7), refused.value
+    create(c, via=others[0], name="from-the-majority", partitions=2)
+    assert cluster_view(c, vi)["metadata_version"] == frozen
+    assert leaders(c, victim, "from-the-majority") is None
+    c.heal()
+    wait_for("the voter caught up", lambda: leaders(c, victim, "from-the-majority"), timeout=30)
+    wait_for("three unfenced brokers again", lambda: agreed_leader(c, [1, 2, 3]), timeout=30)
+    create(c, via=victim, name="after-heal", partitions=1)
+    for node in range(3):
+        wait_for(f"after-heal on node {node}", lambda: leaders(c, node, "after-heal"))

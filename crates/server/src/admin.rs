@@ -81,6 +81,62 @@ fn broker_wide(view: &AdminView) -> String {
         .collect()
 }
 
+/// The cluster's series (a cluster node only): controller term, leader and leader changes,
+/// metadata version, missed heartbeats, node-to-node traffic.
+fn cluster_series(shard: &Shard) -> String {
+    let Some(view) = shard
+        .cluster_view
+        .borrow()
+        .as_ref()
+        .map(|v| v.borrow().clone())
+    else {
+        return String::new();
+    };
+    let series = [
+        ("shoal_controller_term", "gauge", view.term as i64),
+        (
+            "shoal_controller_leader",
+            "gauge",
+            view.leader.map_or(-1, i64::from),
+        ),
+        (
+            "shoal_controller_leader_changes_total",
+            "counter",
+            view.leader_changes as i64,
+        ),
+        ("shoal_metadata_version", "gauge", view.applied as i64),
+        (
+            "shoal_broker_heartbeats_missed_total",
+            "counter",
+            view.heartbeats_missed as i64,
+        ),
+        (
+            "shoal_rpc_received_bytes_total",
+            "counter",
+            view.rpc_bytes_in as i64,
+        ),
+        (
+            "shoal_rpc_sent_bytes_total",
+            "counter",
+            view.rpc_bytes_out as i64,
+        ),
+        (
+            "shoal_rpc_frames_refused_total",
+            "counter",
+            view.rpc_frames_refused as i64,
+        ),
+        (
+            "shoal_rpc_envelopes_dropped_total",
+            "counter",
+            view.rpc_envelopes_dropped as i64,
+        ),
+    ];
+    series
+        .iter()
+        .map(|(name, kind, value)| format!("# TYPE {name} {kind}\n{name} {value}\n"))
+        .collect()
+}
+
 fn route(shard: &Shard, method: &str, path: &str, view: &AdminView) -> (u16, &'static str, String) {
     if method != "GET" {
         return (405, "text/plain", "only GET is served\n".to_string());
@@ -89,7 +145,7 @@ fn route(shard: &Shard, method: &str, path: &str, view: &AdminView) -> (u16, &'s
         "/metrics" => (
             200,
             "text/plain; version=0.0.4",
-            metrics::render(&view.metrics) + &broker_wide(view),
+            metrics::render(&view.metrics) + &broker_wide(view) + &cluster_series(shard),
         ),
         "/v1/status/ready" => {
             let ready = view.ready_cores.load(Ordering::Relaxed);
