@@ -56,6 +56,8 @@ public final class ShoalBroker {
     public final String host = "127.0.0.1";
     public final int port;
     public final int adminPort;
+    /** Extra environment of the process (cluster settings are SHOAL_* variables). */
+    public final java.util.Map<String, String> env = new java.util.HashMap<>();
     private Process process;
 
     public ShoalBroker() throws IOException {
@@ -128,6 +130,7 @@ public final class ShoalBroker {
                 .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
                 .redirectErrorStream(true)
                 .redirectOutput(ProcessBuilder.Redirect.appendTo(logFile.toFile()));
+        pb.environment().putAll(env);
         process = pb.start();
         LIVE.add(this);
         waitReady();
@@ -165,6 +168,20 @@ public final class ShoalBroker {
         forceKill();
         throw new IllegalStateException("shoal not ready within " + READY_TIMEOUT.toSeconds() + " s on "
                 + bootstrap() + " (last: " + last + ")\n--- broker stderr tail ---\n" + tail(80));
+    }
+
+    /** Body of a plain HTTP/1.0 GET on the admin port. */
+    public String httpGet(String path) throws IOException {
+        try (Socket s = new Socket()) {
+            s.connect(new InetSocketAddress(host, adminPort), 1000);
+            s.setSoTimeout(2000);
+            OutputStream out = s.getOutputStream();
+            out.write(("GET " + path + " HTTP/1.0\r\nHost: " + host + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
+            out.flush();
+            String answer = new String(s.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            int body = answer.indexOf("\r\n\r\n");
+            return body < 0 ? "" : answer.substring(body + 4);
+        }
     }
 
     /** Status code of a plain HTTP/1.0 GET on the admin port. */
