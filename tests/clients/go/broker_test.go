@@ -72,11 +72,13 @@ type Broker struct {
 	AdminAddr string
 	Dir       string // temp dir holding data/ and broker.stderr.log
 	LogPath   string
-	mu        sync.Mutex
-	cmd       *exec.Cmd
-	done      chan struct{}
-	exitErr   error
-	stopOnce  sync.Once
+	// Env is added to the process environment (cluster settings are SHOAL_* variables).
+	Env      []string
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{}
+	exitErr  error
+	stopOnce sync.Once
 }
 
 func freePort() (int, error) {
@@ -91,6 +93,11 @@ func freePort() (int, error) {
 // launch makes a broker on free ports with a fresh temp data dir, starts it and waits for
 // readiness. The caller must Stop it.
 func launch() (*Broker, error) {
+	return launchWith(nil)
+}
+
+// launchWith is launch with extra environment variables for the process.
+func launchWith(env []string) (*Broker, error) {
 	if st, err := os.Stat(shoalBin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
 		return nil, fmt.Errorf("broker binary not found or not executable: %s (build it, or set SHOAL_BIN)", shoalBin)
 	}
@@ -111,6 +118,7 @@ func launch() (*Broker, error) {
 		AdminAddr: fmt.Sprintf("127.0.0.1:%d", ap),
 		Dir:       dir,
 		LogPath:   filepath.Join(dir, "broker.stderr.log"),
+		Env:       env,
 	}
 	liveMu.Lock()
 	live[b] = struct{}{}
@@ -143,6 +151,9 @@ func (b *Broker) start() error {
 	fmt.Fprintf(logf, "\n===== %s\n", strings.Join(cmd.Args, " "))
 	cmd.Stdout = logf
 	cmd.Stderr = logf
+	if len(b.Env) > 0 {
+		cmd.Env = append(os.Environ(), b.Env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// Pdeathsig is tied to the forking OS thread: keep this goroutine on it while forking.
 	runtime.LockOSThread()
