@@ -222,7 +222,11 @@ def test_strangers_on_the_internal_port_are_refused_and_logged(three_nodes):
     crc = crc32c(covered)
     frame = struct.pack(">IHI", 0x53485250, 1, crc) + covered
     send_and_expect_close(struct.pack(">I", len(frame)) + frame)
+    # A length prefix of 30 MB and nothing more: refused before anything is read (or
+    # allocated), since a connection must start with a small Hello.
+    send_and_expect_close(struct.pack(">I", 30_000_000) + b"SHRP")
     log = procs[0].log_text()
+    assert "first frame of 30000000 bytes refused" in log, log[-2000:]
     assert "not a Shoal peer" in log or "magic" in log, log[-2000:]
     assert "cluster" in log and "refused" in log, log[-2000:]
     # And the cluster is fine.

@@ -38,6 +38,12 @@ pub(crate) const INBOX_MAX: usize = 4096;
 const RECONNECT_MS_MIN: u64 = 50;
 const RECONNECT_MS_MAX: u64 = 2000;
 const CONNECT_TIMEOUT_MS: u64 = 1000;
+/// The first frame of a connection carries only the Hello: anything larger is refused before
+/// it is read, so a stranger cannot make this node allocate a full frame.
+const FIRST_FRAME_BYTES_MAX: usize = 1024;
+/// Inbound node-to-node connections held at once (a cluster needs one per peer; reconnects
+/// overlap briefly); more are closed at once.
+const INBOUND_CONNECTIONS_MAX: usize = 64;
 
 /// What arrived for the controller driver.
 pub(crate) enum Inbound {
@@ -60,6 +66,7 @@ pub(crate) struct NetStats {
     pub(crate) frames_refused: Cell<u64>,
     pub(crate) envelopes_dropped: Cell<u64>,
     pub(crate) connects: Cell<u64>,
+    pub(crate) inbound_connections: Cell<usize>,
 }
 
 pub(crate) struct RpcNet {
@@ -154,6 +161,12 @@ impl RpcNet {
                         .peer_addr()
                         .map(|a| a.to_string())
                         .unwrap_or_default();
+                    let open = self.stats.inbound_connections.get();
+                    if open >= INBOUND_CONNECTIONS_MAX {
+                        tracing::warn!(peer = %peer, open, "internal connection refused: too many open");
+                        continue;
+                    }
+                    self.stats.inbound_connections.set(open + 1);
                     let (net, known, inbox) = (self.clone(), known.clone(), inbox.clone());
                     glommio::spawn_local(async move {
                         if let Err(reason) = net.read_connection(stream, &*known, &inbox).await {
@@ -162,6 +175,8 @@ impl RpcNet {
                                 .set(net.stats.frames_refused.get() + 1);
                             tracing::warn!(peer = %peer, "internal connection closed: {reason}");
                         }
+                        let open = net.stats.inbound_connections.get();
+                        net.stats.inbound_connections.set(open.saturating_sub(1));
                     })
                     .detach();
                 }
@@ -187,6 +202,12 @@ impl RpcNet {
                 Err(e) => return Err(format!("read failed: {e}")),
             }
             let len = frame_length(prefix).map_err(|e| e.to_string())?;
+            if !greeted && len > FIRST_FRAME_BYTES_MAX {
+                return Err(format!(
+                    "first frame of {len} bytes refused: a connection starts with a Hello of at \
+                     most {FIRST_FRAME_BYTES_MAX} bytes (not a Shoal peer?)"
+                ));
+            }
             let mut frame = vec![0u8; len];
             stream
                 .read_exact(&mut frame)
