@@ -434,6 +434,38 @@ def check_example_config_starts_broker():
     return "started, ready, clean exit 0; an unknown key is refused"
 
 
+def check_cluster_node_config_starts_a_cluster_node():
+    """config/cluster-node.conf (one node of a 3-node cluster under systemd) names only broker
+    keys and starts the real broker as node 0 of a cluster with voters 0, 1 and 2 (the other
+    two are absent here: no leader, but the node serves and says so on /v1/cluster)."""
+    path = os.path.join(DEPLOY, "config", "cluster-node.conf")
+    keys = set(broker_keys())
+    names = [line.split("=", 1)[0].strip() for line in open(path)
+             if line.strip() and not line.lstrip().startswith("#")]
+    unknown = sorted(set(names) - keys)
+    require(not unknown, f"cluster-node.conf names keys the broker does not know: {unknown}")
+    require({"seeds", "rpc_addr", "advertised_rpc_addr", "node_id"} <= set(names),
+            "cluster-node.conf misses a cluster key")
+    workdir = mkdtemp("clusterconf")
+    try:
+        conf = os.path.join(workdir, "cluster.conf")
+        rpc_port = free_port()
+        with open(conf, "w") as f:
+            f.write(open(path).read().replace("0.0.0.0:33145", f"127.0.0.1:{rpc_port}"))
+        with Broker("clusterconf", ["--config", conf]) as broker:
+            broker.start_ready()
+            status, body = http_get(broker.admin, "/v1/cluster")
+            require(status == 200, f"/v1/cluster answered {status}")
+            view = json.loads(body)
+            require(view["controller"]["voters"] == [0, 1, 2] and view["node_id"] == 0,
+                    f"not node 0 of a 3-voter cluster: {body[:300]}")
+            require(f"127.0.0.1:{rpc_port}" in open(broker.log_path).read(),
+                    f"no rpc listener in the log\n{broker.log_tail()}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return "node 0 of voters [0, 1, 2], rpc listener up, /v1/cluster served"
+
+
 def check_commented_defaults_are_valid():
     """Uncomment every `# key = value` line: the values must be ones the broker accepts."""
     workdir = mkdtemp("allkeys")
@@ -1062,6 +1094,7 @@ CHECKS = [
     ("config keys match config.rs KEYS and defaults", check_config_keys_match_broker),
     ("example config starts the real broker", check_example_config_starts_broker),
     ("commented example values are accepted", check_commented_defaults_are_valid),
+    ("cluster node example config starts a cluster node", check_cluster_node_config_starts_a_cluster_node),
     ("systemd-analyze verify shoal.service", check_systemd_unit_verifies),
     ("systemd unit contract (rpk-tune flags, exit codes, limits)", check_systemd_unit_contract),
     ("kubernetes manifests parse and are consistent", check_kubernetes_manifests),
