@@ -24,6 +24,7 @@ unavailable (not lost) until it is back.
 
 import json
 import os
+import re
 import socket
 import struct
 import sys
@@ -376,6 +377,14 @@ def test_kcat_and_kafka_python_bootstrapped_with_one_node(three_nodes):
     consumer.close()
     want = [b"kp-%d" % p for p in range(3)] + ([b"kc-%d" % p for p in range(3)] if kcat else [])
     assert values == sorted(want)
+    # Followers time their heartbeats to the controller leader: node-to-node latency.
+    timed = 0
+    for i in (1, 2, 3):
+        text = urllib.request.urlopen(f"http://{c.addr(i)}:{ADMIN_PORT}/metrics",
+                                      timeout=5).read().decode()
+        count = re.search(r"\nshoal_rpc_heartbeat_round_trips_total (\d+)", text)
+        timed += bool(count and int(count.group(1)) > 0)
+    assert timed >= 2, "the two followers' heartbeat round trips are not timed"
 
 
 def test_a_voter_cut_off_from_the_others_cannot_change_metadata(three_nodes):

@@ -130,6 +130,23 @@ fn cluster_series(shard: &Shard) -> String {
             "counter",
             view.rpc_envelopes_dropped as i64,
         ),
+        // Heartbeat round trips to the controller leader: the node-to-node latency (mean =
+        // sum / count; the maximum since start).
+        (
+            "shoal_rpc_heartbeat_round_trips_total",
+            "counter",
+            view.heartbeat_round_trips as i64,
+        ),
+        (
+            "shoal_rpc_heartbeat_round_trip_us_sum",
+            "counter",
+            view.heartbeat_round_trip_us_sum as i64,
+        ),
+        (
+            "shoal_rpc_heartbeat_round_trip_us_max",
+            "gauge",
+            view.heartbeat_round_trip_us_max as i64,
+        ),
     ];
     series
         .iter()

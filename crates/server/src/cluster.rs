@@ -52,6 +52,8 @@ const HEARTBEAT_TICKS: u64 = 5;
 /// A broker not heard from for this long is fenced (Kafka's `broker.session.timeout.ms` is
 /// 9 s; a shorter session moves leadership sooner after a crash).
 const SESSION_TIMEOUT_MS: u64 = 6000;
+/// Heartbeats remembered for timing their answers.
+const HEARTBEATS_TIMED_MAX: usize = 16;
 /// The leader places group coordinators (where none is live) at most this often, in ticks.
 const GROUP_PLACEMENT_TICKS: u64 = 20;
 pub(crate) const CONTROLLER_DIR: &str = "controller";
@@ -120,6 +122,9 @@ pub(crate) struct ClusterView {
     pub(crate) leader_changes: u64,
     pub(crate) brokers: Vec<BrokerView>,
     pub(crate) heartbeats_missed: u64,
+    pub(crate) heartbeat_round_trips: u64,
+    pub(crate) heartbeat_round_trip_us_sum: u64,
+    pub(crate) heartbeat_round_trip_us_max: u64,
     pub(crate) rpc_bytes_in: u64,
     pub(crate) rpc_bytes_out: u64,
     pub(crate) rpc_frames_refused: u64,
@@ -221,6 +226,7 @@ pub(crate) async fn start(
         started: std::time::Instant::now(),
         heartbeats_missed: 0,
         shard,
+        heartbeats_sent: std::collections::VecDeque::new(),
         pending: std::collections::BTreeMap::new(),
         proposals_made: 0,
     };
@@ -262,6 +268,8 @@ struct Driver {
     started: std::time::Instant,
     heartbeats_missed: u64,
     shard: Rc<Shard>,
+    /// Heartbeats sent and not yet answered: (request id, when), the newest few.
+    heartbeats_sent: std::collections::VecDeque<(u64, std::time::Instant)>,
     /// This node's proposals not yet applied, by proposal id.
     pending: std::collections::BTreeMap<
         [u8; PROPOSAL_ID_BYTES],
@@ -288,6 +296,9 @@ impl Driver {
                         Some(Inbound::Raft { from, message }) => self.step(from, &message),
                         Some(Inbound::Heartbeat { from, beat }) => self.on_heartbeat(from, &beat),
                         Some(Inbound::Propose(proposal)) => self.propose_for(proposal),
+                        Some(Inbound::HeartbeatResponse { from, response }) => {
+                            self.on_heartbeat_response(from, &response)
+                        }
                     }
                 }
                 Either::Right(((), pending_next)) => {
@@ -361,7 +372,37 @@ impl Driver {
         if leader == me {
             self.on_heartbeat(me, &beat);
         } else {
+            if self.heartbeats_sent.len() >= HEARTBEATS_TIMED_MAX {
+                let _ = self.heartbeats_sent.pop_front();
+            }
+            self.heartbeats_sent
+                .push_back((beat.request_id, std::time::Instant::now()));
             self.net.send_heartbeat(leader, &beat);
+        }
+    }
+
+    /// Times the round trip of one of this node's heartbeats (the node-to-node latency
+    /// `/metrics` reports).
+    fn on_heartbeat_response(
+        &mut self,
+        from: NodeId,
+        response: &shoal_rpc::BrokerHeartbeatResponse,
+    ) {
+        let Some(at) = self
+            .heartbeats_sent
+            .iter()
+            .position(|(id, _)| *id == response.request_id)
+        else {
+            return; // too old, or not ours
+        };
+        let (_, sent) = self.heartbeats_sent.remove(at).expect("found above");
+        let rtt_us = sent.elapsed().as_micros() as u64;
+        let mut view = self.view.borrow_mut();
+        view.heartbeat_round_trips += 1;
+        view.heartbeat_round_trip_us_sum += rtt_us;
+        view.heartbeat_round_trip_us_max = view.heartbeat_round_trip_us_max.max(rtt_us);
+        if response.is_fenced {
+            tracing::debug!(leader = %from, "the controller has this broker fenced");
         }
     }
 
@@ -378,6 +419,18 @@ impl Driver {
             want_fence: beat.want_fence,
         };
         let reply = liveness.heartbeat(&self.state.borrow(), &heartbeat, now_ms);
+        if from != self.registration.node {
+            let fenced = self.state.borrow().broker(from).is_none_or(|b| b.fenced);
+            let response = shoal_rpc::BrokerHeartbeatResponse {
+                request_id: beat.request_id,
+                node: from,
+                broker_epoch: beat.broker_epoch,
+                is_caught_up: !matches!(reply, HeartbeatReply::NotYetApplied),
+                is_fenced: fenced,
+                should_shutdown: false,
+            };
+            self.net.send_heartbeat_response(from, &response);
+        }
         let record = match reply {
             HeartbeatReply::Unfence(record) | HeartbeatReply::Fence(record) => record,
             _ => return,
@@ -668,6 +721,8 @@ impl ClusterView {
                 "bytes_in": self.rpc_bytes_in, "bytes_out": self.rpc_bytes_out,
                 "frames_refused": self.rpc_frames_refused,
                 "envelopes_dropped": self.rpc_envelopes_dropped,
+                "heartbeat_round_trips": self.heartbeat_round_trips,
+                "heartbeat_round_trip_us_max": self.heartbeat_round_trip_us_max,
             },
         })
     }

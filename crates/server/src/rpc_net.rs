@@ -54,6 +54,11 @@ pub(crate) enum Inbound {
         from: NodeId,
         beat: shoal_rpc::BrokerHeartbeat,
     },
+    /// The leader's answer to one of this node's heartbeats (times the round trip).
+    HeartbeatResponse {
+        from: NodeId,
+        response: shoal_rpc::BrokerHeartbeatResponse,
+    },
     /// A metadata change from this node's own requests (`cluster::ClusterHandle`).
     Propose(crate::cluster::Proposal),
 }
@@ -137,6 +142,22 @@ impl RpcNet {
     /// when the queue is full: the next one follows within a heartbeat interval).
     pub(crate) fn send_heartbeat(&self, to: NodeId, beat: &shoal_rpc::BrokerHeartbeat) {
         let queued = Envelope::new(ShardId(0), beat)
+            .ok()
+            .and_then(|e| self.peers.get(&to).map(|s| s.try_send(e)));
+        if !matches!(queued, Some(Ok(()))) {
+            self.stats
+                .envelopes_dropped
+                .set(self.stats.envelopes_dropped.get() + 1);
+        }
+    }
+
+    /// Queues the answer to a broker's heartbeat (dropped like any message when full).
+    pub(crate) fn send_heartbeat_response(
+        &self,
+        to: NodeId,
+        response: &shoal_rpc::BrokerHeartbeatResponse,
+    ) {
+        let queued = Envelope::new(ShardId(0), response)
             .ok()
             .and_then(|e| self.peers.get(&to).map(|s| s.try_send(e)));
         if !matches!(queued, Some(Ok(()))) {
@@ -249,6 +270,13 @@ impl RpcNet {
                     tracing::warn!(from = %from, claimed = %beat.node, "heartbeat for another node dropped")
                 }
                 Err(error) => tracing::warn!(from = %from, %error, "heartbeat skipped"),
+            }
+            return;
+        }
+        if envelope.kind == MessageKind::BROKER_HEARTBEAT_RESPONSE {
+            match envelope.decode::<shoal_rpc::BrokerHeartbeatResponse>() {
+                Ok(response) => self.to_inbox(inbox, Inbound::HeartbeatResponse { from, response }),
+                Err(error) => tracing::warn!(from = %from, %error, "heartbeat response skipped"),
             }
             return;
         }
