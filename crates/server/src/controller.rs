@@ -174,26 +174,9 @@ impl Shard {
         if let Err(error) = self.commit(next).await {
             return fail_succeeded(results, &error);
         }
+        let was = self.snapshot();
         for (name, meta) in removed {
-            for (core, partitions) in by_owner(&self.snapshot(), &meta) {
-                let topic = name.clone();
-                let dropped = self
-                    .control(core, move |shard| async move {
-                        shard.drop_logs(&topic, &partitions).await
-                    })
-                    .await;
-                if let Err(why) = dropped {
-                    tracing::error!(topic = %name, core, ?why, "a core did not drop a deleted topic's logs");
-                }
-            }
-            // Every owner has closed and removed its partitions; now the topic directory.
-            let dir = self.config.data_dir.join(metadata::TOPICS_DIR).join(&name);
-            let removed = glommio::executor()
-                .spawn_blocking(move || crate::shard::remove_dir_if_present(&dir))
-                .await;
-            if let Err(error) = removed {
-                tracing::warn!(topic = %name, %error, "removing a deleted topic's directory");
-            }
+            self.drop_everywhere(&name, &meta, &was).await;
         }
         results
     }
@@ -311,20 +294,7 @@ impl Shard {
     }
 
     async fn apply_config_everywhere(self: &Rc<Self>, name: &str) {
-        let Some(meta) = self.snapshot().topics.get(name).cloned() else {
-            return;
-        };
-        for core in by_owner(&self.snapshot(), &meta).into_keys() {
-            let topic = name.to_string();
-            let applied = self
-                .control(core, move |shard| async move {
-                    shard.apply_topic_config(&topic).await
-                })
-                .await;
-            if let Err(why) = applied {
-                tracing::error!(topic = %name, core, ?why, "a core did not apply altered configs");
-            }
-        }
+        self.on_owner_cores(name, OwnerWork::ApplyConfig).await;
     }
 
     /// A producer id never handed out before: ids come from blocks reserved in the persisted
@@ -382,19 +352,65 @@ impl Shard {
     }
 
     async fn open_everywhere(self: &Rc<Self>, name: &str) {
-        let Some(meta) = self.snapshot().topics.get(name).cloned() else {
+        self.on_owner_cores(name, OwnerWork::Open).await;
+    }
+
+    /// Runs `work` on every core of this node that owns partitions of `name` (as the current
+    /// metadata has it), one core after the other. A core that does not answer is logged: the
+    /// change is committed, and the core catches up when it next opens its partitions.
+    async fn on_owner_cores(self: &Rc<Self>, name: &str, work: OwnerWork) {
+        let snapshot = self.snapshot();
+        let Some(meta) = snapshot.topics.get(name) else {
             return;
         };
-        for (core, partitions) in by_owner(&self.snapshot(), &meta) {
+        self.on_cores_of(name, meta, &snapshot, work).await;
+    }
+
+    /// `on_owner_cores` for a topic as `snapshot` has it (a deleted topic is no longer in the
+    /// current metadata).
+    async fn on_cores_of(
+        self: &Rc<Self>,
+        name: &str,
+        meta: &TopicMeta,
+        snapshot: &Snapshot,
+        work: OwnerWork,
+    ) {
+        for (core, partitions) in by_owner(snapshot, meta) {
             let topic = name.to_string();
-            let opened = self
+            let done = self
                 .control(core, move |shard| async move {
-                    shard.open_logs(&topic, &partitions).await
+                    match work {
+                        OwnerWork::Open => shard.open_logs(&topic, &partitions).await,
+                        OwnerWork::Drop => shard.drop_logs(&topic, &partitions).await,
+                        OwnerWork::ApplyConfig => shard.apply_topic_config(&topic).await,
+                        OwnerWork::RaiseEpochs => shard.raise_epochs(&topic, &partitions).await,
+                    }
                 })
                 .await;
-            if let Err(why) = opened {
-                tracing::error!(topic = %name, core, ?why, "a core did not open a topic's logs");
+            if let Err(why) = done {
+                tracing::error!(topic = %name, core, ?why, "a core did not {}", work.what());
             }
+        }
+    }
+}
+
+/// What a metadata change asks of the cores owning a topic's partitions.
+#[derive(Clone, Copy, Debug)]
+enum OwnerWork {
+    Open,
+    Drop,
+    ApplyConfig,
+    RaiseEpochs,
+}
+
+impl OwnerWork {
+    /// For the log line of a core that did not answer.
+    fn what(self) -> &'static str {
+        match self {
+            OwnerWork::Open => "open a topic's logs",
+            OwnerWork::Drop => "drop a deleted topic's logs",
+            OwnerWork::ApplyConfig => "apply altered configs",
+            OwnerWork::RaiseEpochs => "start new leader epochs",
         }
     }
 }
@@ -507,19 +523,11 @@ impl Shard {
         }
     }
 
-    /// Closes and removes this node's logs of a deleted topic, then its directory.
+    /// Closes and removes this node's logs of a deleted topic (`was`: the metadata that still
+    /// had it), then its directory.
     async fn drop_everywhere(self: &Rc<Self>, name: &str, meta: &TopicMeta, was: &Snapshot) {
-        for (core, partitions) in by_owner(was, meta) {
-            let topic = name.to_string();
-            let dropped = self
-                .control(core, move |shard| async move {
-                    shard.drop_logs(&topic, &partitions).await
-                })
-                .await;
-            if let Err(why) = dropped {
-                tracing::error!(topic = %name, core, ?why, "a core did not drop a deleted topic's logs");
-            }
-        }
+        self.on_cores_of(name, meta, was, OwnerWork::Drop).await;
+        // Every owner has closed and removed its partitions; now the topic directory.
         let dir = self.config.data_dir.join(metadata::TOPICS_DIR).join(name);
         let removed = glommio::executor()
             .spawn_blocking(move || crate::shard::remove_dir_if_present(&dir))
@@ -530,19 +538,6 @@ impl Shard {
     }
 
     async fn raise_epochs_everywhere(self: &Rc<Self>, name: &str) {
-        let Some(meta) = self.snapshot().topics.get(name).cloned() else {
-            return;
-        };
-        for (core, partitions) in by_owner(&self.snapshot(), &meta) {
-            let topic = name.to_string();
-            let raised = self
-                .control(core, move |shard| async move {
-                    shard.raise_epochs(&topic, &partitions).await
-                })
-                .await;
-            if let Err(why) = raised {
-                tracing::error!(topic = %name, core, ?why, "a core did not start new leader epochs");
-            }
-        }
+        self.on_owner_cores(name, OwnerWork::RaiseEpochs).await;
     }
 }
