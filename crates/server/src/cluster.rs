@@ -168,7 +168,7 @@ pub(crate) async fn start(
     let replica = Replica::open(Rc::new(GlommioDisk::new()), Path::new(&dir), options)
         .await
         .map_err(|e| anyhow::anyhow!("controller log {}: {e}", dir.display()))?;
-    let cluster_id = hex(&cluster.cluster_id.0);
+    let cluster_id = cluster.cluster_id.to_string();
     let state = restore(&replica, &cluster_id)?;
     let peers: Vec<(NodeId, String)> = cluster
         .seeds
@@ -688,10 +688,6 @@ impl Driver {
             })
             .collect();
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl ClusterView {

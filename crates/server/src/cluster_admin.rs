@@ -71,10 +71,7 @@ impl Shard {
         if validate_only {
             return Ok(planned_topic_info(&record, &topic.name));
         }
-        let _ = cluster
-            .propose(record)
-            .await
-            .map_err(|e| propose_error(&e))?;
+        propose_planned(cluster, Ok(record)).await?;
         let snapshot = self.snapshot();
         let meta = snapshot.topics.get(&topic.name).ok_or_else(|| {
             ApiError::with_message(
@@ -93,15 +90,7 @@ impl Shard {
         let mut results = Vec::with_capacity(names.len());
         for name in names {
             let planned = plan_delete_topic(&cluster.state.borrow(), &name);
-            let outcome = match planned {
-                Ok(record) => cluster
-                    .propose(record)
-                    .await
-                    .map(drop)
-                    .map_err(|e| propose_error(&e)),
-                Err(error) => Err(plan_error(&error)),
-            };
-            results.push(outcome);
+            results.push(propose_planned(cluster, planned).await);
         }
         results
     }
@@ -115,14 +104,10 @@ impl Shard {
         let mut results = Vec::with_capacity(topics.len());
         for (name, count) in topics {
             let planned = plan_create_partitions(&cluster.state.borrow(), &name, count);
-            let outcome = match planned {
-                Ok(_) if validate_only => Ok(()),
-                Ok(record) => cluster
-                    .propose(record)
-                    .await
-                    .map(drop)
-                    .map_err(|e| propose_error(&e)),
-                Err(error) => Err(plan_error(&error)),
+            let outcome = if validate_only {
+                planned.map(drop).map_err(|e| plan_error(&e))
+            } else {
+                propose_planned(cluster, planned).await
             };
             results.push(outcome);
         }
@@ -167,14 +152,23 @@ impl Shard {
         if validate_only || configs == current {
             return Ok(());
         }
-        let record = plan_alter_configs(&cluster.state.borrow(), name, configs)
-            .map_err(|e| plan_error(&e))?;
-        cluster
-            .propose(record)
-            .await
-            .map(drop)
-            .map_err(|e| propose_error(&e))
+        let planned = plan_alter_configs(&cluster.state.borrow(), name, configs);
+        propose_planned(cluster, planned).await
     }
+}
+
+/// Proposes a planned change and waits until it is applied here: the Kafka error of the plan
+/// (nothing proposed) or of the outcome.
+async fn propose_planned(
+    cluster: &ClusterHandle,
+    planned: Result<Record, PlanError>,
+) -> Result<(), ApiError> {
+    let record = planned.map_err(|e| plan_error(&e))?;
+    cluster
+        .propose(record)
+        .await
+        .map(drop)
+        .map_err(|e| propose_error(&e))
 }
 
 /// What CreateTopics with validate_only reports: the planned topic, not yet anywhere.

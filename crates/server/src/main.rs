@@ -101,10 +101,7 @@ fn start(config: Config) -> anyhow::Result<()> {
         config.disk_reserve_bytes,
     )?);
     warn_about_host(&config);
-    let cluster_id = config
-        .cluster
-        .as_ref()
-        .map(|c| cluster::hex(&c.cluster_id.0));
+    let cluster_id = config.cluster.as_ref().map(|c| c.cluster_id.to_string());
     let snapshot = metadata::load_or_init(
         &config.data_dir,
         config.cores,

@@ -119,52 +119,47 @@ impl RpcNet {
         })
     }
 
-    /// Queues a Raft message of the controller group for `to`. Never waits: a full queue or
-    /// an unknown peer drops the message (raft-rs resends what matters).
+    /// Queues a Raft message of the controller group for `to` (raft-rs resends what
+    /// matters when it is dropped).
     pub(crate) fn send_raft(&self, to: NodeId, group: u64, message: Bytes) {
-        let body = RaftMessage { group, message };
-        let envelope = match Envelope::new(ShardId(0), &body) {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                tracing::warn!(%error, to = %to, "raft message not sent");
-                return;
-            }
-        };
-        let queued = self.peers.get(&to).map(|s| s.try_send(envelope));
-        if !matches!(queued, Some(Ok(()))) {
-            self.stats
-                .envelopes_dropped
-                .set(self.stats.envelopes_dropped.get() + 1);
-        }
+        self.send(to, &RaftMessage { group, message });
     }
 
-    /// Queues a broker heartbeat for the controller leader `to` (dropped like a Raft message
-    /// when the queue is full: the next one follows within a heartbeat interval).
+    /// Queues a broker heartbeat for the controller leader `to` (when it is dropped, the next
+    /// one follows within a heartbeat interval).
     pub(crate) fn send_heartbeat(&self, to: NodeId, beat: &shoal_rpc::BrokerHeartbeat) {
-        let queued = Envelope::new(ShardId(0), beat)
-            .ok()
-            .and_then(|e| self.peers.get(&to).map(|s| s.try_send(e)));
-        if !matches!(queued, Some(Ok(()))) {
-            self.stats
-                .envelopes_dropped
-                .set(self.stats.envelopes_dropped.get() + 1);
-        }
+        self.send(to, beat);
     }
 
-    /// Queues the answer to a broker's heartbeat (dropped like any message when full).
+    /// Queues the answer to a broker's heartbeat.
     pub(crate) fn send_heartbeat_response(
         &self,
         to: NodeId,
         response: &shoal_rpc::BrokerHeartbeatResponse,
     ) {
-        let queued = Envelope::new(ShardId(0), response)
-            .ok()
-            .and_then(|e| self.peers.get(&to).map(|s| s.try_send(e)));
+        self.send(to, response);
+    }
+
+    /// Queues one message for `to`, for core 0 there. Never waits: a full queue, an unknown
+    /// peer or a body that does not encode drops the message and counts it.
+    fn send<B: shoal_rpc::Body>(&self, to: NodeId, body: &B) {
+        let envelope = match Envelope::new(ShardId(0), body) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::warn!(%error, to = %to, kind = %B::KIND, "message not sent");
+                self.count_dropped();
+                return;
+            }
+        };
+        let queued = self.peers.get(&to).map(|s| s.try_send(envelope));
         if !matches!(queued, Some(Ok(()))) {
-            self.stats
-                .envelopes_dropped
-                .set(self.stats.envelopes_dropped.get() + 1);
+            self.count_dropped();
         }
+    }
+
+    fn count_dropped(&self) {
+        let dropped = &self.stats.envelopes_dropped;
+        dropped.set(dropped.get() + 1);
     }
 
     /// Serves the listener until the broker stops: each connection in its own task.
@@ -298,9 +293,7 @@ impl RpcNet {
 
     fn to_inbox(&self, inbox: &LocalSender<Inbound>, inbound: Inbound) {
         if inbox.try_send(inbound).is_err() {
-            self.stats
-                .envelopes_dropped
-                .set(self.stats.envelopes_dropped.get() + 1);
+            self.count_dropped();
         }
     }
 }
