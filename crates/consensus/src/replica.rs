@@ -285,6 +285,11 @@ impl<D: Disk> Replica<D> {
         self.applied_index
     }
 
+    /// The index the latest snapshot covers (0: none taken), without copying its data.
+    pub fn snapshot_index(&self) -> u64 {
+        self.store.0.borrow().snapshot.get_metadata().index
+    }
+
     /// The latest snapshot (index 0 and no data if none was taken): after `open`, the owner
     /// restores its state machine from it, then applies what `advance` commits.
     pub fn snapshot(&self) -> Snapshot {

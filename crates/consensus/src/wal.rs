@@ -137,7 +137,7 @@ impl<D: Disk> Wal<D> {
             }
         }
         let mut recovered = Recovered {
-            snapshot: read_snapshot(disk.as_ref(), &dir).await?,
+            snapshot: read_snapshot(disk.as_ref(), &dir, &names).await?,
             ..Recovered::default()
         };
         let path = dir.join(WAL_FILE);
@@ -220,15 +220,8 @@ impl<D: Disk> Wal<D> {
         self.failed = true; // until the rewrite completed: the old handle is closed below
         let snapshot_index = snapshot.get_metadata().index;
         assert!(records.entries.iter().all(|e| e.index > snapshot_index));
-        let body = encode_pb(snapshot)?;
-        let mut image = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + body.len());
-        image.extend_from_slice(&SNAPSHOT_MAGIC.to_be_bytes());
-        image.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-        image.extend_from_slice(&0u16.to_be_bytes());
-        image.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        image.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
-        image.extend_from_slice(&body);
-        self.replace_file(SNAPSHOT_FILE, &image).await?;
+        self.replace_file(SNAPSHOT_FILE, &snapshot_image(snapshot)?)
+            .await?;
 
         if let Some(old) = self.file.take() {
             old.close()
@@ -291,6 +284,19 @@ impl<D: Disk> Wal<D> {
             .await
             .map_err(|e| io_error(&self.dir, "sync_dir", e))
     }
+}
+
+/// The bytes of `raft.snap`: header (magic, version, length, CRC32C) and the snapshot.
+fn snapshot_image(snapshot: &Snapshot) -> Result<Vec<u8>> {
+    let body = encode_pb(snapshot)?;
+    let mut image = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + body.len());
+    image.extend_from_slice(&SNAPSHOT_MAGIC.to_be_bytes());
+    image.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+    image.extend_from_slice(&0u16.to_be_bytes());
+    image.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    image.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+    image.extend_from_slice(&body);
+    Ok(image)
 }
 
 fn failed_before(path: &Path) -> Error {
@@ -374,8 +380,8 @@ async fn read_whole<F: DmaFile>(file: &F, path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-async fn read_snapshot<D: Disk>(disk: &D, dir: &Path) -> Result<Snapshot> {
-    let names = disk.list(dir).await.map_err(|e| io_error(dir, "list", e))?;
+/// Reads `raft.snap` if `names` (the directory's listing) has it.
+async fn read_snapshot<D: Disk>(disk: &D, dir: &Path, names: &[String]) -> Result<Snapshot> {
     if !names.iter().any(|n| n == SNAPSHOT_FILE) {
         return Ok(Snapshot::default());
     }
@@ -720,7 +726,8 @@ mod tests {
         let mut snapshot = Snapshot::default();
         snapshot.mut_metadata().index = 4;
         snapshot.mut_metadata().term = 1;
-        block_on(wal.replace_file(SNAPSHOT_FILE, &snapshot_image(&snapshot))).expect("snap");
+        let image = snapshot_image(&snapshot).expect("encode");
+        block_on(wal.replace_file(SNAPSHOT_FILE, &image)).expect("snap");
         disk.power_cut(4, CutMode::Adversarial);
         let (_, recovered) = open(&disk).expect("reopen");
         assert_eq!(indexes(&recovered), vec![(5, 1)]);
@@ -728,17 +735,6 @@ mod tests {
             recovered.hard_state.commit, 4,
             "the snapshot's index is committed"
         );
-    }
-
-    fn snapshot_image(snapshot: &Snapshot) -> Vec<u8> {
-        let body = snapshot.write_to_bytes().expect("encode");
-        let mut image = SNAPSHOT_MAGIC.to_be_bytes().to_vec();
-        image.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-        image.extend_from_slice(&0u16.to_be_bytes());
-        image.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        image.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
-        image.extend_from_slice(&body);
-        image
     }
 
     fn libc_eio() -> i32 {

@@ -640,7 +640,7 @@ impl Driver {
 
     async fn compact_if_due(&mut self) -> shoal_consensus::Result<()> {
         let applied = self.replica.applied_index();
-        let snapshot_index = self.replica.snapshot().get_metadata().index;
+        let snapshot_index = self.replica.snapshot_index();
         if applied < snapshot_index + COMPACT_EVERY_ENTRIES {
             return Ok(());
         }

@@ -426,7 +426,7 @@ impl<S: StateMachine> Sim<S> {
             return Ok(());
         };
         let applied = replica.applied_index();
-        let snapshot_index = replica.snapshot().get_metadata().index;
+        let snapshot_index = replica.snapshot_index();
         if applied < snapshot_index + self.options.compact_every_entries {
             return Ok(());
         }
