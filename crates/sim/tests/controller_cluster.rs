@@ -19,6 +19,10 @@ use shoal_controller::{
 use shoal_model::{NodeId, PartitionId};
 use shoal_sim::{run, FaultOptions, StateMachine};
 
+mod common;
+
+use common::seeds;
+
 const CLUSTER_ID: &str = "sim-cluster";
 
 struct Metadata {
@@ -121,17 +125,6 @@ fn plan(rng: &mut StdRng, machine: &Metadata) -> Option<Vec<u8>> {
         _ => plan_group_placement(state).ok()??,
     };
     Some(record.encode().expect("a planned record encodes"))
-}
-
-fn seeds(default: u64) -> Vec<u64> {
-    if let Ok(seed) = std::env::var("SHOAL_SIM_SEED") {
-        return vec![seed.parse().expect("SHOAL_SIM_SEED is a number")];
-    }
-    let count = std::env::var("SHOAL_SIM_SEEDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(default);
-    (0..count).collect()
 }
 
 #[test]

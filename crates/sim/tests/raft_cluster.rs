@@ -3,6 +3,9 @@
 //!
 //! `SHOAL_SIM_SEEDS=n` runs more seeds; `SHOAL_SIM_SEED=s` replays one.
 
+mod common;
+
+use common::seeds;
 use shoal_sim::{run, FaultOptions, StateMachine};
 
 /// A log of applied (index, payload) pairs, folded into a digest; the snapshot is the digest
@@ -44,22 +47,6 @@ impl StateMachine for Digest {
     fn digest(&self) -> u64 {
         self.digest ^ self.applied
     }
-}
-
-fn seeds(default: u64) -> Vec<u64> {
-    // RUST_LOG=raft=debug shows raft-rs's own log of a replayed seed.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    if let Ok(seed) = std::env::var("SHOAL_SIM_SEED") {
-        return vec![seed.parse().expect("SHOAL_SIM_SEED is a number")];
-    }
-    let count = std::env::var("SHOAL_SIM_SEEDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(default);
-    (0..count).collect()
 }
 
 fn payload(rng: &mut rand::rngs::StdRng, _: &Digest) -> Option<Vec<u8>> {
