@@ -1,7 +1,6 @@
 package dev.shoal.it;
 
 import java.io.IOException;
-import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.net.ServerSocket;
@@ -172,34 +171,29 @@ public final class ShoalBroker {
 
     /** Body of a plain HTTP/1.0 GET on the admin port. */
     public String httpGet(String path) throws IOException {
-        try (Socket s = new Socket()) {
-            s.connect(new InetSocketAddress(host, adminPort), 1000);
-            s.setSoTimeout(2000);
-            OutputStream out = s.getOutputStream();
-            out.write(("GET " + path + " HTTP/1.0\r\nHost: " + host + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
-            out.flush();
-            String answer = new String(s.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-            int body = answer.indexOf("\r\n\r\n");
-            return body < 0 ? "" : answer.substring(body + 4);
-        }
+        String answer = httpAnswer(path);
+        int body = answer.indexOf("\r\n\r\n");
+        return body < 0 ? "" : answer.substring(body + 4);
     }
 
     /** Status code of a plain HTTP/1.0 GET on the admin port. */
     public int httpGetStatus(String path) throws IOException {
+        String head = httpAnswer(path);
+        if (!head.startsWith("HTTP/1.") || head.length() < 12) {
+            throw new IOException("bad HTTP answer: " + head.substring(0, Math.min(head.length(), 64)));
+        }
+        return Integer.parseInt(head.substring(9, 12));
+    }
+
+    /** The whole answer (head and body) to a GET; the admin server closes after answering. */
+    private String httpAnswer(String path) throws IOException {
         try (Socket s = new Socket()) {
             s.connect(new InetSocketAddress(host, adminPort), 1000);
             s.setSoTimeout(2000);
             OutputStream out = s.getOutputStream();
             out.write(("GET " + path + " HTTP/1.0\r\nHost: " + host + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
             out.flush();
-            InputStream in = s.getInputStream();
-            byte[] buf = new byte[64];
-            int n = in.readNBytes(buf, 0, 12);
-            String head = new String(buf, 0, n, StandardCharsets.US_ASCII);
-            if (!head.startsWith("HTTP/1.") || head.length() < 12) {
-                throw new IOException("bad HTTP answer: " + head);
-            }
-            return Integer.parseInt(head.substring(9, 12));
+            return new String(s.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         }
     }
 
