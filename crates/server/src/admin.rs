@@ -225,11 +225,10 @@ async fn respond(
 /// version, registered brokers, node-to-node traffic). A node without cluster settings is a
 /// one-node cluster of its own.
 fn cluster_json(shard: &Shard) -> String {
-    let view = shard
-        .cluster_view
-        .borrow()
-        .as_ref()
-        .map(|v| v.borrow().to_json());
+    let view = match (shard.cluster_view.borrow().as_ref(), shard.cluster_handle()) {
+        (Some(view), Some(cluster)) => Some(view.borrow().to_json(&cluster.state.borrow())),
+        _ => None,
+    };
     let json = view.unwrap_or_else(|| {
         let config = &shard.config;
         serde_json::json!({

@@ -120,7 +120,6 @@ pub(crate) struct ClusterView {
     pub(crate) commit: u64,
     pub(crate) applied: u64,
     pub(crate) leader_changes: u64,
-    pub(crate) brokers: Vec<BrokerView>,
     pub(crate) heartbeats_missed: u64,
     pub(crate) heartbeat_round_trips: u64,
     pub(crate) heartbeat_round_trip_us_sum: u64,
@@ -129,16 +128,6 @@ pub(crate) struct ClusterView {
     pub(crate) rpc_bytes_out: u64,
     pub(crate) rpc_frames_refused: u64,
     pub(crate) rpc_envelopes_dropped: u64,
-}
-
-#[derive(Clone, Debug)]
-pub(crate) struct BrokerView {
-    pub(crate) node: i32,
-    pub(crate) kafka: String,
-    pub(crate) rpc: String,
-    pub(crate) rack: Option<String>,
-    pub(crate) broker_epoch: u64,
-    pub(crate) fenced: bool,
 }
 
 /// Raft ids are never 0; node ids may be.
@@ -670,35 +659,20 @@ impl Driver {
         view.rpc_bytes_out = stats.bytes_out.get();
         view.rpc_frames_refused = stats.frames_refused.get();
         view.rpc_envelopes_dropped = stats.envelopes_dropped.get();
-        view.brokers = self
-            .state
-            .borrow()
-            .brokers()
-            .values()
-            .map(|b| BrokerView {
-                node: b.registration.node.0,
-                kafka: format!(
-                    "{}:{}",
-                    b.registration.kafka_host, b.registration.kafka_port
-                ),
-                rpc: b.registration.rpc_addr.clone(),
-                rack: b.registration.rack.clone(),
-                broker_epoch: b.broker_epoch,
-                fenced: b.fenced,
-            })
-            .collect();
     }
 }
 
 impl ClusterView {
-    /// The JSON of `/v1/cluster`.
-    pub(crate) fn to_json(&self) -> serde_json::Value {
-        let brokers: Vec<serde_json::Value> = self
-            .brokers
-            .iter()
+    /// The JSON of `/v1/cluster`; the brokers are read from the applied `state` when asked.
+    pub(crate) fn to_json(&self, state: &ClusterState) -> serde_json::Value {
+        let brokers: Vec<serde_json::Value> = state
+            .brokers()
+            .values()
             .map(|b| {
+                let r = &b.registration;
                 serde_json::json!({
-                    "node_id": b.node, "kafka": b.kafka, "rpc": b.rpc, "rack": b.rack,
+                    "node_id": r.node.0, "kafka": format!("{}:{}", r.kafka_host, r.kafka_port),
+                    "rpc": r.rpc_addr, "rack": r.rack,
                     "broker_epoch": b.broker_epoch, "fenced": b.fenced,
                 })
             })
