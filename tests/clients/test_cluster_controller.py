@@ -392,7 +392,7 @@ def test_kcat_and_kafka_python_bootstrapped_with_one_node(three_nodes):
     for i in (1, 2, 3):
         text = urllib.request.urlopen(f"http://{c.addr(i)}:{ADMIN_PORT}/metrics",
                                       timeout=5).read().decode()
-        count = re.search(r"\nshoal_rpc_heartbeat_round_trips_total (\d+)", text)
+        count = re.search(r"\nshoal_rpc_heartbeat_round_trip_seconds_count (\d+)", text)
         timed += bool(count and int(count.group(1)) > 0)
     assert timed >= 2, "the two followers' heartbeat round trips are not timed"
 

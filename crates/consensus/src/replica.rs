@@ -39,6 +39,11 @@ pub struct ReplicaOptions {
     /// The voters of the group when it is created. Used only when the log is empty (first
     /// start); afterwards the persisted configuration is authoritative.
     pub initial_voters: Vec<u64>,
+    /// Replicas that follow the group without a vote (raft-rs learners) when it is created;
+    /// this replica may be one of them. Used only when the log is empty, as `initial_voters`.
+    /// A learner applies the same committed log and never campaigns; the leader counts it in
+    /// no quorum, so it joins (`propose_add_learner`) without a membership vote of its own.
+    pub initial_learners: Vec<u64>,
     /// Ticks without hearing from a leader before a follower campaigns. raft-rs draws the
     /// actual timeout from `election_ticks_min..election_ticks_max`.
     pub election_ticks_min: usize,
@@ -61,6 +66,7 @@ impl ReplicaOptions {
             group,
             id,
             initial_voters: voters,
+            initial_learners: Vec::new(),
             election_ticks_min: 10,
             election_ticks_max: 20,
             election_seed: id,
@@ -83,6 +89,10 @@ pub struct Progress {
     pub committed: Vec<Committed>,
     /// The index of the last committed entry handed out (entries without data included).
     pub applied_index: u64,
+    /// A configuration change (a learner added) was applied: the owner should `compact` now,
+    /// so that any snapshot the leader sends later names the new member (raft-rs refuses a
+    /// snapshot whose configuration does not contain the receiver).
+    pub conf_changed: bool,
 }
 
 /// One committed entry: its position and the proposal's bytes.
@@ -134,13 +144,21 @@ impl<D: Disk> Replica<D> {
             entries: recovered.entries,
         };
         if fresh {
-            if !options.initial_voters.contains(&options.id) {
+            let member = options.initial_voters.contains(&options.id)
+                || options.initial_learners.contains(&options.id);
+            if !member {
                 return Err(Error::Invalid(format!(
-                    "replica {} is not among the initial voters {:?}",
-                    options.id, options.initial_voters
+                    "replica {} is not among the initial voters {:?} or learners {:?}",
+                    options.id, options.initial_voters, options.initial_learners
                 )));
             }
-            mem.conf_state = ConfState::from((options.initial_voters.clone(), vec![]));
+            let learners: Vec<u64> = options
+                .initial_learners
+                .iter()
+                .copied()
+                .filter(|id| !options.initial_voters.contains(id))
+                .collect();
+            mem.conf_state = ConfState::from((options.initial_voters.clone(), learners));
             wal.append(&Records {
                 conf_state: Some(&mem.conf_state),
                 ..Records::default()
@@ -248,6 +266,16 @@ impl<D: Disk> Replica<D> {
         Ok(self.raw.propose(vec![], data)?)
     }
 
+    /// Proposes adding `id` as a learner (leader only). raft-rs takes one configuration change
+    /// at a time: while one is pending this one is dropped (an error), so the owner retries
+    /// until `learners` names `id`. Adding a present member again changes nothing.
+    pub fn propose_add_learner(&mut self, id: u64) -> Result<()> {
+        let mut change = ConfChange::default();
+        change.set_change_type(raft::eraftpb::ConfChangeType::AddLearnerNode);
+        change.node_id = id;
+        Ok(self.raw.propose_conf_change(vec![], change)?)
+    }
+
     /// Starts an election now (tests and leadership transfer).
     pub fn campaign(&mut self) -> Result<()> {
         let campaigned = self.raw.campaign();
@@ -269,6 +297,17 @@ impl<D: Disk> Replica<D> {
     /// The voters of the group's current configuration.
     pub fn voters(&self) -> Vec<u64> {
         self.store.0.borrow().conf_state.voters.clone()
+    }
+
+    /// The learners of the group's current configuration (as applied here).
+    pub fn learners(&self) -> Vec<u64> {
+        self.store.0.borrow().conf_state.learners.clone()
+    }
+
+    /// Whether this replica is a learner (never campaigns, counts in no quorum).
+    pub fn is_learner(&self) -> bool {
+        let conf = &self.store.0.borrow().conf_state;
+        conf.learners.contains(&self.options.id) && !conf.voters.contains(&self.options.id)
     }
 
     /// Tells raft a peer could not be reached (it then probes instead of streaming).
@@ -434,6 +473,7 @@ impl<D: Disk> Replica<D> {
                         .map_err(|e| Error::Invalid(format!("conf change: {e}")))?;
                     let conf_state = self.raw.apply_conf_change(&change)?;
                     self.store.0.borrow_mut().conf_state = conf_state;
+                    progress.conf_changed = true;
                 }
                 EntryType::EntryConfChangeV2 => {
                     let change = ConfChangeV2::parse_from_bytes(&entry.data)
@@ -442,6 +482,7 @@ impl<D: Disk> Replica<D> {
                     // restart before that applies it again.
                     let conf_state = self.raw.apply_conf_change(&change)?;
                     self.store.0.borrow_mut().conf_state = conf_state;
+                    progress.conf_changed = true;
                 }
             }
         }

@@ -130,17 +130,10 @@ fn cluster_series(shard: &Shard) -> String {
             "counter",
             view.rpc_envelopes_dropped as i64,
         ),
-        // Heartbeat round trips to the controller leader: the node-to-node latency (mean =
-        // sum / count; the maximum since start).
         (
-            "shoal_rpc_heartbeat_round_trips_total",
+            "shoal_controller_registrations_refused_total",
             "counter",
-            view.heartbeat_round_trips as i64,
-        ),
-        (
-            "shoal_rpc_heartbeat_round_trip_us_sum",
-            "counter",
-            view.heartbeat_round_trip_us_sum as i64,
+            view.registrations_refused as i64,
         ),
         (
             "shoal_rpc_heartbeat_round_trip_us_max",
@@ -148,10 +141,15 @@ fn cluster_series(shard: &Shard) -> String {
             view.heartbeat_round_trip_us_max as i64,
         ),
     ];
-    series
+    let mut out: String = series
         .iter()
         .map(|(name, kind, value)| format!("# TYPE {name} {kind}\n{name} {value}\n"))
-        .collect()
+        .collect();
+    // Heartbeat round trips to the controller leader: the node-to-node latency.
+    let name = "shoal_rpc_heartbeat_round_trip_seconds";
+    out.push_str(&format!("# TYPE {name} histogram\n"));
+    view.heartbeat_round_trip.render(&mut out, name, "");
+    out
 }
 
 fn route(shard: &Shard, method: &str, path: &str, view: &AdminView) -> (u16, &'static str, String) {

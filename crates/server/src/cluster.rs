@@ -47,6 +47,8 @@ const TICK_MS: u64 = 100;
 const COMPACT_EVERY_ENTRIES: u64 = 1000;
 /// How often a node whose registration is not yet applied proposes it again.
 const REGISTER_RETRY_TICKS: u64 = 10;
+/// A node still not registered after this many ticks (10 s) says so in its log.
+const UNREGISTERED_WARN_TICKS: u64 = 100;
 /// A broker heartbeats the controller leader every this many ticks (500 ms).
 const HEARTBEAT_TICKS: u64 = 5;
 /// A broker not heard from for this long is fenced (Kafka's `broker.session.timeout.ms` is
@@ -115,14 +117,18 @@ pub(crate) struct ClusterView {
     pub(crate) node: i32,
     pub(crate) cluster_id: String,
     pub(crate) voters: Vec<i32>,
+    /// Brokers that follow the controller log without a vote.
+    pub(crate) learners: Vec<i32>,
+    pub(crate) registrations_refused: u64,
     pub(crate) leader: Option<i32>,
     pub(crate) term: u64,
     pub(crate) commit: u64,
     pub(crate) applied: u64,
     pub(crate) leader_changes: u64,
     pub(crate) heartbeats_missed: u64,
-    pub(crate) heartbeat_round_trips: u64,
-    pub(crate) heartbeat_round_trip_us_sum: u64,
+    /// Round trips of this node's heartbeats to the controller leader: the node-to-node
+    /// latency, as a histogram.
+    pub(crate) heartbeat_round_trip: Rc<crate::metrics::Histogram>,
     pub(crate) heartbeat_round_trip_us_max: u64,
     pub(crate) rpc_bytes_in: u64,
     pub(crate) rpc_bytes_out: u64,
@@ -150,9 +156,16 @@ pub(crate) async fn start(
     let config = shard.config.clone();
     let me = NodeId(config.node_id);
     let voters: Vec<u64> = cluster.seeds.iter().map(|s| raft_id(s.node)).collect();
+    let seeds: Vec<NodeId> = cluster.seeds.iter().map(|s| s.node).collect();
+    let is_voter = seeds.contains(&me);
     let incarnation = Incarnation(uuid::Uuid::new_v4().as_u64_pair().0);
     let mut options = ReplicaOptions::new(CONTROLLER_GROUP, raft_id(me), voters);
     options.election_seed = incarnation.0;
+    if !is_voter {
+        // Not a seed: this node follows the metadata log as a learner, added by the leader
+        // once its registration is applied.
+        options.initial_learners = vec![raft_id(me)];
+    }
     let dir = config.data_dir.join(CONTROLLER_DIR);
     let replica = Replica::open(Rc::new(GlommioDisk::new()), Path::new(&dir), options)
         .await
@@ -169,21 +182,25 @@ pub(crate) async fn start(
         me,
         cluster.cluster_id,
         incarnation,
+        is_voter,
         &peers,
         stopping.clone(),
     );
     let listener = TcpListener::bind(cluster.rpc_addr)
         .map_err(|e| anyhow::anyhow!("binding rpc {}: {e}", cluster.rpc_addr))?;
-    tracing::info!(addr = %cluster.rpc_addr, node = %me, voters = ?cluster.seeds, "serving node-to-node rpc");
+    tracing::info!(addr = %cluster.rpc_addr, node = %me, voters = ?cluster.seeds, is_voter, "serving node-to-node rpc");
     let (inbox, inbox_receiver) = local_channel::new_bounded(rpc_net::INBOX_MAX);
     let inbox = Rc::new(inbox);
-    let known = rpc_net::known_nodes(cluster.seeds.iter().map(|s| s.node).collect());
+    let state = Rc::new(RefCell::new(state));
+    let known: rpc_net::KnownNodes = {
+        let (seeds, state) = (seeds.clone(), state.clone());
+        Rc::new(move |node| seeds.contains(&node) || state.borrow().broker(node).is_some())
+    };
     glommio::spawn_local(
         net.clone()
             .serve(listener, known, inbox.clone(), stopping.clone()),
     )
     .detach();
-    let state = Rc::new(RefCell::new(state));
     let handle = Rc::new(ClusterHandle {
         state: state.clone(),
         inbox,
@@ -209,6 +226,9 @@ pub(crate) async fn start(
         net,
         view: view.clone(),
         registration,
+        seeds,
+        registrations_refused: 0,
+        unregistered_warned: false,
         ticks: 0,
         last_leader: 0,
         liveness: None,
@@ -250,6 +270,12 @@ struct Driver {
     net: Rc<RpcNet>,
     view: Rc<RefCell<ClusterView>>,
     registration: Registration,
+    /// The controller voters (from `seeds`); the other brokers are learners.
+    seeds: Vec<NodeId>,
+    /// Registrations the leader refused (a node id another live process holds).
+    registrations_refused: u64,
+    /// Whether this node already said it is not registered after `UNREGISTERED_WARN_TICKS`.
+    unregistered_warned: bool,
     ticks: u64,
     last_leader: u64,
     /// Broker sessions, kept only while this replica leads the controller.
@@ -288,6 +314,9 @@ impl Driver {
                         Some(Inbound::HeartbeatResponse { from, response }) => {
                             self.on_heartbeat_response(from, &response)
                         }
+                        Some(Inbound::ControllerRequest { from, request }) => {
+                            self.on_controller_request(from, &request)
+                        }
                     }
                 }
                 Either::Right(((), pending_next)) => {
@@ -301,8 +330,9 @@ impl Driver {
                 }
             }
             let progress = self.replica.advance().await?;
+            let conf_changed = progress.conf_changed;
             self.deliver(progress).await?;
-            self.compact_if_due().await?;
+            self.compact_if_due(conf_changed).await?;
             self.refresh_view();
         }
         Ok(())
@@ -387,8 +417,7 @@ impl Driver {
         let (_, sent) = self.heartbeats_sent.remove(at).expect("found above");
         let rtt_us = sent.elapsed().as_micros() as u64;
         let mut view = self.view.borrow_mut();
-        view.heartbeat_round_trips += 1;
-        view.heartbeat_round_trip_us_sum += rtt_us;
+        view.heartbeat_round_trip.record_us(rtt_us);
         view.heartbeat_round_trip_us_max = view.heartbeat_round_trip_us_max.max(rtt_us);
         if response.is_fenced {
             tracing::debug!(leader = %from, "the controller has this broker fenced");
@@ -439,6 +468,9 @@ impl Driver {
             }
             (Some(_), false) => self.liveness = None,
             _ => {}
+        }
+        if self.liveness.is_some() {
+            self.add_learners();
         }
         let Some(liveness) = self.liveness.as_mut() else {
             return;
@@ -502,9 +534,10 @@ impl Driver {
         }
     }
 
-    /// Proposes this node's registration until the applied state has it (a follower's
-    /// proposal is forwarded to the leader by raft-rs; one made without a leader is dropped,
-    /// hence the retry).
+    /// Asks the controller leader to register this node until the applied state has it (the
+    /// leader checks the node id is not held by another live process first). Sent to the
+    /// known leader, or to every seed while none is known (a learner learns the leader only
+    /// once it is registered and added).
     fn register_if_needed(&mut self) {
         let registered = self
             .state
@@ -514,7 +547,121 @@ impl Driver {
         if registered || !self.ticks.is_multiple_of(REGISTER_RETRY_TICKS) {
             return;
         }
-        self.propose(&Record::RegisterBroker(self.registration.clone()));
+        if self.ticks >= UNREGISTERED_WARN_TICKS && !self.unregistered_warned {
+            self.unregistered_warned = true;
+            tracing::warn!(
+                node = %self.registration.node,
+                seconds = UNREGISTERED_WARN_TICKS * TICK_MS / 1000,
+                "not registered with the controller yet: are the seeds reachable, or does a \
+                 live node already use this node_id? (the controller leader logs refusals)"
+            );
+        }
+        let me = self.registration.node;
+        let record = Record::RegisterBroker(self.registration.clone());
+        let payload = match record.encode() {
+            Ok(bytes) => bytes::Bytes::from(bytes),
+            Err(error) => {
+                tracing::error!(%error, "registration does not encode");
+                return;
+            }
+        };
+        let request = shoal_rpc::ControllerRequest {
+            request_id: self.ticks,
+            payload,
+        };
+        let leader = self.replica.status().leader;
+        let targets: Vec<NodeId> = if leader != 0 {
+            vec![node_of(leader)]
+        } else {
+            self.seeds.clone()
+        };
+        for to in targets {
+            if to == me {
+                self.on_controller_request(me, &request);
+            } else {
+                self.net.send_controller_request(to, &request);
+            }
+        }
+    }
+
+    /// On the leader: a node asks to be registered. Proposed unless its node id is held by
+    /// another process that still heartbeats (KRaft's DUPLICATE_BROKER_REGISTRATION), or it
+    /// is already registered with this incarnation (a retry).
+    fn on_controller_request(&mut self, from: NodeId, request: &shoal_rpc::ControllerRequest) {
+        let now_ms = self.now_ms();
+        let Some(liveness) = self.liveness.as_mut() else {
+            return; // not the leader: the node asks the others too
+        };
+        let registration = match Record::decode(&request.payload) {
+            Ok(Record::RegisterBroker(registration)) => registration,
+            Ok(other) => {
+                tracing::warn!(from = %from, record = ?other, "controller request other than a registration dropped");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(from = %from, %error, "undecodable controller request dropped");
+                return;
+            }
+        };
+        if registration.node != from {
+            tracing::warn!(from = %from, claimed = %registration.node, "registration for another node dropped");
+            return;
+        }
+        let state = self.state.borrow();
+        let current = state.broker(from).map(|b| b.registration.incarnation);
+        if current == Some(registration.incarnation) {
+            return; // applied already; the node sees it shortly
+        }
+        match liveness.plan_register(&state, registration, now_ms) {
+            Ok(record) => {
+                drop(state);
+                self.propose(&record);
+            }
+            Err(error) => {
+                drop(state);
+                self.registrations_refused += 1;
+                tracing::warn!(node = %from, %error, "broker registration refused");
+            }
+        }
+    }
+
+    /// On the leader: every registered broker that is not a voter becomes a learner of the
+    /// controller group, so it applies the metadata log. One change at a time (raft-rs
+    /// refuses a second while one is pending; the next tick tries again).
+    fn add_learners(&mut self) {
+        let members: Vec<u64> = self
+            .replica
+            .voters()
+            .into_iter()
+            .chain(self.replica.learners())
+            .collect();
+        let missing = self
+            .state
+            .borrow()
+            .brokers()
+            .keys()
+            .map(|node| raft_id(*node))
+            .find(|id| !members.contains(id));
+        if let Some(id) = missing {
+            match self.replica.propose_add_learner(id) {
+                Ok(()) => {
+                    tracing::info!(node = %node_of(id), "adding the broker as a learner of the controller")
+                }
+                Err(error) => tracing::debug!(node = %node_of(id), %error, "learner not added yet"),
+            }
+        }
+    }
+
+    /// Every registered broker is a peer, at the address it registered (seeds keep the one
+    /// configured).
+    fn connect_brokers(&self) {
+        let state = self.state.borrow();
+        for broker in state.brokers().values() {
+            let node = broker.registration.node;
+            if !self.seeds.contains(&node) {
+                self.net.ensure_peer(node, &broker.registration.rpc_addr);
+            }
+        }
     }
 
     async fn deliver(&mut self, progress: Progress) -> shoal_consensus::Result<()> {
@@ -563,6 +710,7 @@ impl Driver {
             self.state.borrow_mut().advance(applied_index);
         }
         if changed {
+            self.connect_brokers();
             let next = self.server_snapshot();
             self.shard.adopt_cluster_metadata(next).await;
         }
@@ -627,10 +775,13 @@ impl Driver {
         }
     }
 
-    async fn compact_if_due(&mut self) -> shoal_consensus::Result<()> {
+    /// Snapshots the metadata every `COMPACT_EVERY_ENTRIES`, and at once after a learner was
+    /// added (`force`): a snapshot the leader sends must name its receiver.
+    async fn compact_if_due(&mut self, force: bool) -> shoal_consensus::Result<()> {
         let applied = self.replica.applied_index();
         let snapshot_index = self.replica.snapshot_index();
-        if applied < snapshot_index + COMPACT_EVERY_ENTRIES {
+        let due = applied >= snapshot_index + COMPACT_EVERY_ENTRIES;
+        if !(due || force && applied > snapshot_index) {
             return Ok(());
         }
         let bytes = self
@@ -651,6 +802,19 @@ impl Driver {
         let stats = &self.net.stats;
         let mut view = self.view.borrow_mut();
         view.leader = (status.leader != 0).then(|| node_of(status.leader).0);
+        view.voters = self
+            .replica
+            .voters()
+            .into_iter()
+            .map(|id| node_of(id).0)
+            .collect();
+        view.learners = self
+            .replica
+            .learners()
+            .into_iter()
+            .map(|id| node_of(id).0)
+            .collect();
+        view.registrations_refused = self.registrations_refused;
         view.term = status.term;
         view.commit = status.commit;
         view.applied = self.replica.applied_index();
@@ -681,8 +845,9 @@ impl ClusterView {
             "node_id": self.node,
             "cluster_id": self.cluster_id,
             "controller": {
-                "voters": self.voters, "leader": self.leader, "term": self.term,
-                "commit": self.commit, "leader_changes": self.leader_changes,
+                "voters": self.voters, "learners": self.learners, "leader": self.leader,
+                "term": self.term, "commit": self.commit, "leader_changes": self.leader_changes,
+                "registrations_refused": self.registrations_refused,
             },
             "metadata_version": self.applied,
             "heartbeats_missed": self.heartbeats_missed,
@@ -691,7 +856,7 @@ impl ClusterView {
                 "bytes_in": self.rpc_bytes_in, "bytes_out": self.rpc_bytes_out,
                 "frames_refused": self.rpc_frames_refused,
                 "envelopes_dropped": self.rpc_envelopes_dropped,
-                "heartbeat_round_trips": self.heartbeat_round_trips,
+                "heartbeat_round_trips": self.heartbeat_round_trip.count(),
                 "heartbeat_round_trip_us_max": self.heartbeat_round_trip_us_max,
             },
         })

@@ -20,7 +20,7 @@ const BUCKETS_US: [u64; 22] = [
 /// Kafka API keys are below this (the codec knows ~90).
 const API_KEYS_MAX: usize = 96;
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Histogram {
     buckets: [AtomicU64; BUCKETS_US.len() + 1],
     sum_us: AtomicU64,
@@ -38,25 +38,36 @@ impl Histogram {
         let _ = self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Renders the buckets, sum and count; `labels` may be empty (`a="b",c="d"` otherwise).
+    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         let mut cumulative = 0;
         for (slot, bound) in BUCKETS_US.iter().enumerate() {
             cumulative += self.buckets[slot].load(Ordering::Relaxed);
             out.push_str(&format!(
-                "{name}_bucket{{{labels},le=\"{}\"}} {cumulative}\n",
+                "{name}_bucket{{{labels}{sep}le=\"{}\"}} {cumulative}\n",
                 *bound as f64 / 1e6
             ));
         }
         cumulative += self.buckets[BUCKETS_US.len()].load(Ordering::Relaxed);
         out.push_str(&format!(
-            "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}\n"
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}\n"
         ));
         out.push_str(&format!(
-            "{name}_sum{{{labels}}} {}\n",
+            "{name}_sum{braced} {}\n",
             self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
         ));
         out.push_str(&format!(
-            "{name}_count{{{labels}}} {}\n",
+            "{name}_count{braced} {}\n",
             self.count.load(Ordering::Relaxed)
         ));
     }

@@ -13,6 +13,12 @@
 //! a Kafka client or a node of another cluster on this port is refused, nothing else happens.
 //! Raft envelopes go to the controller's inbox (the only group until replication lands; its
 //! target core is 0).
+//!
+//! Members are the seeds and the registered brokers (decided per frame from the applied
+//! metadata). A node that is neither may still reach a voter, but only with registrations
+//! (`ControllerRequest`): anything else from it closes the connection as an unknown node.
+//! Peers are the seeds at start; each registered broker becomes one when its registration
+//! is applied (`ensure_peer`), at the address it registered.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -59,6 +65,11 @@ pub(crate) enum Inbound {
         from: NodeId,
         response: shoal_rpc::BrokerHeartbeatResponse,
     },
+    /// A call to the controller from another node (a registration; served by the leader).
+    ControllerRequest {
+        from: NodeId,
+        request: shoal_rpc::ControllerRequest,
+    },
     /// A metadata change from this node's own requests (`cluster::ClusterHandle`).
     Propose(crate::cluster::Proposal),
 }
@@ -77,46 +88,95 @@ pub(crate) struct NetStats {
 pub(crate) struct RpcNet {
     me: NodeId,
     cluster_id: ClusterId,
-    peers: BTreeMap<NodeId, LocalSender<Envelope>>,
+    incarnation: Incarnation,
+    /// Whether this node is a controller voter: only voters take registrations from nodes
+    /// they do not know yet (see `read_connection`).
+    serves_registrations: bool,
+    peers: RefCell<BTreeMap<NodeId, Peer>>,
+    stopping: Rc<Cell<bool>>,
     pub(crate) stats: Rc<NetStats>,
+}
+
+/// One outbound connection's queue. Dropping it (`retired` set, sender dropped) ends the
+/// task that keeps the connection.
+struct Peer {
+    addr: String,
+    sender: LocalSender<Envelope>,
+    retired: Rc<Cell<bool>>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.retired.set(true);
+    }
 }
 
 impl RpcNet {
     /// Starts one outbound task per peer (`peers`: node id -> host:port) and returns the
-    /// handle to queue envelopes with.
+    /// handle to queue envelopes with. More peers join with `ensure_peer`.
     pub(crate) fn start(
         me: NodeId,
         cluster_id: ClusterId,
         incarnation: Incarnation,
+        serves_registrations: bool,
         peers: &[(NodeId, String)],
         stopping: Rc<Cell<bool>>,
     ) -> Rc<RpcNet> {
-        let stats = Rc::new(NetStats::default());
-        let mut senders = BTreeMap::new();
-        for (node, addr) in peers {
-            let (sender, receiver) = local_channel::new_bounded(PEER_QUEUE_MAX);
-            let _ = senders.insert(*node, sender);
-            let header = FrameHeader {
-                cluster_id,
-                source_node: me,
-                source_incarnation: incarnation,
-                destination_node: *node,
-            };
-            let task = outbound(
-                header,
-                addr.clone(),
-                receiver,
-                stats.clone(),
-                stopping.clone(),
-            );
-            glommio::spawn_local(task).detach();
-        }
-        Rc::new(RpcNet {
+        let net = Rc::new(RpcNet {
             me,
             cluster_id,
-            peers: senders,
-            stats,
-        })
+            incarnation,
+            serves_registrations,
+            peers: RefCell::new(BTreeMap::new()),
+            stopping,
+            stats: Rc::new(NetStats::default()),
+        });
+        for (node, addr) in peers {
+            net.ensure_peer(*node, addr);
+        }
+        net
+    }
+
+    /// Makes sure envelopes for `node` go to `addr`: a new peer gets its connection task; a
+    /// peer whose address changed (it registered again from elsewhere) gets a new one and the
+    /// old task ends. This node itself is never a peer.
+    pub(crate) fn ensure_peer(&self, node: NodeId, addr: &str) {
+        if node == self.me {
+            return;
+        }
+        if self
+            .peers
+            .borrow()
+            .get(&node)
+            .is_some_and(|p| p.addr == addr)
+        {
+            return;
+        }
+        let (sender, receiver) = local_channel::new_bounded(PEER_QUEUE_MAX);
+        let retired = Rc::new(Cell::new(false));
+        let header = FrameHeader {
+            cluster_id: self.cluster_id,
+            source_node: self.me,
+            source_incarnation: self.incarnation,
+            destination_node: node,
+        };
+        let task = outbound(
+            header,
+            addr.to_string(),
+            receiver,
+            self.stats.clone(),
+            self.stopping.clone(),
+            retired.clone(),
+        );
+        glommio::spawn_local(task).detach();
+        let peer = Peer {
+            addr: addr.to_string(),
+            sender,
+            retired,
+        };
+        if let Some(old) = self.peers.borrow_mut().insert(node, peer) {
+            tracing::info!(node = %node, from = %old.addr, to = %addr, "peer address changed");
+        }
     }
 
     /// Queues a Raft message of the controller group for `to` (raft-rs resends what
@@ -140,6 +200,15 @@ impl RpcNet {
         self.send(to, response);
     }
 
+    /// Queues a call to the controller (a registration) for the voter `to`.
+    pub(crate) fn send_controller_request(
+        &self,
+        to: NodeId,
+        request: &shoal_rpc::ControllerRequest,
+    ) {
+        self.send(to, request);
+    }
+
     /// Queues one message for `to`, for core 0 there. Never waits: a full queue, an unknown
     /// peer or a body that does not encode drops the message and counts it.
     fn send<B: shoal_rpc::Body>(&self, to: NodeId, body: &B) {
@@ -151,7 +220,11 @@ impl RpcNet {
                 return;
             }
         };
-        let queued = self.peers.get(&to).map(|s| s.try_send(envelope));
+        let queued = self
+            .peers
+            .borrow()
+            .get(&to)
+            .map(|p| p.sender.try_send(envelope));
         if !matches!(queued, Some(Ok(()))) {
             self.count_dropped();
         }
@@ -234,8 +307,25 @@ impl RpcNet {
                 .set(self.stats.bytes_in.get() + (len + FRAME_PREFIX_BYTES) as u64);
             let (header, envelopes) =
                 decode_frame(&Bytes::from(frame)).map_err(|e| e.to_string())?;
-            check_peer(&header, self.cluster_id, self.me, known).map_err(|e| e.to_string())?;
+            // A node not yet registered may only ask a voter to register it: check the rest
+            // of the header first, then whether the sender is a member.
+            check_peer(&header, self.cluster_id, self.me, |_| true).map_err(|e| e.to_string())?;
+            let member = known(header.source_node);
+            let unknown = || shoal_rpc::Error::UnknownNode {
+                source_node: header.source_node,
+                cluster: header.cluster_id,
+            };
+            if !member && !self.serves_registrations {
+                return Err(unknown().to_string());
+            }
             for envelope in envelopes {
+                if !member && greeted && envelope.kind != MessageKind::CONTROLLER_REQUEST {
+                    return Err(format!(
+                        "{} (it sent {}, not a registration)",
+                        unknown(),
+                        envelope.kind
+                    ));
+                }
                 if !greeted {
                     let hello: Hello = envelope
                         .decode()
@@ -275,6 +365,13 @@ impl RpcNet {
             }
             return;
         }
+        if envelope.kind == MessageKind::CONTROLLER_REQUEST {
+            match envelope.decode::<shoal_rpc::ControllerRequest>() {
+                Ok(request) => self.to_inbox(inbox, Inbound::ControllerRequest { from, request }),
+                Err(error) => tracing::warn!(from = %from, %error, "controller request skipped"),
+            }
+            return;
+        }
         if envelope.kind != MessageKind::RAFT {
             tracing::debug!(from = %from, kind = %envelope.kind, "envelope of a kind not served here, skipped");
             return;
@@ -305,10 +402,11 @@ async fn outbound(
     queue: LocalReceiver<Envelope>,
     stats: Rc<NetStats>,
     stopping: Rc<Cell<bool>>,
+    retired: Rc<Cell<bool>>,
 ) {
     let mut backoff_ms = RECONNECT_MS_MIN;
     let mut batches = queue.stream().ready_chunks(ENVELOPES_PER_WRITE_MAX);
-    while !stopping.get() {
+    while !stopping.get() && !retired.get() {
         let connected = connect(&addr).await;
         let mut stream = match connected {
             Ok(stream) => stream,
@@ -360,11 +458,5 @@ async fn connect(addr: &str) -> std::io::Result<TcpStream> {
     Ok(stream)
 }
 
-/// The shared state the listener's closures capture.
+/// Who may talk to this node: decided per frame, so nodes that register later are let in.
 pub(crate) type KnownNodes = Rc<dyn Fn(NodeId) -> bool>;
-
-/// Builds the set of nodes that may talk to this one (the seeds, for now).
-pub(crate) fn known_nodes(nodes: Vec<NodeId>) -> KnownNodes {
-    let nodes = RefCell::new(nodes);
-    Rc::new(move |node| nodes.borrow().contains(&node))
-}
