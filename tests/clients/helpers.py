@@ -227,6 +227,13 @@ def raw_metadata_brokers(host, port):
     return brokers, controller
 
 
+def raw_init_producer_id(host, port):
+    """InitProducerId v1 without a transactional id -> (error_code, producer_id, epoch)."""
+    body = raw_request(host, port, 22, 1, _struct.pack(">hi", -1, 60000), timeout=15)
+    _throttle, err, pid, epoch = _struct.unpack_from(">ihqh", body)
+    return err, pid, epoch
+
+
 def raw_metadata_topics(host, port):
     """Metadata v1 for all topics -> {topic: (error_code, {partition: leader})}.
 

@@ -8,6 +8,8 @@ namespace.
     bootstrapped with it alone produces to and consumes from every partition;
   * kill -9 it: it is fenced and its partitions are leaderless; restarted, it registers
     again with a new broker epoch, catches up and serves them with every acknowledged record;
+  * producer ids come in blocks from the controller: InitProducerId on every node hands out
+    distinct ids, and a node that lost its data dir does not hand out an id again;
   * a second process started with the live fourth node's id is refused by the controller
     leader (DUPLICATE_BROKER_REGISTRATION, logged and counted): the first one stays
     registered, at its own address, and keeps its partitions.
@@ -24,6 +26,7 @@ from confluent_kafka.admin import AdminClient
 
 import netns
 from conftest import SHOAL_BIN, _require_binary
+from helpers import raw_init_producer_id
 from test_cluster_controller import (ADMIN_PORT, RPC_PORT, cluster_view, consume_group,
                                      create, produce_all, views)
 
@@ -190,3 +193,32 @@ def test_a_second_process_with_a_live_node_id_is_refused(four_nodes):
     wait_for(c, "the impostor's warning",
              lambda: "not registered with the controller yet" in impostor.log_text(), timeout=20)
     impostor.kill()
+
+
+def test_producer_ids_come_in_blocks_from_the_controller(four_nodes, tmp_path):
+    c, procs, start = four_nodes
+    everyone = (*VOTERS, BROKER)
+    wait_for(c, "four unfenced brokers", lambda: settled(c, everyone, everyone))
+
+    def init(node):
+        err, pid, epoch = raw_init_producer_id(c.addr(ns(node)), 9092)
+        assert err == 0 and pid >= 0 and epoch == 0, (node, err, pid, epoch)
+        return pid
+
+    given = {node: [init(node) for _ in range(3)] for node in everyone}
+    ids = [pid for pids in given.values() for pid in pids]
+    assert len(set(ids)) == len(ids), given  # no id handed out twice, across nodes
+    for pids in given.values():
+        assert pids == list(range(pids[0], pids[0] + 3)), given  # one block per node
+    # The broker loses its data dir: it comes back empty, registers again, and gets a new
+    # block (ids interleaved by node id would start over and repeat its old ones).
+    procs[BROKER].kill()
+    wait_for(c, "the broker fenced", lambda: settled(c, VOTERS, VOTERS, fenced=(BROKER,)),
+             timeout=30)
+    shutil.rmtree(tmp_path / f"data-{BROKER}")
+    os.makedirs(tmp_path / f"data-{BROKER}")
+    start(BROKER)
+    wait_for(c, "the broker back", lambda: settled(c, everyone, everyone), timeout=30)
+    again = [init(BROKER) for _ in range(3)]
+    assert not set(again) & set(ids), (given, again)
+    assert min(again) > max(ids), (given, again)  # blocks only move forward

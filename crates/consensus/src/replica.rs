@@ -253,7 +253,24 @@ impl<D: Disk> Replica<D> {
 
     /// Hands a message from a peer to raft. A message for another group or from a replica
     /// that is not a member is refused with an error (log it, drop it).
-    pub fn step(&mut self, message: Message) -> Result<()> {
+    pub fn step(&mut self, mut message: Message) -> Result<()> {
+        let last_index = self.raw.raft.raft_log.last_index();
+        if message.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat
+            && message.commit > last_index
+        {
+            // The leader believes this replica holds entries it does not: its log was lost
+            // (a data dir wiped) and it came back with the same id. raft-rs would abort on
+            // this heartbeat. A learner counts in no quorum: it takes the commit as a hint
+            // up to what it has, and its owner has the leader re-add it, which starts its
+            // progress over. A voter that lost acknowledged entries must not take part.
+            if !self.is_learner() {
+                return Err(Error::Invalid(format!(
+                    "the leader believes this voter holds entries up to {}, its log ends at                      {last_index}: its log was lost; a voter must not rejoin without it",
+                    message.commit
+                )));
+            }
+            message.commit = last_index;
+        }
         let stepped = self.raw.step(message);
         self.redraw_election_timeout();
         Ok(stepped?)
@@ -264,6 +281,21 @@ impl<D: Disk> Replica<D> {
     /// changes first (the proposer learns that by never seeing it, and times out).
     pub fn propose(&mut self, data: Vec<u8>) -> Result<()> {
         Ok(self.raw.propose(vec![], data)?)
+    }
+
+    /// Proposes removing the learner `id` (leader only; one configuration change at a time,
+    /// as `propose_add_learner`). Removing and adding a learner again starts its progress
+    /// over: the way back for one that lost its log.
+    pub fn propose_remove_learner(&mut self, id: u64) -> Result<()> {
+        if !self.learners().contains(&id) {
+            return Err(Error::Invalid(format!(
+                "{id} is not a learner of the group"
+            )));
+        }
+        let mut change = ConfChange::default();
+        change.set_change_type(raft::eraftpb::ConfChangeType::RemoveNode);
+        change.node_id = id;
+        Ok(self.raw.propose_conf_change(vec![], change)?)
     }
 
     /// Proposes adding `id` as a learner (leader only). raft-rs takes one configuration change

@@ -229,6 +229,8 @@ pub(crate) async fn start(
         seeds,
         registrations_refused: 0,
         unregistered_warned: false,
+        learners_fresh: std::collections::BTreeMap::new(),
+        learners_adding: std::collections::BTreeMap::new(),
         ticks: 0,
         last_leader: 0,
         liveness: None,
@@ -276,6 +278,10 @@ struct Driver {
     registrations_refused: u64,
     /// Whether this node already said it is not registered after `UNREGISTERED_WARN_TICKS`.
     unregistered_warned: bool,
+    /// On the leader: the broker epoch each learner's progress is current for, and the
+    /// epoch a pending add is for (see `add_learners`).
+    learners_fresh: std::collections::BTreeMap<NodeId, u64>,
+    learners_adding: std::collections::BTreeMap<NodeId, u64>,
     ticks: u64,
     last_leader: u64,
     /// Broker sessions, kept only while this replica leads the controller.
@@ -465,6 +471,17 @@ impl Driver {
                 let mut liveness = Liveness::new(SESSION_TIMEOUT_MS);
                 liveness.on_become_leader(&self.state.borrow(), now_ms);
                 self.liveness = Some(liveness);
+                // The learners a previous leader added are taken as current.
+                let learners = self.replica.learners();
+                self.learners_adding.clear();
+                self.learners_fresh = self
+                    .state
+                    .borrow()
+                    .brokers()
+                    .values()
+                    .filter(|b| learners.contains(&raft_id(b.registration.node)))
+                    .map(|b| (b.registration.node, b.broker_epoch))
+                    .collect();
             }
             (Some(_), false) => self.liveness = None,
             _ => {}
@@ -626,29 +643,41 @@ impl Driver {
     }
 
     /// On the leader: every registered broker that is not a voter becomes a learner of the
-    /// controller group, so it applies the metadata log. One change at a time (raft-rs
-    /// refuses a second while one is pending; the next tick tries again).
+    /// controller group, so it applies the metadata log. A learner that registered again
+    /// (a new process, maybe with an empty data dir) is removed and added again: that starts
+    /// its progress over, so the leader does not take it to hold the entries its previous
+    /// process had. One change at a time (raft-rs ignores a second while one is pending; the
+    /// next tick goes on).
     fn add_learners(&mut self) {
-        let members: Vec<u64> = self
-            .replica
-            .voters()
-            .into_iter()
-            .chain(self.replica.learners())
-            .collect();
-        let missing = self
+        let learners = self.replica.learners();
+        let brokers: Vec<(NodeId, u64)> = self
             .state
             .borrow()
             .brokers()
-            .keys()
-            .map(|node| raft_id(*node))
-            .find(|id| !members.contains(id));
-        if let Some(id) = missing {
-            match self.replica.propose_add_learner(id) {
-                Ok(()) => {
-                    tracing::info!(node = %node_of(id), "adding the broker as a learner of the controller")
-                }
-                Err(error) => tracing::debug!(node = %node_of(id), %error, "learner not added yet"),
+            .values()
+            .map(|b| (b.registration.node, b.broker_epoch))
+            .filter(|(node, _)| !self.seeds.contains(node))
+            .collect();
+        for (node, broker_epoch) in brokers {
+            let id = raft_id(node);
+            let fresh = self.learners_fresh.get(&node) == Some(&broker_epoch);
+            let proposed = if !learners.contains(&id) {
+                let _ = self.learners_adding.insert(node, broker_epoch);
+                self.replica.propose_add_learner(id)
+            } else if fresh {
+                continue;
+            } else if self.learners_adding.get(&node) == Some(&broker_epoch) {
+                let _ = self.learners_adding.remove(&node);
+                let _ = self.learners_fresh.insert(node, broker_epoch);
+                tracing::info!(node = %node, broker_epoch, "broker follows the controller as a learner");
+                continue;
+            } else {
+                self.replica.propose_remove_learner(id)
+            };
+            if let Err(error) = proposed {
+                tracing::debug!(node = %node, %error, "learner change not proposed yet");
             }
+            return;
         }
     }
 

@@ -15,8 +15,8 @@ use std::rc::Rc;
 
 use kafka_protocol::error::ResponseError;
 use shoal_controller::{
-    plan_alter_configs, plan_create_partitions, plan_create_topic, plan_delete_topic, ApplyError,
-    PlacementError, PlanError, Record,
+    plan_allocate_producer_ids, plan_alter_configs, plan_create_partitions, plan_create_topic,
+    plan_delete_topic, Applied, ApplyError, PlacementError, PlanError, Record,
 };
 use shoal_kafka::cluster::{ApiError, ConfigChange, NewTopic, TopicInfo};
 
@@ -28,6 +28,44 @@ use crate::topic_config;
 impl Shard {
     pub(crate) fn cluster_handle(&self) -> Option<Rc<ClusterHandle>> {
         self.cluster.borrow().clone()
+    }
+
+    /// The next id of this node's block, asking the controller for a new block when it is
+    /// used up (one request at a time; the others wait for its block). Not under the metadata
+    /// permit: applying the block's record takes that permit on this core.
+    pub(crate) async fn cluster_allocate_producer_id(
+        self: &Rc<Self>,
+        cluster: &ClusterHandle,
+    ) -> Result<i64, ApiError> {
+        let _permit = self
+            .producer_id_blocks
+            .acquire_permit(1)
+            .await
+            .map_err(|_| {
+                ApiError::with_message(ResponseError::UnknownServerError, "broker stopping")
+            })?;
+        let (next, end) = self.producer_id_block.get();
+        if next < end {
+            self.producer_id_block.set((next + 1, end));
+            return Ok(next);
+        }
+        let me = shoal_model::NodeId(self.config.node_id);
+        let count = crate::controller::PRODUCER_IDS_PER_BLOCK as u32;
+        let planned = plan_allocate_producer_ids(&cluster.state.borrow(), me, count);
+        let record = planned.map_err(|e| producer_ids_error(&e.to_string()))?;
+        match cluster.propose(record).await {
+            Ok(Applied::ProducerIds { node, first, count }) if node == me => {
+                assert!(count > 0, "the controller reserves non-empty blocks");
+                self.producer_id_block
+                    .set((first + 1, first + i64::from(count)));
+                Ok(first)
+            }
+            Ok(other) => Err(ApiError::with_message(
+                ResponseError::UnknownServerError,
+                format!("the controller answered a producer id block with {other:?}"),
+            )),
+            Err(error) => Err(producer_ids_error(&format!("{error:?}"))),
+        }
     }
 
     pub(crate) async fn cluster_create_topics(
@@ -232,6 +270,16 @@ pub(crate) fn plan_error(error: &PlanError) -> ApiError {
         _ => ResponseError::InvalidRequest,
     };
     ApiError::with_message(code, error.to_string())
+}
+
+/// InitProducerId's answer when this node has no producer id block and cannot get one now
+/// (not registered yet, no controller leader, not committed in time): a code the Java client
+/// and librdkafka retry InitProducerId on.
+fn producer_ids_error(why: &str) -> ApiError {
+    ApiError::with_message(
+        ResponseError::CoordinatorLoadInProgress,
+        format!("no producer id block from the controller yet: {why}"),
+    )
 }
 
 /// The Kafka code of a committed change that was refused when applied (it raced).

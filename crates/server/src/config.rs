@@ -100,7 +100,7 @@ pub(crate) struct Seed {
     pub(crate) addr: String,
 }
 
-/// Node ids of a cluster are below this (producer ids interleave by node id).
+/// Node ids of a cluster are below this (bounds the broker table and the ids in frames).
 pub(crate) const CLUSTER_NODE_IDS_MAX: i64 = 1024;
 
 /// Controller voter counts a cluster may have (a majority survives one, resp. two, losses).

@@ -23,7 +23,7 @@ use crate::topic_config;
 const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 
 /// Producer ids reserved per metadata write.
-const PRODUCER_IDS_PER_BLOCK: i64 = 1000;
+pub(crate) const PRODUCER_IDS_PER_BLOCK: i64 = 1000;
 
 pub(crate) fn topic_info(
     snapshot: &Snapshot,
@@ -297,10 +297,15 @@ impl Shard {
         self.on_owner_cores(name, OwnerWork::ApplyConfig).await;
     }
 
-    /// A producer id never handed out before: ids come from blocks reserved in the persisted
-    /// metadata, so a restart continues above every id it may have given out.
+    /// A producer id never handed out before. One node: ids come from blocks reserved in the
+    /// persisted metadata, so a restart continues above every id it may have given out. A
+    /// cluster node: from blocks the controller reserved for it (`AllocateProducerIds`), so
+    /// no two nodes, and no node before and after losing its data dir, share an id.
     pub(crate) async fn controller_allocate_producer_id(self: &Rc<Self>) -> Result<i64, ApiError> {
         assert_eq!(self.id, 0, "producer ids are allocated on shard 0");
+        if let Some(cluster) = self.cluster_handle() {
+            return self.cluster_allocate_producer_id(&cluster).await;
+        }
         let _permit = self.metadata_permit().await?;
         let next = self.next_producer_id.get();
         let reserved = self.snapshot().producer_ids_reserved_until;
@@ -310,11 +315,6 @@ impl Shard {
             self.commit(snapshot).await?;
         }
         self.next_producer_id.set(next + 1);
-        // Each node of a cluster hands out ids from its own reservations: interleaving them
-        // by node id keeps two nodes from giving one id to two producers.
-        if self.config.cluster.is_some() {
-            return Ok(next * crate::config::CLUSTER_NODE_IDS_MAX + i64::from(self.config.node_id));
-        }
         Ok(next)
     }
 

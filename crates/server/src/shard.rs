@@ -76,6 +76,10 @@ pub(crate) struct Shard {
     pub(crate) metrics: Arc<crate::metrics::CoreMetrics>,
     /// Next producer id to hand out (core 0 only; ids up to the persisted reservation).
     pub(crate) next_producer_id: Cell<i64>,
+    /// Cluster mode: the block of producer ids the controller reserved for this node (next,
+    /// end), in memory only (a restart asks for a new block), and who may ask for the next.
+    pub(crate) producer_id_block: Cell<(i64, i64)>,
+    pub(crate) producer_id_blocks: glommio::sync::Semaphore,
 }
 
 impl Shard {
@@ -94,6 +98,8 @@ impl Shard {
         let request_bytes = config.request_bytes_per_core();
         Shard {
             next_producer_id: Cell::new(snapshot.producer_ids_reserved_until),
+            producer_id_block: Cell::new((0, 0)),
+            producer_id_blocks: glommio::sync::Semaphore::new(1),
             metrics,
             id: senders.peer_id(),
             cores: senders.nr_consumers(),

@@ -345,6 +345,16 @@ fn a_broker_restarted_on_the_same_addresses_starts_at_once() {
     }
 }
 
+/// A broker process that is killed when the test ends, also when an assertion fails first.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_broker_whose_log_cannot_be_written_keeps_serving() {
     // stderr on /dev/full: every log line fails with ENOSPC, as on a full disk under a
@@ -356,16 +366,18 @@ fn a_broker_whose_log_cannot_be_written_keeps_serving() {
         .write(true)
         .open("/dev/full")
         .expect("/dev/full");
-    let mut child = shoal("2", &kafka, &admin, dir.path())
-        .stdout(Stdio::null())
-        .stderr(full)
-        .spawn()
-        .expect("start shoal");
+    let mut child = KilledOnDrop(
+        shoal("2", &kafka, &admin, dir.path())
+            .stdout(Stdio::null())
+            .stderr(full)
+            .spawn()
+            .expect("start shoal"),
+    );
     let broker_addr = kafka.clone();
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(&broker_addr).is_err() {
         assert!(
-            child.try_wait().expect("wait").is_none(),
+            child.0.try_wait().expect("wait").is_none(),
             "the broker exited while starting"
         );
         assert!(Instant::now() < deadline, "broker did not listen");
@@ -392,10 +404,20 @@ fn a_broker_whose_log_cannot_be_written_keeps_serving() {
         "still serving"
     );
     assert!(
-        child.try_wait().expect("wait").is_none(),
+        child.0.try_wait().expect("wait").is_none(),
         "the broker died logging"
     );
-    let mut http = TcpStream::connect(&admin).expect("admin");
+    // The admin listener may come up after the Kafka one (a loaded 2-core CI host showed it).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut http = loop {
+        match TcpStream::connect(&admin) {
+            Ok(http) => break http,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "admin did not listen: {error}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
     http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
         .expect("send");
     let mut body = String::new();
@@ -408,6 +430,5 @@ fn a_broker_whose_log_cannot_be_written_keeps_serving() {
         dropped.is_some_and(|n| n > 0),
         "dropped lines are counted: {dropped:?}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
 }
