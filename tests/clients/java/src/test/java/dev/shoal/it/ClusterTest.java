@@ -39,11 +39,13 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
- * The Java client on a 3-node Shoal cluster on loopback (seeds, one rpc port each): the
- * AdminClient bootstrapped with one node sees all three brokers and creates a topic whose
- * partitions are spread over them; an idempotent producer bootstrapped with another node and a
- * consumer group bootstrapped with the third write, read and commit every partition; with the
- * node that served the admin requests killed (-9), another creates topics on the live nodes.
+ * The Java client on a 4-node Shoal cluster on loopback (one rpc port each): three seeds (the
+ * controller voters) and a fourth broker that follows the controller as a learner. The
+ * AdminClient bootstrapped with one node sees all four brokers and creates a topic whose
+ * partitions are spread over them; an idempotent producer bootstrapped with the fourth (its
+ * producer id from the block the controller gave that node) and a consumer group bootstrapped
+ * with a voter write, read and commit every partition; with a node killed (-9), another
+ * creates topics on the live nodes.
  */
 class ClusterTest {
     private static final List<ShoalBroker> NODES = new ArrayList<>();
@@ -51,14 +53,14 @@ class ClusterTest {
     @BeforeAll
     static void startCluster() throws Exception {
         List<Integer> rpcPorts = new ArrayList<>();
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < 4; i++) {
             rpcPorts.add(ShoalBroker.freePort());
         }
         StringBuilder seeds = new StringBuilder();
         for (int i = 0; i < 3; i++) {
             seeds.append(i == 0 ? "" : ",").append(i).append("@127.0.0.1:").append(rpcPorts.get(i));
         }
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < 4; i++) {
             ShoalBroker node = new ShoalBroker();
             node.env.put("SHOAL_NODE_ID", String.valueOf(i));
             node.env.put("SHOAL_SEEDS", seeds.toString());
@@ -70,7 +72,7 @@ class ClusterTest {
         for (ShoalBroker node : NODES) {
             node.start();
         }
-        waitFor("three unfenced brokers", Duration.ofSeconds(30), () -> unfenced(NODES.get(0)) == 3);
+        waitFor("four unfenced brokers", Duration.ofSeconds(30), () -> unfenced(NODES.get(0)) == 4);
     }
 
     @AfterAll
@@ -129,17 +131,17 @@ class ClusterTest {
             for (Node n : admin.describeCluster().nodes().get()) {
                 ids.add(n.id());
             }
-            assertEquals(Set.of(0, 1, 2), ids);
-            admin.createTopics(List.of(new NewTopic(topic, 6, (short) 1))).all().get();
+            assertEquals(Set.of(0, 1, 2, 3), ids);
+            admin.createTopics(List.of(new NewTopic(topic, 8, (short) 1))).all().get();
             TopicDescription d = admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
             for (TopicPartitionInfo p : d.partitions()) {
                 leaders.put(p.partition(), p.leader().id());
             }
         }
-        assertEquals(Set.of(0, 1, 2), new HashSet<>(leaders.values()), "partitions spread: " + leaders);
+        assertEquals(Set.of(0, 1, 2, 3), new HashSet<>(leaders.values()), "partitions spread: " + leaders);
 
         Properties pp = new Properties();
-        pp.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, NODES.get(1).bootstrap());
+        pp.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, NODES.get(3).bootstrap());
         pp.put(ProducerConfig.ACKS_CONFIG, "all");
         pp.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, true);
         pp.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
@@ -147,10 +149,10 @@ class ClusterTest {
         Map<String, Long> acked = new HashMap<>();
         try (KafkaProducer<String, String> producer = new KafkaProducer<>(pp)) {
             List<Future<RecordMetadata>> sends = new ArrayList<>();
-            for (int i = 0; i < 300; i++) {
-                sends.add(producer.send(new ProducerRecord<>(topic, i % 6, null, "v" + i)));
+            for (int i = 0; i < 400; i++) {
+                sends.add(producer.send(new ProducerRecord<>(topic, i % 8, null, "v" + i)));
             }
-            for (int i = 0; i < 300; i++) {
+            for (int i = 0; i < 400; i++) {
                 RecordMetadata md = sends.get(i).get();
                 acked.put("v" + i, ((long) md.partition() << 32) | md.offset());
             }
@@ -166,14 +168,14 @@ class ClusterTest {
         try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(cp)) {
             consumer.subscribe(List.of(topic));
             long deadline = System.nanoTime() + Duration.ofSeconds(30).toNanos();
-            while (read.size() < 300 && System.nanoTime() < deadline) {
+            while (read.size() < 400 && System.nanoTime() < deadline) {
                 for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(500))) {
                     read.put(r.value(), ((long) r.partition() << 32) | r.offset());
                 }
             }
             consumer.commitSync();
             Set<TopicPartition> all = new HashSet<>();
-            for (int p = 0; p < 6; p++) {
+            for (int p = 0; p < 8; p++) {
                 all.add(new TopicPartition(topic, p));
             }
             Map<TopicPartition, OffsetAndMetadata> committed = consumer.committed(all);
@@ -188,7 +190,7 @@ class ClusterTest {
     void metadataChangesGoOnWithoutANode() throws Exception {
         ShoalBroker dead = NODES.get(2);
         dead.forceKill();
-        waitFor("the dead node fenced", Duration.ofSeconds(30), () -> unfenced(NODES.get(0)) == 2);
+        waitFor("the dead node fenced", Duration.ofSeconds(30), () -> unfenced(NODES.get(0)) == 3);
         try (Admin admin = admin(NODES.get(1))) {
             admin.createTopics(List.of(new NewTopic("without-node-2", 4, (short) 1))).all().get();
             TopicDescription d = admin.describeTopics(List.of("without-node-2")).allTopicNames().get()
@@ -198,7 +200,7 @@ class ClusterTest {
             }
         }
         dead.start();
-        waitFor("the node back and unfenced", Duration.ofSeconds(30), () -> unfenced(NODES.get(0)) == 3);
+        waitFor("the node back and unfenced", Duration.ofSeconds(30), () -> unfenced(NODES.get(0)) == 4);
         try (Admin admin = admin(dead)) {
             assertTrue(admin.listTopics().names().get().contains("without-node-2"));
         }
