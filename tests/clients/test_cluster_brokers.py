@@ -222,3 +222,27 @@ def test_producer_ids_come_in_blocks_from_the_controller(four_nodes, tmp_path):
     again = [init(BROKER) for _ in range(3)]
     assert not set(again) & set(ids), (given, again)
     assert min(again) > max(ids), (given, again)  # blocks only move forward
+
+
+def test_a_voter_that_lost_its_log_is_kept_out_and_says_so(four_nodes, tmp_path):
+    c, procs, start = four_nodes
+    everyone = (*VOTERS, BROKER)
+    view = wait_for(c, "four unfenced brokers", lambda: settled(c, everyone, everyone))
+    leader = view["controller"]["leader"]
+    victim = next(n for n in VOTERS if n != leader)
+    create(c, via=0, name="before-wipe", partitions=4)
+    procs[victim].kill()
+    shutil.rmtree(tmp_path / f"data-{victim}")
+    os.makedirs(tmp_path / f"data-{victim}")
+    procs[victim].restart()
+    # Raft takes a voter's log to survive: one that forgot it must not vote or ack with it.
+    wait_for(c, "the wiped voter's error",
+             lambda: "this controller voter lost its log" in procs[victim].log_text())
+    others = [n for n in everyone if n != victim]
+    survivors = settled(c, others, [n for n in everyone if n != victim], fenced=(victim,)) \
+        or settled(c, others, everyone)
+    assert survivors, views(c, [ns(n) for n in everyone])
+    assert survivors["controller"]["leader"] == leader, survivors  # not disrupted
+    create(c, via=BROKER, name="after-wipe", partitions=4)
+    placed, _ = wait_for(c, "after-wipe in Metadata", lambda: metadata(c, 0, "after-wipe"))
+    assert len(placed) == 4

@@ -31,6 +31,18 @@ pub enum Error {
     /// raft-rs refused a call (a proposal while not leader, a message for another group, ...).
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),
+    /// The leader takes this voter to hold entries up to `leader_believes`, its log ends at
+    /// `last_index`: its log was lost (a wiped data dir) and it came back with its old id.
+    /// Its messages are refused, so it cannot vote with a log that forgot acknowledged
+    /// entries; it needs a new id (or, later, a membership change).
+    #[error(
+        "the leader takes this voter to hold entries up to {leader_believes}, its log ends at \
+         {last_index}: its log was lost, and a voter must not rejoin without it"
+    )]
+    LogLost {
+        leader_believes: u64,
+        last_index: u64,
+    },
     /// A caller broke the API's contract (e.g. compacting past the applied index).
     #[error("invalid request: {0}")]
     Invalid(String),

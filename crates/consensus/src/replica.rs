@@ -264,10 +264,10 @@ impl<D: Disk> Replica<D> {
             // up to what it has, and its owner has the leader re-add it, which starts its
             // progress over. A voter that lost acknowledged entries must not take part.
             if !self.is_learner() {
-                return Err(Error::Invalid(format!(
-                    "the leader believes this voter holds entries up to {}, its log ends at                      {last_index}: its log was lost; a voter must not rejoin without it",
-                    message.commit
-                )));
+                return Err(Error::LogLost {
+                    leader_believes: message.commit,
+                    last_index,
+                });
             }
             message.commit = last_index;
         }

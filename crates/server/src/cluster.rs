@@ -47,6 +47,8 @@ const TICK_MS: u64 = 100;
 const COMPACT_EVERY_ENTRIES: u64 = 1000;
 /// How often a node whose registration is not yet applied proposes it again.
 const REGISTER_RETRY_TICKS: u64 = 10;
+/// A voter whose controller log was lost says so at most this often (10 s).
+const LOG_LOST_WARN_TICKS: u64 = 100;
 /// A node still not registered after this many ticks (10 s) says so in its log.
 const UNREGISTERED_WARN_TICKS: u64 = 100;
 /// A broker heartbeats the controller leader every this many ticks (500 ms).
@@ -230,6 +232,7 @@ pub(crate) async fn start(
         registrations_refused: 0,
         unregistered_warned: false,
         learners_fresh: std::collections::BTreeMap::new(),
+        log_lost_warned_tick: 0,
         learners_adding: std::collections::BTreeMap::new(),
         ticks: 0,
         last_leader: 0,
@@ -281,6 +284,8 @@ struct Driver {
     /// On the leader: the broker epoch each learner's progress is current for, and the
     /// epoch a pending add is for (see `add_learners`).
     learners_fresh: std::collections::BTreeMap<NodeId, u64>,
+    /// The tick before which a lost controller log is not reported again.
+    log_lost_warned_tick: u64,
     learners_adding: std::collections::BTreeMap<NodeId, u64>,
     ticks: u64,
     last_leader: u64,
@@ -358,8 +363,16 @@ impl Driver {
             tracing::warn!(from = %from, claimed = message.from, "raft message with a forged sender dropped");
             return;
         }
-        if let Err(error) = self.replica.step(message) {
-            tracing::debug!(from = %from, %error, "raft message refused");
+        match self.replica.step(message) {
+            Ok(()) => {}
+            Err(error @ shoal_consensus::Error::LogLost { .. }) => {
+                // Every leader heartbeat says it again: once every 10 s is enough.
+                if self.ticks >= self.log_lost_warned_tick {
+                    self.log_lost_warned_tick = self.ticks + LOG_LOST_WARN_TICKS;
+                    tracing::error!(from = %from, %error, "this controller voter lost its log");
+                }
+            }
+            Err(error) => tracing::debug!(from = %from, %error, "raft message refused"),
         }
     }
 
