@@ -432,3 +432,36 @@ fn a_broker_whose_log_cannot_be_written_keeps_serving() {
     );
     drop(child);
 }
+
+#[test]
+fn a_single_node_data_dir_is_not_taken_into_a_cluster() {
+    // Turning a one-node broker's data into a cluster member needs a migration (its topics
+    // are not in the controller's log); until that exists the node refuses, and says why,
+    // instead of serving a mix of the two.
+    let single = start();
+    let dir = single.kill();
+    let kafka = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    let rpc = format!("127.0.0.1:{}", free_port());
+    let mut command = shoal("1", &kafka, &admin, dir.path());
+    let _ = command
+        .env("SHOAL_SEEDS", format!("0@{rpc}"))
+        .env("SHOAL_RPC_ADDR", &rpc);
+    let log = expect_refusal(command);
+    assert!(
+        log.contains("belongs to cluster") && log.contains("migration"),
+        "unclear refusal: {log}"
+    );
+    // The data dir is untouched: the one-node broker starts on it again.
+    let again = common::start_in(dir, "2", &[]);
+    let mut stream = connect(&again);
+    stream
+        .write_all(&frame(
+            ApiKey::ApiVersions,
+            3,
+            1,
+            &ApiVersionsRequest::default(),
+        ))
+        .expect("send");
+    assert!(read_response(&mut stream, ApiKey::ApiVersions, 3).is_some());
+}
