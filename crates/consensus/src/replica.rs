@@ -135,11 +135,19 @@ impl<D: Disk> Replica<D> {
         let fresh = recovered.conf_state.is_none()
             && recovered.entries.is_empty()
             && recovered.snapshot.get_metadata().index == 0;
+        // Raft resumes applying at the snapshot's index, so the configuration is the one the
+        // snapshot names. The log's conf-state record can be older: a crash between the two
+        // renames of `Wal::rewrite` leaves the new snapshot with the old log, whose record
+        // predates the conf changes the snapshot covers (and replay skips those entries).
+        let snapshot_conf = recovered.snapshot.get_metadata().get_conf_state().clone();
+        let conf_state = if recovered.snapshot.get_metadata().index > 0 {
+            snapshot_conf
+        } else {
+            recovered.conf_state.unwrap_or(snapshot_conf)
+        };
         let mut mem = Mem {
             hard_state: recovered.hard_state,
-            conf_state: recovered
-                .conf_state
-                .unwrap_or_else(|| recovered.snapshot.get_metadata().get_conf_state().clone()),
+            conf_state,
             snapshot: recovered.snapshot,
             entries: recovered.entries,
         };

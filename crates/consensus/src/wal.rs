@@ -537,6 +537,16 @@ fn replay(state: &mut Recovered, payloads: &[(u64, Vec<u8>)], path: &Path) -> Re
             }
         }
     }
+    // A crash between the two renames of `rewrite` after installing a leader's snapshot
+    // leaves the old log, whose entries past the snapshot may be of another history (an
+    // unreplicated suffix of an older term). Terms never decrease along a log, so the first
+    // entry past the snapshot with an older term than the snapshot's starts that other
+    // history: it and everything after it go (raft's log matching would replace them anyway;
+    // this keeps a log whose terms go back from ever being served).
+    let snapshot_term = state.snapshot.get_metadata().term;
+    if let Some(stale) = state.entries.iter().position(|e| e.term < snapshot_term) {
+        state.entries.truncate(stale);
+    }
     // The snapshot was taken at an applied (so committed) index.
     let meta = state.snapshot.get_metadata();
     state.hard_state.commit = state.hard_state.commit.max(meta.index);
@@ -710,6 +720,35 @@ mod tests {
         assert_eq!(&recovered.snapshot.data[..], b"state");
         assert_eq!(indexes(&recovered), vec![(4, 1), (5, 1)]);
         assert_eq!(recovered.hard_state.commit, 4);
+    }
+
+    #[test]
+    fn a_leaders_snapshot_with_the_old_log_drops_the_old_history_past_it() {
+        let disk = Rc::new(SimDisk::new());
+        let (mut wal, _) = open(&disk).expect("open");
+        // An unreplicated suffix of term 1 up to index 6 ...
+        let entries: Vec<Entry> = (1..=6).map(|i| entry(i, 1, b"old")).collect();
+        block_on(wal.append(&Records {
+            entries: &entries,
+            ..Records::default()
+        }))
+        .expect("append");
+        // ... then a snapshot of the leader of term 3 at index 4 lands, and the process dies
+        // before the log is replaced.
+        let mut snapshot = Snapshot::default();
+        snapshot.mut_metadata().index = 4;
+        snapshot.mut_metadata().term = 3;
+        let image = snapshot_image(&snapshot).expect("encode");
+        block_on(wal.replace_file(SNAPSHOT_FILE, &image)).expect("snap");
+        disk.power_cut(5, CutMode::Adversarial);
+        let (_, recovered) = open(&disk).expect("reopen");
+        assert_eq!(
+            indexes(&recovered),
+            vec![],
+            "entries 5-6 of term 1 cannot follow term 3"
+        );
+        assert_eq!(recovered.hard_state.commit, 4);
+        assert_eq!(recovered.hard_state.term, 3);
     }
 
     #[test]

@@ -74,13 +74,19 @@ impl StateMachine for Metadata {
     }
 }
 
-/// The next metadata change, planned by the leader against its applied state.
+/// The next metadata change, planned by the leader against its applied state, in a cluster
+/// of three brokers (the controllers).
 fn plan(rng: &mut StdRng, machine: &Metadata) -> Option<Vec<u8>> {
+    plan_for_brokers(3, rng, machine)
+}
+
+/// The same, with `brokers` brokers registering (nodes `1..=brokers`).
+fn plan_for_brokers(brokers: i32, rng: &mut StdRng, machine: &Metadata) -> Option<Vec<u8>> {
     let state = &machine.state;
     let topics: Vec<String> = state.topics().keys().cloned().collect();
     let record = match rng.gen_range(0..10) {
         0 | 1 => {
-            let node = NodeId(rng.gen_range(1..=3));
+            let node = NodeId(rng.gen_range(1..=brokers));
             // Each registration is a new process start (a new incarnation).
             Record::RegisterBroker(Registration {
                 node,
@@ -147,6 +153,31 @@ fn three_controllers_lose_no_committed_metadata_change() {
     }
     println!("acknowledged {acknowledged}, crashes {crashes}, snapshots installed {snapshots}");
     assert!(acknowledged > 1000 && crashes > 0 && snapshots > 0);
+}
+
+/// The controller group as the server runs it in a five-broker cluster: the three seed nodes
+/// vote, the other two brokers follow as learners (opening at random times, taking every
+/// fault) and apply the same metadata log, so every broker ends with the controllers' state.
+#[test]
+fn learner_brokers_apply_the_same_metadata() {
+    let mut total = shoal_sim::Outcome::default();
+    let seeds = seeds(40);
+    let many = seeds.len() >= 10;
+    for seed in seeds {
+        let options = FaultOptions::hostile_with_learners();
+        match run::<Metadata>(seed, options, |rng, m| plan_for_brokers(5, rng, m)) {
+            Ok(outcome) => total.add(&outcome),
+            Err(violation) => panic!(
+                "seed {seed}: {violation:?}\nreplay: SHOAL_SIM_SEED={seed} cargo test -p \
+                 shoal-sim --release --test controller_cluster learner_brokers"
+            ),
+        }
+    }
+    println!("{total:?}");
+    if many {
+        assert!(total.acknowledged > 500 && total.learner_crashes > 0);
+        assert!(total.learner_snapshots_installed > 0);
+    }
 }
 
 /// The planner produces real metadata: after a fault-free run the state has brokers, topics

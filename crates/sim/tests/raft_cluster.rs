@@ -1,5 +1,6 @@
 //! Three Raft replicas under hostile faults, from many seeds: agreement, no acknowledged
-//! proposal lost, convergence (see `shoal_sim::raft_cluster`).
+//! proposal lost, convergence (see `shoal_sim::raft_cluster`); and three voters with two
+//! learners, as the controller group runs with brokers that are not seed nodes.
 //!
 //! `SHOAL_SIM_SEEDS=n` runs more seeds; `SHOAL_SIM_SEED=s` replays one.
 
@@ -139,4 +140,169 @@ fn lying_disks_are_caught() {
         "only {caught} of {} seeds caught a lying disk",
         seeds.count()
     );
+}
+
+/// Three voters and two learners that open at random times during the faults and take all of
+/// them (crashes mid-write, power cuts, partitions): every learner is added, never leads or
+/// votes, applies every acknowledged proposal, and ends with the voters' state.
+#[test]
+fn learners_under_hostile_faults_apply_everything() {
+    let mut total = shoal_sim::Outcome::default();
+    let mut late_starts = 0;
+    let seeds = seeds(60);
+    // A replay of one seed need not show every kind of fault.
+    let many = seeds.len() >= 10;
+    for seed in seeds {
+        match run::<Digest>(seed, FaultOptions::hostile_with_learners(), payload) {
+            Ok(outcome) => {
+                if outcome.learner_last_start > 600 {
+                    late_starts += 1;
+                }
+                total.add(&outcome);
+            }
+            Err(violation) => panic!(
+                "seed {seed}: {violation:?}\nreplay: SHOAL_SIM_SEED={seed} cargo test -p shoal-sim \
+                 --release --test raft_cluster learners_under_hostile_faults"
+            ),
+        }
+    }
+    println!("{total:?}, {late_starts} runs with a learner opened after tick 600");
+    assert!(total.acknowledged > 0 && total.conf_changes_applied > 0);
+    if many {
+        assert!(total.learner_crashes > 0 && total.crashes_mid_advance > 0);
+        assert!(total.partitions > 0 && total.power_losses_all > 0);
+        assert!(
+            total.learner_snapshots_installed > 0,
+            "no learner caught up from a snapshot"
+        );
+        assert!(late_starts > 0, "no learner opened late");
+    }
+}
+
+/// Learners that open at once and then fall behind (crashes, partitions) catch up through
+/// the log itself: nothing compacts but the configuration changes.
+#[test]
+fn learners_catch_up_through_a_long_log() {
+    let options = FaultOptions {
+        compact_every_entries: 1_000_000,
+        learners_start_by: 0,
+        ..FaultOptions::hostile_with_learners()
+    };
+    let mut total = shoal_sim::Outcome::default();
+    let seeds = seeds(30);
+    let many = seeds.len() >= 10;
+    for seed in seeds {
+        match run::<Digest>(seed, options, payload) {
+            Ok(outcome) => total.add(&outcome),
+            Err(violation) => panic!(
+                "seed {seed}: {violation:?}\nreplay: SHOAL_SIM_SEED={seed} cargo test -p shoal-sim \
+                 --release --test raft_cluster learners_catch_up"
+            ),
+        }
+    }
+    println!("{total:?}");
+    if many {
+        assert!(total.learner_crashes > 0);
+        assert!(
+            total.learner_catch_up_max >= 50,
+            "no learner caught up through a long stretch of log"
+        );
+    }
+}
+
+/// Crashes in the middle of compactions too (every configuration change compacts), so some
+/// land between the renames of the new snapshot and the new log. The reopened replica must
+/// keep the configuration its snapshot names: the old log's conf-state record predates the
+/// learners the snapshot covers, and a replica that takes it has forgotten a learner for
+/// good (MembershipWrong: applied past a learner's addition, its `learners()` lack it; 110 of
+/// 1000 seeds before `Replica::open` took the snapshot's configuration).
+#[test]
+fn crash_mid_compaction_keeps_the_learners() {
+    let options = FaultOptions {
+        crash_mid_compact_per_mille: 200,
+        ..FaultOptions::hostile_with_learners()
+    };
+    let mut total = shoal_sim::Outcome::default();
+    let seeds = seeds(100);
+    let many = seeds.len() >= 10;
+    for seed in seeds {
+        match run::<Digest>(seed, options, payload) {
+            Ok(outcome) => total.add(&outcome),
+            Err(violation) => panic!(
+                "seed {seed}: {violation:?}\nreplay: SHOAL_SIM_SEED={seed} cargo test -p shoal-sim \
+                 --release --test raft_cluster crash_mid_compaction"
+            ),
+        }
+    }
+    println!("{total:?}");
+    if many {
+        assert!(
+            total.crashes_mid_compact > 0,
+            "no crash landed mid-compaction"
+        );
+    }
+}
+
+/// The learner checks can fail: a replica that opens as a learner but that the leader never
+/// adds gets nothing, and every run reports that it did not converge.
+#[test]
+fn a_learner_nobody_adds_never_converges() {
+    let options = FaultOptions {
+        add_learners: false,
+        ..FaultOptions::hostile_with_learners()
+    };
+    for seed in 0..10u64 {
+        match run::<Digest>(seed, options, payload) {
+            Err(shoal_sim::Violation::NoConvergence { detail }) => {
+                // The voters agree among themselves; only the learners are missing.
+                assert!(detail.contains("learners []"), "seed {seed}: {detail}");
+            }
+            other => panic!("seed {seed}: expected NoConvergence, got {other:?}"),
+        }
+    }
+}
+
+/// Why the owner compacts when a configuration change applies: without it the leader's
+/// latest snapshot predates the learners' addition (here they open when the faults stop, so
+/// nothing is proposed after they join and no later compaction names them), raft-rs on a
+/// learner refuses a snapshot whose configuration lacks it, and the learner never catches up
+/// though every voter names it. The simulation reports that as no convergence.
+#[test]
+fn snapshots_that_omit_a_learner_stall_it() {
+    let options = FaultOptions {
+        compact_on_conf_change: false,
+        learners_start_by: 1_000_000,
+        ..FaultOptions::hostile_with_learners()
+    };
+    let mut stalled = 0;
+    let seeds = 0..20u64;
+    for seed in seeds.clone() {
+        match run::<Digest>(seed, options, payload) {
+            Ok(_) => {}
+            Err(shoal_sim::Violation::NoConvergence { detail }) => {
+                assert!(detail.contains("learners [4, 5]"), "seed {seed}: {detail}");
+                stalled += 1;
+            }
+            Err(violation) => panic!("seed {seed}: {violation:?}"),
+        }
+    }
+    println!(
+        "{stalled} of {} seeds stalled a learner",
+        seeds.clone().count()
+    );
+    assert!(
+        stalled >= 15,
+        "only {stalled} of {} seeds stalled a learner",
+        seeds.count()
+    );
+    // The same runs with the compaction converge.
+    for seed in 0..5u64 {
+        let options = FaultOptions {
+            compact_on_conf_change: true,
+            ..options
+        };
+        if let Err(violation) = run::<Digest>(seed, options, payload) {
+            panic!("seed {seed}: {violation:?}");
+        }
+    }
 }
