@@ -29,6 +29,9 @@ pub fn storage_error(error: &Error) -> ApiError {
         Error::StaleTerm { .. } => ResponseError::FencedLeaderEpoch,
         // The log was closed under us (topic deleted, shutdown): clients refresh metadata.
         Error::Closed => ResponseError::NotLeaderOrFollower,
+        // A replication caller's cut at an offset that is no batch boundary of the log; never
+        // from a client request. OFFSET_OUT_OF_RANGE is the nearest code.
+        Error::InvalidTruncation { .. } => ResponseError::OffsetOutOfRange,
     };
     ApiError::with_message(code, error.to_string())
 }

@@ -106,12 +106,20 @@ impl BatchCache {
         found
     }
 
-    /// Drops every entry of `log` at or after `from` (truncation) or all of them (`from` None).
+    /// Drops every entry of `log` (the log closed).
     pub(crate) fn remove_log(&self, log: LogUid) {
+        self.remove_from(log, Offset(i64::MIN));
+    }
+
+    /// Drops every entry of `log` whose batch starts at or after `from` (a suffix truncation).
+    /// Keys left in the age queue are stale and skipped; one that names an offset the log
+    /// assigns again may evict the new entry early (a later cache miss, never a wrong batch:
+    /// an entry is found only under the key it was inserted with).
+    pub(crate) fn remove_from(&self, log: LogUid, from: Offset) {
         let mut inner = self.inner.borrow_mut();
         let keys: Vec<_> = inner
             .entries
-            .range((log, Offset(i64::MIN))..=(log, Offset(i64::MAX)))
+            .range((log, from)..=(log, Offset(i64::MAX)))
             .map(|(key, _)| *key)
             .collect();
         for key in keys {
@@ -119,6 +127,11 @@ impl BatchCache {
                 inner.used_bytes -= removed.bytes.len();
             }
         }
+        debug_assert!(inner
+            .entries
+            .range((log, from)..=(log, Offset(i64::MAX)))
+            .next()
+            .is_none());
     }
 }
 
@@ -150,5 +163,28 @@ mod tests {
         assert_eq!(cache.used_bytes(), 200);
         cache.remove_log(log);
         assert_eq!(cache.used_bytes(), 0);
+    }
+
+    #[test]
+    fn truncation_drops_only_the_suffix_of_one_log() {
+        let cache = BatchCache::new(10_000);
+        let (log, other) = (cache.register_log(), cache.register_log());
+        for base in [0, 10, 20] {
+            cache.insert(log, Offset(base), entry(100, base + 10));
+            cache.insert(other, Offset(base), entry(100, base + 10));
+        }
+        cache.remove_from(log, Offset(10));
+        assert!(cache.get(log, Offset(5)).is_some(), "below the cut kept");
+        assert!(cache.get(log, Offset(10)).is_none());
+        assert!(cache.get(log, Offset(25)).is_none());
+        assert!(
+            cache.get(other, Offset(25)).is_some(),
+            "other logs untouched"
+        );
+        assert_eq!(cache.used_bytes(), 400);
+        // The offset is assigned again: the new batch is what a read finds.
+        cache.insert(log, Offset(10), entry(50, 12));
+        assert_eq!(cache.get(log, Offset(11)).map(|b| b.bytes.len()), Some(50));
+        assert!(cache.get(log, Offset(12)).is_none());
     }
 }

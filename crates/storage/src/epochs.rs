@@ -8,7 +8,9 @@
 //! therefore derived from the segment names, with no separate epoch file to keep in step:
 //! the first segment of each term gives the term's start offset. Retention removes old
 //! segments and, with them, the epochs wholly below the log start, as Kafka's
-//! `LeaderEpochFileCache.truncateFromStart` does.
+//! `LeaderEpochFileCache.truncateFromStart` does. A suffix truncation (`truncate.rs`) removes
+//! the segments above its cut and, with them, the epochs wholly above it (Kafka's
+//! `truncateFromEnd`); the log's current term keeps a segment at the cut.
 
 use shoal_io::Disk;
 use shoal_model::{Offset, Term};
@@ -62,7 +64,7 @@ impl<D: Disk> Log<D> {
     }
 
     /// Gives the (empty) active segment the name of `term`.
-    async fn rename_active(&self, term: Term) -> Result<()> {
+    pub(crate) async fn rename_active(&self, term: Term) -> Result<()> {
         let (old_stem, base) = {
             let state = self.inner.state.borrow();
             let active = state.active();

@@ -54,6 +54,33 @@ pub enum Error {
     /// The log was closed (Kafka `NOT_LEADER_OR_FOLLOWER`: the partition moved or stopped).
     #[error("log is closed")]
     Closed,
+    /// [`crate::Log::truncate_suffix`] was asked to cut where it cannot: inside a batch, below
+    /// the log start or above the log end. Nothing was changed. A caller bug (replication
+    /// truncates to an entry boundary above the commit index); should it reach a client, Kafka
+    /// `OFFSET_OUT_OF_RANGE` fits best.
+    #[error("cannot truncate the log at offset {requested}: {refused}")]
+    InvalidTruncation {
+        requested: Offset,
+        refused: TruncationRefused,
+    },
+}
+
+/// Why [`Error::InvalidTruncation`] refused an offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TruncationRefused {
+    /// Below the log start offset: data there is already gone (retention, DeleteRecords).
+    #[error("it is below the log start offset {log_start}")]
+    BelowLogStart { log_start: Offset },
+    /// Above the log end offset: there is nothing there to cut.
+    #[error("it is above the log end offset {log_end}")]
+    AboveLogEnd { log_end: Offset },
+    /// Inside the batch `[base_offset, next_offset)`: only whole batches are cut (a batch is
+    /// one Raft entry and one CRC).
+    #[error("it is inside the batch of offsets [{base_offset}, {next_offset})")]
+    InsideBatch {
+        base_offset: Offset,
+        next_offset: Offset,
+    },
 }
 
 /// Why a partition went offline. It stays offline until an operator (or the broker, once the

@@ -88,6 +88,8 @@ impl<D: Disk> Log<D> {
         let (chunks, file, path, segment) = {
             let mut state = self.inner.state.borrow_mut();
             let chunks: Vec<_> = state.writer.queued.drain(..).collect();
+            // Until each write completes: a truncation waits for them (`truncate.rs`).
+            state.writes_in_flight += chunks.len();
             let active = state.active();
             let path = path_of(&self.inner.dir, &active.stem(), LOG_SUFFIX);
             (
@@ -150,6 +152,7 @@ impl<D: Disk> Log<D> {
                     || (chunk.confirm && end == state.writer.written_bytes),
                 "writes complete in order"
             );
+            state.writes_in_flight -= 1;
             state.writer.written_bytes = end;
             state.writer.confirmed_bytes = synced_before;
             state.written_next = chunk.next_offset;

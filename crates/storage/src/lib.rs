@@ -7,7 +7,8 @@
 //! stamp offset/term, copy into the chunk, index, insert into the per-core [`BatchCache`] →
 //! the log's flusher writes chunks with O_DIRECT and fdatasyncs (group commit) → the append
 //! completes with the [`Guarantee`] it reached. Reads come from the cache or from segments
-//! through the sparse index. See `README.md` for the durability contract.
+//! through the sparse index. [`Log::truncate_suffix`] cuts the log back to a batch boundary
+//! (replication's log-matching truncation). See `README.md` for the durability contract.
 
 mod batch;
 mod cache;
@@ -26,6 +27,7 @@ mod roll;
 mod segment;
 mod sync;
 mod trailer;
+mod truncate;
 mod writer;
 
 /// Internals for the micro benchmarks (`benches/loadgen/benches/hot_paths.rs`), compiled only
@@ -72,8 +74,9 @@ pub use batch::{
 };
 pub use cache::BatchCache;
 pub use config::{Durability, Fallocation, LogConfig};
-pub use error::{Error, OfflineKind, OfflineReason, Result};
+pub use error::{Error, OfflineKind, OfflineReason, Result, TruncationRefused};
 pub use log::{Appended, Guarantee, Log, LogOffsets, LogStats, ReadBatches, Wait};
 pub use pool::BufferPool;
 pub use producers::{ProducerInfo, BATCHES_PER_PRODUCER};
 pub use recovery::LogContext;
+pub use truncate::Truncated;

@@ -22,8 +22,11 @@
 //!
 //! A failed write, sync, truncate or allocation takes the log offline: every waiter and every
 //! later call gets [`Error::Offline`] with the reason. Nothing is retried on the same file.
+//!
+//! [`Log::truncate_suffix`] (`truncate.rs`) is the one operation that moves the log end, and
+//! with it the high watermark, back: see its documentation for when that is durable.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -88,7 +91,12 @@ pub struct LogStats {
     pub dma_writes: u64,
     pub syncs: u64,
     pub rolls: u64,
+    /// Segments deleted by retention, DeleteRecords and suffix truncation.
     pub segments_deleted: u64,
+    /// Completed [`Log::truncate_suffix`] calls that removed data.
+    pub truncations: u64,
+    /// Bytes of stored batches those truncations removed.
+    pub bytes_truncated: u64,
 }
 
 /// Offsets of one log, as Kafka reports them.
@@ -132,6 +140,11 @@ pub(crate) struct Inner<D: Disk> {
     pub(crate) progress: Event,
     /// Notified when the flusher has something to do.
     pub(crate) work: Event,
+    /// Disk reads of batches in progress (`read.rs`). A suffix truncation waits for them to
+    /// finish before it shortens or deletes a file they may be reading.
+    pub(crate) disk_reads: Cell<usize>,
+    /// Notified when `disk_reads` drops to zero.
+    pub(crate) reads_idle: Event,
 }
 
 pub(crate) struct State<F: DmaFile> {
@@ -147,6 +160,12 @@ pub(crate) struct State<F: DmaFile> {
     pub(crate) synced_next: Offset,
     pub(crate) batches_unsynced: u64,
     pub(crate) sync_requested: bool,
+    /// Chunks the flusher has taken from the queue and not yet finished writing.
+    pub(crate) writes_in_flight: usize,
+    /// Suffix truncations that moved the log end back. A durability waiter that sees this
+    /// change knows its batch was synced (a truncation first syncs everything placed) even
+    /// though the synced end may now be below it.
+    pub(crate) truncations: u64,
     pub(crate) offline: Option<Rc<OfflineReason>>,
     pub(crate) closed: bool,
     pub(crate) producers: ProducerStates,
@@ -379,11 +398,14 @@ impl<D: Disk> Log<D> {
 
     async fn wait_durable(&self, appended: Appended) -> Result<Appended> {
         let next = appended.last_offset.plus(1);
+        let truncations = self.inner.state.borrow().truncations;
         loop {
             let listener = self.inner.progress.listen();
             {
                 let state = self.inner.state.borrow();
-                if state.synced_next >= next {
+                // A truncation since the batch was placed synced it first (and may have cut
+                // it since, which is a later operation than this append).
+                if state.synced_next >= next || state.truncations != truncations {
                     return Ok(Appended {
                         guarantee: Guarantee::Synced,
                         ..appended
@@ -422,6 +444,7 @@ impl<D: Disk> Log<D> {
     }
 
     pub(crate) async fn wait_synced(&self, target: Offset) -> Result<Offset> {
+        let truncations = self.inner.state.borrow().truncations;
         loop {
             let listener = self.inner.progress.listen();
             {
@@ -429,7 +452,8 @@ impl<D: Disk> Log<D> {
                 if let Some(reason) = &state.offline {
                     return Err(Error::Offline(reason.clone()));
                 }
-                if state.synced_next >= target {
+                // A truncation synced everything up to `target` before it cut the log.
+                if state.synced_next >= target || state.truncations != truncations {
                     return Ok(state.synced_next);
                 }
             }

@@ -14,7 +14,7 @@
 //! The state is rebuilt on recovery from the batches themselves (they carry id, epoch and
 //! sequence), starting from the last snapshot (`producer_state.snapshot`) when it is valid.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use shoal_model::Offset;
 
@@ -146,6 +146,54 @@ impl ProducerStates {
             let _ = producer.batches.pop_front();
         }
         producer.last_append_ms = now_ms;
+    }
+
+    /// Undoes the batches at or after `from` (a suffix truncation) where memory suffices, and
+    /// removes the producers it cannot restore exactly, returning their ids: their state must
+    /// be rebuilt from the log below `from`.
+    ///
+    /// Batches are recorded in offset order, so a producer has a batch at or after `from` if
+    /// and only if its newest one is. Such a producer is restored here when some of its cached
+    /// batches lie below `from` and its cache never overflowed (fewer than
+    /// [`BATCHES_PER_PRODUCER`]): no batch of its epoch was evicted and no epoch change came
+    /// after them, so those batches are exactly what replaying the log up to `from` leaves.
+    /// Its `last_append_ms` keeps the time of the cut append (expiry comes a little later).
+    pub(crate) fn truncate(&mut self, from: Offset) -> BTreeSet<i64> {
+        let mut rebuild = BTreeSet::new();
+        self.producers.retain(|&id, producer| {
+            let affected = producer
+                .batches
+                .back()
+                .is_some_and(|b| b.base_offset >= from);
+            if !affected {
+                return true;
+            }
+            let overflowed = producer.batches.len() >= BATCHES_PER_PRODUCER;
+            producer.batches.retain(|b| b.base_offset < from);
+            if !overflowed && !producer.batches.is_empty() {
+                return true;
+            }
+            let _ = rebuild.insert(id);
+            false
+        });
+        debug_assert!(self
+            .producers
+            .values()
+            .all(|p| p.batches.back().is_none_or(|b| b.base_offset < from)));
+        rebuild
+    }
+
+    /// Keeps only the producers in `ids`.
+    pub(crate) fn retain_ids(&mut self, ids: &BTreeSet<i64>) {
+        self.producers.retain(|id, _| ids.contains(id));
+    }
+
+    /// Adds every producer of `other`, which holds none of ours.
+    pub(crate) fn absorb(&mut self, other: ProducerStates) {
+        for (id, producer) in other.producers {
+            let previous = self.producers.insert(id, producer);
+            assert!(previous.is_none(), "producer {id} rebuilt twice");
+        }
     }
 
     /// Forgets producers idle for `idle_ms_max` (Kafka `producer.id.expiration.ms`).
@@ -344,6 +392,51 @@ mod tests {
         assert_eq!(last_sequence(i32::MAX - 1, 3), 0);
         states.record(9, 0, range(i32::MAX - 1, i32::MAX, 0), 0);
         assert_eq!(states.check(9, 0, (0, 0)), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn truncation_restores_what_memory_knows_and_names_the_rest() {
+        let mut states = ProducerStates::default();
+        // 1: two batches below the cut, one above: restored from memory.
+        states.record(1, 0, range(0, 0, 0), 1);
+        states.record(1, 0, range(1, 1, 5), 2);
+        states.record(1, 0, range(2, 2, 12), 3);
+        // 2: only below the cut: untouched.
+        states.record(2, 0, range(0, 3, 1), 4);
+        // 3: first seen above the cut: it may have older batches (not in memory).
+        states.record(3, 0, range(0, 0, 11), 5);
+        // 4: its cache overflowed, so evicted batches below the cut would be missing.
+        for i in 0..7 {
+            states.record(4, 0, range(i, i, 20 + i64::from(i) - 12), 6);
+        }
+        // 5: an epoch change above the cut cleared the batches of the older epoch.
+        states.record(5, 0, range(0, 0, 2), 7);
+        states.record(5, 1, range(0, 0, 13), 8);
+        let rebuild = states.truncate(Offset(10));
+        assert_eq!(rebuild.into_iter().collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(
+            states.check(1, 0, (2, 2)),
+            Ok(Verdict::Append),
+            "cut batch is new"
+        );
+        assert_eq!(
+            states.check(1, 0, (1, 1)),
+            Ok(Verdict::Duplicate(range(1, 1, 5)))
+        );
+        assert_eq!(
+            states.check(2, 0, (0, 3)),
+            Ok(Verdict::Duplicate(range(0, 3, 1)))
+        );
+        assert_eq!(states.check(3, 0, (0, 0)), Ok(Verdict::Append));
+        let mut rebuilt = ProducerStates::default();
+        rebuilt.record(5, 0, range(0, 0, 2), 7);
+        let ids = [5].into_iter().collect();
+        rebuilt.retain_ids(&ids);
+        states.absorb(rebuilt);
+        assert_eq!(
+            states.check(5, 0, (0, 0)),
+            Ok(Verdict::Duplicate(range(0, 0, 2)))
+        );
     }
 
     #[test]

@@ -20,6 +20,30 @@ use crate::segment::{path_of, LOG_SUFFIX};
 /// read. Bounded so a read never holds more than this plus `max_bytes`.
 const READ_AHEAD_BYTES: usize = 256 * 1024;
 
+/// One disk read in progress, counted in `Inner::disk_reads` while it lives.
+struct DiskRead<'a, D: Disk> {
+    log: &'a Log<D>,
+}
+
+impl<'a, D: Disk> DiskRead<'a, D> {
+    fn start(log: &'a Log<D>) -> DiskRead<'a, D> {
+        let reads = &log.inner.disk_reads;
+        reads.set(reads.get() + 1);
+        DiskRead { log }
+    }
+}
+
+impl<D: Disk> Drop for DiskRead<'_, D> {
+    fn drop(&mut self) {
+        let reads = &self.log.inner.disk_reads;
+        assert!(reads.get() > 0, "disk reads are counted in pairs");
+        reads.set(reads.get() - 1);
+        if reads.get() == 0 {
+            self.log.inner.reads_idle.notify();
+        }
+    }
+}
+
 /// Where a disk read starts and what it may cover.
 struct DiskPlan<F> {
     file: Rc<F>,
@@ -79,13 +103,18 @@ impl<D: Disk> Log<D> {
         Ok(out)
     }
 
-    async fn read_from_disk(
+    /// Reads the batches from the one holding `from` up to (not including) the first one at
+    /// or past `hwm`, at least one and then up to `max_bytes`. `from` may be below the log
+    /// start (a truncation scans from an index entry there); the caller checked `hwm`.
+    pub(crate) async fn read_from_disk(
         &self,
         from: Offset,
         hwm: Offset,
         max_bytes: usize,
         out: &mut Vec<Bytes>,
     ) -> Result<()> {
+        // Counted until it returns, so a truncation never shortens a file under this read.
+        let _reading = DiskRead::start(self);
         let plan = self.plan_disk_read(from);
         let mut pos = plan.pos;
         let mut total = 0usize;

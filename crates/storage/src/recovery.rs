@@ -1,6 +1,7 @@
 //! Opening a log: recovery after a clean stop, a crash or a power loss.
 //!
-//! 1. Leftover `*.tmp` files (an interrupted atomic write) are removed.
+//! 1. Leftover `*.tmp` files (an interrupted atomic write) are removed, then the directory is
+//!    synced: what a process crash left visible is made durable before it is built upon.
 //! 2. Sealed segments are trusted to be synced (a roll syncs before it seals). Their index
 //!    files are used when valid and cover the whole file; otherwise the segment is scanned and
 //!    every batch validated. Any defect in a sealed segment is corruption: the log is reported
@@ -13,6 +14,10 @@
 //!    synced, so nothing after a hole is ever served and stale bytes cannot be re-read later.
 //! 4. The recovered tail is synced before the log serves it, because data that merely survived
 //!    a process crash may still be in a volatile device cache.
+//! 5. If a suffix truncation was interrupted (its intent file `pending_truncation` survived),
+//!    the segments wholly above its cut are removed before step 2, so the rest reads as one
+//!    log. The cut itself is completed once the log is assembled, before anything is served
+//!    (`truncate.rs`), so a crash during a truncation opens at the new end.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -37,6 +42,7 @@ use crate::segment::{
 };
 use crate::sync::{Event, FifoSemaphore};
 use crate::trailer::{self, TRAILER_BYTES};
+use crate::truncate::{PendingTruncation, TRUNCATION_FILE};
 use crate::writer::Writer;
 
 /// Everything a log needs from its core.
@@ -89,6 +95,15 @@ impl<D: Disk> Log<D> {
                 .await
                 .map_err(|e| io("remove temporary file", &dir.join(name), e))?;
         }
+        // After a kill -9, names created, renamed or removed just before it are visible but
+        // may not be durable. Recovery reads the directory as it is now, so that state must
+        // survive a later power cut before the log acknowledges anything on top of it. For
+        // example, a truncation intent whose removal was not yet synced must not come back
+        // and cut batches appended since, and a segment created just before the crash must
+        // not lose its name.
+        disk.sync_dir(&dir)
+            .await
+            .map_err(|e| io("sync directory", &dir, e))?;
         forget_recycled(&*disk, &dir.join(RECYCLE_DIR))
             .await
             .map_err(|e| io("clear recycled segments", &dir.join(RECYCLE_DIR), e))?;
@@ -100,6 +115,10 @@ impl<D: Disk> Log<D> {
         let mut bases: Vec<(Offset, Term)> =
             names.iter().filter_map(|n| parse_log_name(n)).collect();
         bases.sort();
+        let pending = read_pending_truncation(&*disk, &dir).await?;
+        if let Some(pending) = pending {
+            bases = drop_segments_above(&*disk, &dir, bases, pending.from).await?;
+        }
 
         let now_ms = ctx.clock.now_ms();
         let mut segments = BTreeMap::new();
@@ -149,7 +168,11 @@ impl<D: Disk> Log<D> {
         }
         let log = Log::assemble(ctx, dir, config, segments, log_start_saved, tail).await?;
         log.delete_segments_below_start().await?;
-        log.rebuild_producers().await?;
+        match pending {
+            // Rebuilds the producer state too, for the log as cut.
+            Some(pending) => log.finish_truncation(pending).await?,
+            None => log.rebuild_producers().await?,
+        }
         Ok(log)
     }
 
@@ -180,6 +203,8 @@ impl<D: Disk> Log<D> {
                 synced_next: Offset(0),
                 batches_unsynced: 0,
                 sync_requested: false,
+                writes_in_flight: 0,
+                truncations: 0,
                 offline: None,
                 closed: false,
                 producers: Default::default(),
@@ -188,6 +213,8 @@ impl<D: Disk> Log<D> {
             placement: FifoSemaphore::new(1),
             progress: Event::default(),
             work: Event::default(),
+            disk_reads: std::cell::Cell::new(0),
+            reads_idle: Event::default(),
         };
         let log = Log {
             inner: Rc::new(inner),
@@ -337,6 +364,10 @@ async fn recover_segment<D: Disk>(
     }
     let allocated = scan.end_bytes;
     index.truncate_at(scan.end_bytes);
+    // `truncate_at` falls back to the last time entry's max; the scan saw the batches after it
+    // (later entries would otherwise record too low a running max, and ListOffsets by time
+    // would skip the batch that set it; suffix truncation derives segment maxima from them).
+    index.max_timestamp = index.max_timestamp.max(max_timestamp);
     let first_max_timestamp = if is_last && scan.end_bytes > 0 {
         let head = file
             .read_at(0, shoal_model::constants::BATCH_HEADER_BYTES)
@@ -398,8 +429,69 @@ async fn synced_extent_after<F: DmaFile>(
     Ok(best)
 }
 
+/// The intent of a truncation a crash interrupted, if one is on disk. The file is written
+/// atomically, so one that does not decode is damage: offline rather than guessing the cut.
+async fn read_pending_truncation<D: Disk>(
+    disk: &D,
+    dir: &Path,
+) -> Result<Option<PendingTruncation>> {
+    let path = dir.join(TRUNCATION_FILE);
+    let bytes = read_small_file(disk, &path).await.map_err(|e| {
+        Error::Offline(Rc::new(OfflineReason::from_io(
+            "read truncation intent",
+            path.clone(),
+            &e,
+        )))
+    })?;
+    match bytes.as_deref().map(PendingTruncation::decode) {
+        None => Ok(None),
+        Some(Some(pending)) => Ok(Some(pending)),
+        Some(None) => {
+            let detail = "the truncation intent file does not decode".to_string();
+            Err(Error::Offline(Rc::new(OfflineReason::corruption(
+                path, detail,
+            ))))
+        }
+    }
+}
+
+/// Removes the segments an interrupted truncation deletes whole (base above `from`) and
+/// syncs the directory; returns the others.
+async fn drop_segments_above<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    bases: Vec<(Offset, Term)>,
+    from: Offset,
+) -> Result<Vec<(Offset, Term)>> {
+    let (kept, doomed): (Vec<_>, Vec<_>) = bases.into_iter().partition(|&(base, _)| base <= from);
+    if doomed.is_empty() {
+        return Ok(kept);
+    }
+    for &(base, term) in doomed.iter().rev() {
+        let stem_name = stem(base, term);
+        remove_segment_names(disk, dir, &stem_name)
+            .await
+            .map_err(|e| {
+                let path = path_of(dir, &stem_name, LOG_SUFFIX);
+                Error::Offline(Rc::new(OfflineReason::from_io(
+                    "delete truncated segment",
+                    path,
+                    &e,
+                )))
+            })?;
+    }
+    disk.sync_dir(dir).await.map_err(|e| {
+        Error::Offline(Rc::new(OfflineReason::from_io(
+            "sync directory",
+            dir.to_path_buf(),
+            &e,
+        )))
+    })?;
+    Ok(kept)
+}
+
 /// Removes a segment's log and index files (missing ones are fine).
-async fn remove_segment_names<D: Disk>(
+pub(crate) async fn remove_segment_names<D: Disk>(
     disk: &D,
     dir: &Path,
     stem_name: &str,

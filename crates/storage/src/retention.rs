@@ -216,11 +216,22 @@ impl<D: Disk> Log<D> {
     /// Expires idle producers and writes the producer state snapshot, valid for the log up to
     /// its current end (recovery discards it if the log ends up shorter after a crash).
     async fn snapshot_producers(&self) -> Result<()> {
-        let bytes = {
+        {
             let idle_ms_max = self.inner.config.borrow().producer_id_expiration_ms;
             let now_ms = self.inner.clock.now_ms();
-            let mut state = self.inner.state.borrow_mut();
-            state.producers.expire(now_ms, idle_ms_max);
+            self.inner
+                .state
+                .borrow_mut()
+                .producers
+                .expire(now_ms, idle_ms_max);
+        }
+        self.write_producer_snapshot().await
+    }
+
+    /// Writes the producer state snapshot as it is, covering the log up to its current end.
+    pub(crate) async fn write_producer_snapshot(&self) -> Result<()> {
+        let bytes = {
+            let state = self.inner.state.borrow();
             state.producers.encode(state.log_end)
         };
         let disk = &*self.inner.disk;
@@ -236,20 +247,40 @@ impl<D: Disk> Log<D> {
     /// Rebuilds the idempotent producer state at open: the snapshot, if it is valid for this
     /// log, then every batch after it (batches carry producer id, epoch and sequence).
     pub(crate) async fn rebuild_producers(&self) -> Result<()> {
+        let (states, next) = self.producer_snapshot().await;
+        let states = self.replay_producers(states, next, None).await?;
+        self.inner.state.borrow_mut().producers = states;
+        Ok(())
+    }
+
+    /// The saved producer state and the offset it covers the log to, if it is valid for this
+    /// log as it is now (covering no more than its end); else empty state from the log start.
+    pub(crate) async fn producer_snapshot(&self) -> (ProducerStates, Offset) {
         let path = self.inner.dir.join(PRODUCER_SNAPSHOT_FILE);
         let saved = read_small_file(&*self.inner.disk, &path)
             .await
             .ok()
             .flatten();
         let offsets = self.offsets();
-        let (mut states, mut next) = match saved.as_deref().and_then(ProducerStates::decode) {
+        match saved.as_deref().and_then(ProducerStates::decode) {
             Some((states, covered))
                 if covered <= offsets.log_end && covered >= offsets.log_start =>
             {
                 (states, covered)
             }
             _ => (ProducerStates::default(), offsets.log_start),
-        };
+        }
+    }
+
+    /// Records into `states` every idempotent batch from `next` to the log end (of the
+    /// producers in `only`, if given): one read of that range of the log.
+    pub(crate) async fn replay_producers(
+        &self,
+        mut states: ProducerStates,
+        mut next: Offset,
+        only: Option<&std::collections::BTreeSet<i64>>,
+    ) -> Result<ProducerStates> {
+        let offsets = self.offsets();
         let now_ms = self.inner.clock.now_ms();
         while next < offsets.log_end {
             let page = self.read(next, 1 << 20).await?;
@@ -262,6 +293,9 @@ impl<D: Disk> Log<D> {
                 if header.producer_id < 0 || header.next_offset() <= offsets.log_start {
                     continue;
                 }
+                if only.is_some_and(|ids| !ids.contains(&header.producer_id)) {
+                    continue;
+                }
                 let range = BatchRange {
                     first_sequence: header.base_sequence,
                     last_sequence: last_sequence(header.base_sequence, header.offset_count),
@@ -271,8 +305,7 @@ impl<D: Disk> Log<D> {
                 states.record(header.producer_id, header.producer_epoch, range, now_ms);
             }
         }
-        self.inner.state.borrow_mut().producers = states;
-        Ok(())
+        Ok(states)
     }
 
     /// Syncs everything, checkpoints the indexes and stops the flusher. Later calls fail with

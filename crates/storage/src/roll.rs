@@ -56,13 +56,11 @@ impl<D: Disk> Log<D> {
     /// the log's term once the new segment exists. Called with the placement permit held.
     pub(crate) async fn roll_into(&self, term: Term) -> Result<()> {
         let log_end = self.offsets().log_end;
-        {
-            let mut state = self.inner.state.borrow_mut();
-            state.sync_requested = true;
-            state.writer.seal_open();
-        }
-        self.inner.work.notify();
-        let _ = self.wait_synced(log_end).await?;
+        // Everything placed written and synced, and no write queued or in flight: a confirm
+        // write (`confirm_synced`) may be queued although everything is synced already, and
+        // it must land before the segment is sealed at its size.
+        self.drain_writes().await?;
+        debug_assert_eq!(self.offsets().log_end, log_end, "placement is held");
         self.seal_active().await?;
         let (segment, allocated_bytes) = self.create_segment(log_end, term).await?;
         let mut state = self.inner.state.borrow_mut();
@@ -78,7 +76,7 @@ impl<D: Disk> Log<D> {
     }
 
     /// Truncates the active segment to its data, syncs, and writes its index files.
-    async fn seal_active(&self) -> Result<()> {
+    pub(crate) async fn seal_active(&self) -> Result<()> {
         let (file, size, stem_name, checkpoint, index) = {
             let state = self.inner.state.borrow();
             assert!(state.writer.queued.is_empty() && state.writer.open.is_none());
