@@ -246,3 +246,28 @@ def test_a_voter_that_lost_its_log_is_kept_out_and_says_so(four_nodes, tmp_path)
     create(c, via=BROKER, name="after-wipe", partitions=4)
     placed, _ = wait_for(c, "after-wipe in Metadata", lambda: metadata(c, 0, "after-wipe"))
     assert len(placed) == 4
+
+
+def test_the_learner_follows_a_new_controller_leader(four_nodes):
+    c, procs, start = four_nodes
+    everyone = (*VOTERS, BROKER)
+    view = wait_for(c, "four unfenced brokers", lambda: settled(c, everyone, everyone))
+    leader = view["controller"]["leader"]
+    procs[leader].kill()
+    rest = [n for n in everyone if n != leader]
+
+    def new_leader():
+        got = settled(c, rest, [n for n in everyone if n != leader], fenced=(leader,))
+        return got if got and got["controller"]["leader"] not in (None, leader) else None
+
+    view = wait_for(c, "a new leader with the old one fenced", new_leader, timeout=30)
+    assert view["controller"]["learners"] == [BROKER], view
+    # Metadata changes through the learner go to the new leader; it sees them applied.
+    create(c, via=BROKER, name="after-leader-change", partitions=6)
+    placed, brokers = wait_for(c, "the topic on the learner",
+                               lambda: metadata(c, BROKER, "after-leader-change"))
+    assert leader not in placed.values() and BROKER in placed.values(), placed
+    acked = produce_all(c, via=BROKER, name="after-leader-change", partitions=6, count=60)
+    assert len(acked) == 60
+    mine = cluster_view(c, ns(BROKER))
+    assert mine["controller"]["leader"] == view["controller"]["leader"], mine
