@@ -47,7 +47,8 @@ const TICK_MS: u64 = 100;
 const COMPACT_EVERY_ENTRIES: u64 = 1000;
 /// How often a node whose registration is not yet applied proposes it again.
 const REGISTER_RETRY_TICKS: u64 = 10;
-/// A voter whose controller log was lost says so at most this often (10 s).
+/// A voter whose controller log was lost, or a refused registration, is logged at most this
+/// often (10 s).
 const LOG_LOST_WARN_TICKS: u64 = 100;
 /// A node still not registered after this many ticks (10 s) says so in its log.
 const UNREGISTERED_WARN_TICKS: u64 = 100;
@@ -230,6 +231,7 @@ pub(crate) async fn start(
         registration,
         seeds,
         registrations_refused: 0,
+        refusals_logged: std::collections::BTreeMap::new(),
         unregistered_warned: false,
         learners_fresh: std::collections::BTreeMap::new(),
         log_lost_warned_tick: 0,
@@ -277,8 +279,10 @@ struct Driver {
     registration: Registration,
     /// The controller voters (from `seeds`); the other brokers are learners.
     seeds: Vec<NodeId>,
-    /// Registrations the leader refused (a node id another live process holds).
+    /// Registrations the leader refused (a node id another live process holds), and when
+    /// each node's refusal was last logged.
     registrations_refused: u64,
+    refusals_logged: std::collections::BTreeMap<NodeId, u64>,
     /// Whether this node already said it is not registered after `UNREGISTERED_WARN_TICKS`.
     unregistered_warned: bool,
     /// On the leader: the broker epoch each learner's progress is current for, and the
@@ -650,7 +654,16 @@ impl Driver {
             Err(error) => {
                 drop(state);
                 self.registrations_refused += 1;
-                tracing::warn!(node = %from, %error, "broker registration refused");
+                // The refused process asks again every second: say it once per 10 s per node
+                // (the counter has every refusal).
+                let due = self
+                    .refusals_logged
+                    .get(&from)
+                    .is_none_or(|at| self.ticks >= at + LOG_LOST_WARN_TICKS);
+                if due {
+                    let _ = self.refusals_logged.insert(from, self.ticks);
+                    tracing::warn!(node = %from, %error, refused = self.registrations_refused, "broker registration refused");
+                }
             }
         }
     }
