@@ -56,27 +56,37 @@ fn payload(rng: &mut rand::rngs::StdRng, _: &Digest) -> Option<Vec<u8>> {
     Some((0..len).map(|_| rng.gen()).collect())
 }
 
-#[test]
-fn hostile_faults_lose_nothing_acknowledged() {
+/// Runs `options` over the default seeds (`seeds(count)`), panicking with a replay command
+/// (`--test raft_cluster <test>`) at the first violation; `each` sees every outcome. Returns
+/// the summed outcome and whether many seeds ran (a replay of one seed need not show every
+/// kind of fault).
+fn over_seeds(
+    test: &str,
+    count: u64,
+    options: FaultOptions,
+    mut each: impl FnMut(&shoal_sim::Outcome),
+) -> (shoal_sim::Outcome, bool) {
     let mut total = shoal_sim::Outcome::default();
-    for seed in seeds(60) {
-        match run::<Digest>(seed, FaultOptions::hostile(), payload) {
+    let seeds = seeds(count);
+    let many = seeds.len() >= 10;
+    for seed in seeds {
+        match run::<Digest>(seed, options, payload) {
             Ok(outcome) => {
-                total.acknowledged += outcome.acknowledged;
-                total.crashes += outcome.crashes;
-                total.crashes_mid_advance += outcome.crashes_mid_advance;
-                total.partitions += outcome.partitions;
-                total.power_losses_all += outcome.power_losses_all;
-                total.leader_changes += outcome.leader_changes;
-                total.snapshots_installed += outcome.snapshots_installed;
-                total.compactions += outcome.compactions;
+                each(&outcome);
+                total.add(&outcome);
             }
             Err(violation) => panic!(
                 "seed {seed}: {violation:?}\nreplay: SHOAL_SIM_SEED={seed} cargo test -p shoal-sim \
-                 --release --test raft_cluster"
+                 --release --test raft_cluster {test}"
             ),
         }
     }
+    (total, many)
+}
+
+#[test]
+fn hostile_faults_lose_nothing_acknowledged() {
+    let (total, _) = over_seeds("hostile_faults", 60, FaultOptions::hostile(), |_| {});
     println!("{total:?}");
     // The faults must actually have happened, or the run proves nothing.
     assert!(total.acknowledged > 0 && total.crashes > 0 && total.crashes_mid_advance > 0);
@@ -147,25 +157,13 @@ fn lying_disks_are_caught() {
 /// votes, applies every acknowledged proposal, and ends with the voters' state.
 #[test]
 fn learners_under_hostile_faults_apply_everything() {
-    let mut total = shoal_sim::Outcome::default();
     let mut late_starts = 0;
-    let seeds = seeds(60);
-    // A replay of one seed need not show every kind of fault.
-    let many = seeds.len() >= 10;
-    for seed in seeds {
-        match run::<Digest>(seed, FaultOptions::hostile_with_learners(), payload) {
-            Ok(outcome) => {
-                if outcome.learner_last_start > 600 {
-                    late_starts += 1;
-                }
-                total.add(&outcome);
-            }
-            Err(violation) => panic!(
-                "seed {seed}: {violation:?}\nreplay: SHOAL_SIM_SEED={seed} cargo test -p shoal-sim \
-                 --release --test raft_cluster learners_under_hostile_faults"
-            ),
+    let options = FaultOptions::hostile_with_learners();
+    let (total, many) = over_seeds("learners_under_hostile_faults", 60, options, |outcome| {
+        if outcome.learner_last_start > 600 {
+            late_starts += 1;
         }
-    }
+    });
     println!("{total:?}, {late_starts} runs with a learner opened after tick 600");
     assert!(total.acknowledged > 0 && total.conf_changes_applied > 0);
     if many {
@@ -188,18 +186,7 @@ fn learners_catch_up_through_a_long_log() {
         learners_start_by: 0,
         ..FaultOptions::hostile_with_learners()
     };
-    let mut total = shoal_sim::Outcome::default();
-    let seeds = seeds(30);
-    let many = seeds.len() >= 10;
-    for seed in seeds {
-        match run::<Digest>(seed, options, payload) {
-            Ok(outcome) => total.add(&outcome),
-            Err(violation) => panic!(
-                "seed {seed}: {violation:?}\nreplay: SHOAL_SIM_SEED={seed} cargo test -p shoal-sim \
-                 --release --test raft_cluster learners_catch_up"
-            ),
-        }
-    }
+    let (total, many) = over_seeds("learners_catch_up", 30, options, |_| {});
     println!("{total:?}");
     if many {
         assert!(total.learner_crashes > 0);
@@ -222,18 +209,7 @@ fn crash_mid_compaction_keeps_the_learners() {
         crash_mid_compact_per_mille: 200,
         ..FaultOptions::hostile_with_learners()
     };
-    let mut total = shoal_sim::Outcome::default();
-    let seeds = seeds(100);
-    let many = seeds.len() >= 10;
-    for seed in seeds {
-        match run::<Digest>(seed, options, payload) {
-            Ok(outcome) => total.add(&outcome),
-            Err(violation) => panic!(
-                "seed {seed}: {violation:?}\nreplay: SHOAL_SIM_SEED={seed} cargo test -p shoal-sim \
-                 --release --test raft_cluster crash_mid_compaction"
-            ),
-        }
-    }
+    let (total, many) = over_seeds("crash_mid_compaction", 100, options, |_| {});
     println!("{total:?}");
     if many {
         assert!(
