@@ -300,18 +300,23 @@ impl<D: Disk> Replica<D> {
                 "{id} is not a learner of the group"
             )));
         }
-        let mut change = ConfChange::default();
-        change.set_change_type(raft::eraftpb::ConfChangeType::RemoveNode);
-        change.node_id = id;
-        Ok(self.raw.propose_conf_change(vec![], change)?)
+        self.propose_conf_change(raft::eraftpb::ConfChangeType::RemoveNode, id)
     }
 
     /// Proposes adding `id` as a learner (leader only). raft-rs takes one configuration change
     /// at a time: while one is pending this one is dropped (an error), so the owner retries
     /// until `learners` names `id`. Adding a present member again changes nothing.
     pub fn propose_add_learner(&mut self, id: u64) -> Result<()> {
+        self.propose_conf_change(raft::eraftpb::ConfChangeType::AddLearnerNode, id)
+    }
+
+    fn propose_conf_change(
+        &mut self,
+        change_type: raft::eraftpb::ConfChangeType,
+        id: u64,
+    ) -> Result<()> {
         let mut change = ConfChange::default();
-        change.set_change_type(raft::eraftpb::ConfChangeType::AddLearnerNode);
+        change.set_change_type(change_type);
         change.node_id = id;
         Ok(self.raw.propose_conf_change(vec![], change)?)
     }

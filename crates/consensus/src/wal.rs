@@ -722,26 +722,37 @@ mod tests {
         assert_eq!(recovered.hard_state.commit, 4);
     }
 
-    #[test]
-    fn a_leaders_snapshot_with_the_old_log_drops_the_old_history_past_it() {
+    /// A log of entries 1..=`entries` in term 1, then a snapshot at (index, term) renamed into
+    /// place without the log's rewrite (a crash between the two renames of `rewrite`), then a
+    /// power cut (seed `cut_seed`); returns what recovery opens.
+    fn old_log_under_a_new_snapshot(
+        entries: u64,
+        (index, term): (u64, u64),
+        cut_seed: u64,
+    ) -> Recovered {
         let disk = Rc::new(SimDisk::new());
         let (mut wal, _) = open(&disk).expect("open");
-        // An unreplicated suffix of term 1 up to index 6 ...
-        let entries: Vec<Entry> = (1..=6).map(|i| entry(i, 1, b"old")).collect();
+        let entries: Vec<Entry> = (1..=entries).map(|i| entry(i, 1, b"old")).collect();
         block_on(wal.append(&Records {
             entries: &entries,
             ..Records::default()
         }))
         .expect("append");
-        // ... then a snapshot of the leader of term 3 at index 4 lands, and the process dies
-        // before the log is replaced.
         let mut snapshot = Snapshot::default();
-        snapshot.mut_metadata().index = 4;
-        snapshot.mut_metadata().term = 3;
+        snapshot.mut_metadata().index = index;
+        snapshot.mut_metadata().term = term;
         let image = snapshot_image(&snapshot).expect("encode");
         block_on(wal.replace_file(SNAPSHOT_FILE, &image)).expect("snap");
-        disk.power_cut(5, CutMode::Adversarial);
+        disk.power_cut(cut_seed, CutMode::Adversarial);
         let (_, recovered) = open(&disk).expect("reopen");
+        recovered
+    }
+
+    #[test]
+    fn a_leaders_snapshot_with_the_old_log_drops_the_old_history_past_it() {
+        // An unreplicated suffix of term 1 up to index 6, then a snapshot of the leader of
+        // term 3 at index 4 lands, and the process dies before the log is replaced.
+        let recovered = old_log_under_a_new_snapshot(6, (4, 3), 5);
         assert_eq!(
             indexes(&recovered),
             vec![],
@@ -753,22 +764,8 @@ mod tests {
 
     #[test]
     fn a_snapshot_with_the_old_log_skips_what_the_snapshot_covers() {
-        let disk = Rc::new(SimDisk::new());
-        let (mut wal, _) = open(&disk).expect("open");
-        let entries: Vec<Entry> = (1..=5).map(|i| entry(i, 1, b"e")).collect();
-        block_on(wal.append(&Records {
-            entries: &entries,
-            ..Records::default()
-        }))
-        .expect("append");
         // As if the process died between the snapshot's rename and the log's.
-        let mut snapshot = Snapshot::default();
-        snapshot.mut_metadata().index = 4;
-        snapshot.mut_metadata().term = 1;
-        let image = snapshot_image(&snapshot).expect("encode");
-        block_on(wal.replace_file(SNAPSHOT_FILE, &image)).expect("snap");
-        disk.power_cut(4, CutMode::Adversarial);
-        let (_, recovered) = open(&disk).expect("reopen");
+        let recovered = old_log_under_a_new_snapshot(5, (4, 1), 4);
         assert_eq!(indexes(&recovered), vec![(5, 1)]);
         assert_eq!(
             recovered.hard_state.commit, 4,
