@@ -19,16 +19,14 @@ import json
 import os
 import shutil
 import time
-import urllib.request
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
-import netns
-from conftest import SHOAL_BIN, _require_binary
+from conftest import _require_binary
 from helpers import raw_init_producer_id
-from test_cluster_controller import (ADMIN_PORT, RPC_PORT, cluster_view, consume_group,
-                                     create, produce_all, views)
+from test_cluster_controller import (RPC_PORT, cluster_view, consume_group, create,
+                                     node_starter, produce_all, stop_nodes, views)
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -62,36 +60,14 @@ def four_nodes(netns_cluster, tmp_path):
     c = netns_cluster(5)
     seeds = ",".join(f"{n}@{c.addr(ns(n))}:{RPC_PORT}" for n in VOTERS)
     procs = {}
-
-    def start(node_id, namespace=None, key=None, wait=True):
-        i = namespace or ns(node_id)
-        key = key or node_id
-        env = {
-            "SHOAL_NODE_ID": str(node_id),
-            "SHOAL_SEEDS": seeds,
-            "SHOAL_RPC_ADDR": f"{c.addr(i)}:{RPC_PORT}",
-            "SHOAL_RACK": f"rack-{node_id % 2}",
-        }
-        if key in procs:
-            procs[key].restart()
-            procs[key].wait_ready()
-        else:
-            procs[key] = netns.start_shoal(c, i, SHOAL_BIN, str(tmp_path / f"data-{key}"),
-                                           port=9092, admin_port=ADMIN_PORT, env=env,
-                                           wait=wait)
-        return procs[key]
-
+    data_dir = lambda key: tmp_path / f"data-{key}"  # noqa: E731
+    start = node_starter(c, seeds, procs, data_dir, rack=lambda n: f"rack-{n % 2}")
     try:
         for node_id in (*VOTERS, BROKER):
             start(node_id)
         yield c, procs, start
     finally:
-        for p in procs.values():
-            p.kill()
-        if os.environ.get("SHOAL_KEEP_DATA") != "1":
-            for key in procs:
-                shutil.rmtree(tmp_path / f"data-{key}", ignore_errors=True)
-
+        stop_nodes(procs, data_dir)
 
 def settled(c, nodes, live, fenced=()):
     """Every node in `nodes` agrees on the leader and metadata version, and lists the brokers

@@ -95,6 +95,41 @@ def agreed_leader(c, nodes, fenced_ok=()):
     return leaders.pop(), terms.pop(), brokers
 
 
+def node_starter(c, seeds, procs, data_dir, rack):
+    """start(node_id, namespace=None, key=None, wait=True) for a cluster fixture: the node in
+    namespace node_id + 1 (or `namespace`), with `seeds`, its rpc address there and
+    `rack(node_id)`; data in `data_dir(key)`. Started again (same data) when `key` (default
+    the node id) already ran; `procs` maps keys to processes."""
+    def start(node_id, namespace=None, key=None, wait=True):
+        i = namespace or node_id + 1
+        key = node_id if key is None else key
+        env = {
+            "SHOAL_NODE_ID": str(node_id),
+            "SHOAL_SEEDS": seeds,
+            "SHOAL_RPC_ADDR": f"{c.addr(i)}:{RPC_PORT}",
+            "SHOAL_RACK": rack(node_id),
+        }
+        if key in procs:
+            procs[key].restart()
+            procs[key].wait_ready()
+        else:
+            procs[key] = netns.start_shoal(c, i, SHOAL_BIN, str(data_dir(key)), port=9092,
+                                           admin_port=ADMIN_PORT, env=env, wait=wait)
+        return procs[key]
+    return start
+
+
+def stop_nodes(procs, data_dir):
+    """Kill every process of a cluster fixture and (unless SHOAL_KEEP_DATA=1) drop its data:
+    segments and the disk reserve are preallocated (over 1 GiB a node) and pytest keeps the
+    last three runs."""
+    for p in procs.values():
+        p.kill()
+    if os.environ.get("SHOAL_KEEP_DATA") != "1":
+        for key in procs:
+            shutil.rmtree(data_dir(key), ignore_errors=True)
+
+
 @pytest.fixture
 def three_nodes(netns_cluster, tmp_path):
     _require_binary()
@@ -102,36 +137,14 @@ def three_nodes(netns_cluster, tmp_path):
     _CLUSTER.append(c)
     seeds = ",".join(f"{i}@{c.addr(i + 1)}:{RPC_PORT}" for i in range(3))
     procs = {}
-
-    def start(node_id):
-        i = node_id + 1
-        env = {
-            "SHOAL_NODE_ID": str(node_id),
-            "SHOAL_SEEDS": seeds,
-            "SHOAL_RPC_ADDR": f"{c.addr(i)}:{RPC_PORT}",
-            "SHOAL_RACK": f"rack-{node_id}",
-        }
-        if node_id in procs:
-            procs[node_id].restart()
-            procs[node_id].wait_ready()
-        else:
-            procs[node_id] = netns.start_shoal(
-                c, i, SHOAL_BIN, str(tmp_path / f"node{node_id}"), port=9092,
-                admin_port=ADMIN_PORT, env=env)
-        return procs[node_id]
-
+    data_dir = lambda key: tmp_path / f"node{key}"  # noqa: E731
+    start = node_starter(c, seeds, procs, data_dir, rack=lambda n: f"rack-{n}")
     try:
         for node_id in range(3):
             start(node_id)
         yield c, procs, start
     finally:
-        # Segments and the disk reserve are preallocated (over 1 GiB a node) and pytest keeps
-        # the last three runs: drop the data as the other broker fixtures do.
-        for p in procs.values():
-            p.kill()
-        if os.environ.get("SHOAL_KEEP_DATA") != "1":
-            for node_id in range(3):
-                shutil.rmtree(tmp_path / f"node{node_id}", ignore_errors=True)
+        stop_nodes(procs, data_dir)
 
 
 def ns_index(node_id):
