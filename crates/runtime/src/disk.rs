@@ -67,6 +67,9 @@ pub struct GlommioFile {
     /// [`DmaFile::write_at_synced`]; opened on first use so files that never take durable
     /// writes (indexes, sealed segments) do not hold two descriptors.
     dsync: std::cell::RefCell<Option<Rc<glommio::io::DmaFile>>>,
+    /// The file's entry in the test-only power-cut model (`power_cut.rs`).
+    #[cfg(feature = "fault-switches")]
+    tracked: Option<u64>,
 }
 
 impl GlommioFile {
@@ -153,15 +156,21 @@ impl DmaFile for GlommioFile {
     /// is completed before returning, so `Ok(n)` always has `n == buf.as_bytes().len()`.
     async fn write_at(&self, buf: Rc<GlommioBuf>, pos: u64) -> io::Result<usize> {
         let len = buf.0.len();
+        #[cfg(feature = "fault-switches")]
+        let ticket = crate::power_cut::issuing(self.tracked, pos, len as u64);
         let written = self
             .inner
             .write_rc_at(Rc::clone(&buf.0), pos)
             .await
             .map_err(to_io_error)?;
-        if written >= len {
-            return Ok(written);
-        }
-        self.finish_short_write(&buf, pos, written).await
+        let done = if written >= len {
+            written
+        } else {
+            self.finish_short_write(&buf, pos, written).await?
+        };
+        #[cfg(feature = "fault-switches")]
+        crate::power_cut::written(self.tracked, ticket).await;
+        Ok(done)
     }
 
     /// An `O_DSYNC` write through the second descriptor: one io_uring operation that returns
@@ -169,16 +178,25 @@ impl DmaFile for GlommioFile {
     /// system filling up) is finished with ordinary writes followed by an `fdatasync`.
     async fn write_at_synced(&self, buf: Rc<GlommioBuf>, pos: u64) -> io::Result<usize> {
         let len = buf.0.len();
+        #[cfg(feature = "fault-switches")]
+        let (issued, ticket) = (
+            crate::power_cut::sync_issued(),
+            crate::power_cut::issuing(self.tracked, pos, len as u64),
+        );
         let file = self.dsync_file().await?;
         let written = file
             .write_rc_at(Rc::clone(&buf.0), pos)
             .await
             .map_err(to_io_error)?;
-        if written >= len {
-            return Ok(written);
-        }
-        let done = self.finish_short_write(&buf, pos, written).await?;
-        self.inner.fdatasync().await.map_err(to_io_error)?;
+        let done = if written >= len {
+            written
+        } else {
+            let done = self.finish_short_write(&buf, pos, written).await?;
+            self.inner.fdatasync().await.map_err(to_io_error)?;
+            done
+        };
+        #[cfg(feature = "fault-switches")]
+        crate::power_cut::synced(self.tracked, issued, Some(ticket)).await;
         Ok(done)
     }
 
@@ -225,13 +243,21 @@ impl DmaFile for GlommioFile {
     }
 
     async fn fdatasync(&self) -> io::Result<()> {
-        self.inner.fdatasync().await.map_err(to_io_error)
+        #[cfg(feature = "fault-switches")]
+        let issued = crate::power_cut::sync_issued();
+        self.inner.fdatasync().await.map_err(to_io_error)?;
+        #[cfg(feature = "fault-switches")]
+        crate::power_cut::synced(self.tracked, issued, None).await;
+        Ok(())
     }
 
     /// `ftruncate`, run on glommio's blocking thread pool. Not synced: the new size survives a
     /// power loss only after a later [`DmaFile::fdatasync`] (for growth) or fsync.
     async fn truncate(&self, len_bytes: u64) -> io::Result<()> {
-        self.inner.truncate(len_bytes).await.map_err(to_io_error)
+        self.inner.truncate(len_bytes).await.map_err(to_io_error)?;
+        #[cfg(feature = "fault-switches")]
+        crate::power_cut::truncated(self.tracked, len_bytes);
+        Ok(())
     }
 
     /// `fallocate(0..len_bytes)` through io_uring (`FALLOC_FL_KEEP_SIZE` when `keep_size`).
@@ -305,6 +331,8 @@ impl Disk for GlommioDisk {
             inner,
             path: path.to_path_buf(),
             dsync: std::cell::RefCell::new(None),
+            #[cfg(feature = "fault-switches")]
+            tracked: crate::power_cut::track(path),
         })
     }
 

@@ -19,6 +19,9 @@ mod disk;
 mod error;
 pub mod executor;
 mod observed;
+/// Test-only: a simulated power cut (the fault suite's lost-unsynced-writes fault).
+#[cfg(feature = "fault-switches")]
+pub mod power_cut;
 
 pub use disk::{
     file_system_space, release_file, reserve_file, GlommioBuf, GlommioDisk, GlommioFile,

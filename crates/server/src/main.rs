@@ -79,7 +79,9 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Start(args) => Config::resolve(&args).and_then(start),
+        Command::Start(args) => enable_fault_switches()
+            .and_then(|()| Config::resolve(&args))
+            .and_then(start),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -88,6 +90,39 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `SHOAL_FAULT_SWITCHES=a,b`: test-only switches that break safety rules, for the fault
+/// suite's mutation runs. A binary built without them refuses to start when asked for them,
+/// so a mutation run can never pass by silently running the correct broker.
+fn enable_fault_switches() -> anyhow::Result<()> {
+    let Ok(names) = std::env::var("SHOAL_FAULT_SWITCHES") else {
+        return Ok(());
+    };
+    for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        shoal_storage::fault_switches::enable(name).map_err(|e| anyhow::anyhow!(e))?;
+        tracing::warn!(
+            switch = name,
+            "FAULT SWITCH ON: this broker breaks a safety rule on purpose"
+        );
+    }
+    Ok(())
+}
+
+/// Test-only: SIGUSR2 is a simulated power cut (`shoal_runtime::power_cut`): unsynced writes
+/// are lost and the process dies as if by SIGKILL. The fault suite's `powercut` fault.
+#[cfg(feature = "fault-switches")]
+fn power_cut_on_sigusr2() -> anyhow::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR2])?;
+    std::thread::Builder::new()
+        .name("power-cut".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                shoal_runtime::power_cut::cut_and_exit();
+            }
+        })?;
+    tracing::warn!("FAULT SWITCH: SIGUSR2 is a simulated power cut in this build");
+    Ok(())
 }
 
 fn start(config: Config) -> anyhow::Result<()> {
@@ -114,6 +149,8 @@ fn start(config: Config) -> anyhow::Result<()> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         let _ = signal_hook::flag::register(signal, stop.clone())?;
     }
+    #[cfg(feature = "fault-switches")]
+    power_cut_on_sigusr2()?;
     // Core i runs on the i-th CPU the process may use, so taskset/cpusets place the broker.
     let cpus = shoal_runtime::executor::allowed_cpus();
     // Requests, control and replies each have their own mesh (see `mesh.rs`).

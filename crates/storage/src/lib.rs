@@ -15,6 +15,7 @@ mod cache;
 mod config;
 mod epochs;
 mod error;
+pub mod fault_switches;
 mod flush;
 mod index;
 mod log;

@@ -188,6 +188,10 @@ impl<F: DmaFile> State<F> {
     }
 
     pub(crate) fn high_watermark(&self, durability: Durability) -> Offset {
+        if crate::fault_switches::serve_above_hwm() {
+            // Mutation evidence only: serve batches that are in memory, not yet durable.
+            return self.log_end;
+        }
         match durability {
             Durability::Fsync => self.synced_next,
             Durability::Relaxed { .. } => self.written_next,
@@ -247,6 +251,8 @@ impl<D: Disk> Log<D> {
         self.inner.work.notify();
         match wait {
             Wait::Buffered => Ok(appended),
+            // Mutation evidence only: acknowledge what is in memory as if it were durable.
+            Wait::Durable if crate::fault_switches::ack_before_sync() => Ok(appended),
             Wait::Durable => self.wait_durable(appended).await,
         }
     }
@@ -351,6 +357,10 @@ impl<D: Disk> Log<D> {
                 next_offset: next,
             },
         );
+        if crate::fault_switches::serve_above_hwm() {
+            // Mutation evidence only: wake waiting fetches for a batch that is not durable.
+            self.inner.progress.notify();
+        }
         Ok(Appended {
             base_offset: base,
             last_offset: Offset(next.0 - 1),
@@ -375,6 +385,8 @@ impl<D: Disk> Log<D> {
         );
         match verdict {
             Ok(Verdict::Append) => Ok(None),
+            // Mutation evidence only: a retry is written again, as a duplicate.
+            Ok(Verdict::Duplicate(_)) if crate::fault_switches::no_idempotent_dedup() => Ok(None),
             Ok(Verdict::Duplicate(original)) => Ok(Some(Appended {
                 base_offset: original.base_offset,
                 last_offset: original.last_offset,
