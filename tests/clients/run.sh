@@ -15,23 +15,11 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 VENV=${SHOAL_VENV:-$ROOT/.venv}
 export SHOAL_BIN=${SHOAL_BIN:-$ROOT/target/release/shoal}
-REQ=$HERE/requirements.txt
 
 die() { echo "run.sh: error: $*" >&2; exit 2; }
 
-# 1. virtualenv with the pinned clients (reinstalled when requirements.txt changes)
-if [ ! -x "$VENV/bin/python" ]; then
-    echo "run.sh: creating virtualenv $VENV" >&2
-    python3 -m venv "$VENV" || die "python3 -m venv $VENV failed"
-fi
-STAMP=$VENV/.shoal-clients-requirements.sha256
-want=$(sha256sum "$REQ" | cut -d' ' -f1)
-if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
-    echo "run.sh: installing $REQ into $VENV" >&2
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ" \
-        || die "pip install -r $REQ failed"
-    echo "$want" > "$STAMP"
-fi
+# 1. virtualenv with the pinned clients
+. "$HERE/venv.sh"
 
 # 2. kcat (Debian package)
 if ! command -v kcat >/dev/null 2>&1; then

@@ -1,0 +1,141 @@
+"""Faults injected into real broker processes, one at a time, each recorded in the history as
+events of the process "nemesis" (type "info") when it begins and when it is healed.
+
+Kinds (one node; the cluster kinds come with the netns cluster runs):
+  kill   SIGKILL, then a restart on the same data dir after a random pause
+  term   SIGTERM (a clean shutdown), then a restart
+  powercut  SIGUSR2 to a broker built with `--features fault-switches`: every write not yet
+         covered by a completed sync is lost (zeroed) and the process dies as by SIGKILL
+         (shoal_runtime::power_cut), then a restart
+  pause  SIGSTOP for a random time, then SIGCONT (clients see a broker that stops answering)
+  fill   the data file system is filled to the last block, the broker killed and restarted on
+         the full disk, and the space freed after a while (needs root: the runner loop-mounts
+         a small file system for the data dir)
+"""
+
+import os
+import signal
+import time
+
+KINDS = ("kill", "term", "pause", "fill", "powercut")
+
+
+class Nemesis:
+    def __init__(self, broker, history, rng, fill_dir=None):
+        self.broker = broker
+        self.history = history
+        self.rng = rng
+        self.fill_dir = fill_dir  # a directory on the broker's data file system, or None
+        self.counts = {}
+        self.restart_s = []  # how long each restart took to answer again
+
+    def available(self):
+        return [k for k in KINDS if k != "fill" or self.fill_dir is not None]
+
+    def _event(self, f, **value):
+        self.history.nemesis(f, value)
+
+    def inject(self, kind):
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        getattr(self, f"_{kind}")()
+
+    def _restart(self):
+        t0 = time.monotonic()
+        self.broker.start(wait=True)
+        self.restart_s.append(time.monotonic() - t0)
+        self._event("start", pid=self.broker.pid, generation=self.broker.generation)
+
+    def _kill(self):
+        self._event("kill", pid=self.broker.pid)
+        self.broker.kill9()
+        time.sleep(self.rng.uniform(0.1, 2.0))
+        self._restart()
+
+    def _powercut(self):
+        self._event("powercut", pid=self.broker.pid)
+        os.kill(self.broker.pid, signal.SIGUSR2)
+        try:
+            rc = self.broker.proc.wait(timeout=30)
+        except Exception:
+            raise RuntimeError("broker did not die within 30s of SIGUSR2: is it a "
+                               "fault-switches build?")
+        if rc != -signal.SIGKILL:
+            raise RuntimeError(f"broker exited with {rc} on SIGUSR2, not by the power cut's "
+                               f"SIGKILL: is it a fault-switches build?")
+        self.broker.exit_codes.append((self.broker.generation, "powercut", rc))
+        time.sleep(self.rng.uniform(0.1, 1.0))
+        self._restart()
+
+    def _term(self):
+        self._event("term", pid=self.broker.pid)
+        rc, clean = self.broker.stop()
+        if clean is not True:
+            raise RuntimeError(f"broker did not stop cleanly on SIGTERM (rc {rc}, clean {clean})")
+        time.sleep(self.rng.uniform(0.1, 1.0))
+        self._restart()
+
+    def _pause(self):
+        pause_s = self.rng.uniform(1.0, 4.0)
+        self._event("stop", pid=self.broker.pid, seconds=round(pause_s, 2))
+        os.killpg(self.broker.pid, signal.SIGSTOP)
+        try:
+            time.sleep(pause_s)
+        finally:
+            os.killpg(self.broker.pid, signal.SIGCONT)
+        self._event("cont", pid=self.broker.pid)
+
+    def _fill(self):
+        """Takes every free block and keeps taking what the broker frees (a sealed segment
+        gives back the blocks it had reserved ahead), so the broker really meets ENOSPC."""
+        hold_s = float(os.environ.get("CHAOS_FILL_S", "0")) or self.rng.uniform(3.0, 6.0)
+        st = os.statvfs(self.fill_dir)
+        self._event("fill", free_bytes=st.f_bfree * st.f_frsize, seconds=round(hold_s, 2))
+        fillers = []
+        try:
+            self._take_free_blocks(fillers)
+            # A running broker writes into blocks it reserved ahead (and a sealed segment
+            # returns its unused reserve to the next one), so a short fill may never reach
+            # it: a crash and a restart on the full disk always do (the disk reserve cannot
+            # be taken, recovery runs on a full disk, appends are refused until space is back).
+            self._event("kill", pid=self.broker.pid)
+            self.broker.kill9()
+            self._take_free_blocks(fillers)
+            self._restart()
+            end = time.monotonic() + hold_s
+            while time.monotonic() < end:
+                self._take_free_blocks(fillers)
+                time.sleep(0.05)
+        finally:
+            for p in fillers:
+                try:
+                    os.remove(p)
+                except FileNotFoundError:
+                    pass
+        self._event("free", filler_files=len(fillers))
+
+    def _take_free_blocks(self, fillers):
+        st = os.statvfs(self.fill_dir)
+        # f_bfree, not f_bavail: the broker runs as root and may use the root reserve too.
+        free = st.f_bfree * st.f_frsize
+        if free < 4096:
+            return
+        path = os.path.join(self.fill_dir, f"nemesis-filler-{len(fillers)}")
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        except OSError:
+            return  # not even room for the file: the disk is full already
+        fillers.append(path)
+        try:
+            while free >= 4096:
+                try:
+                    os.posix_fallocate(fd, 0, free)
+                    return
+                except OSError:
+                    free //= 2  # the file's own metadata needs some: take what fits
+        finally:
+            os.close(fd)
+
+    def heal(self):
+        """Leaves the broker running and answering (the start of the recovery phase)."""
+        if not self.broker.running():
+            self._restart()
