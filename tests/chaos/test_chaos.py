@@ -11,6 +11,7 @@
 
 import os
 import random
+import subprocess
 
 import pytest
 
@@ -81,3 +82,13 @@ def test_mutation_is_reported(tmp_path, monkeypatch, switch, faults, expected):
     found = set(bad)
     assert found & expected, (f"switch {switch}: expected one of {sorted(expected)}, "
                               f"the checker found {bad} (seed {SEED})")
+
+
+def test_release_build_refuses_fault_switches(tmp_path):
+    """The switches exist only in the fault-switches build: the normal binary must refuse to
+    start when asked for one, so a mutation run can never pass on the correct broker."""
+    env = dict(os.environ, SHOAL_FAULT_SWITCHES="ack-before-sync")
+    proc = subprocess.run([os.environ["SHOAL_BIN"], "start", "--data-dir", str(tmp_path / "data")],
+                          env=env, capture_output=True, timeout=30)
+    assert proc.returncode != 0
+    assert b"built without the `fault-switches` feature" in proc.stderr, proc.stderr[-2000:]
