@@ -487,7 +487,7 @@ impl<D: Disk> Log<D> {
         let mut out: Vec<StoredEntry> = Vec::new();
         let mut total_bytes = 0usize;
         let fits = |out: &Vec<StoredEntry>, total: usize, size: usize| {
-            out.is_empty() || total + size <= max_bytes
+            out.is_empty() || total.saturating_add(size) <= max_bytes
         };
         let mut next = lo;
         while next < hi {
@@ -571,10 +571,12 @@ impl<D: Disk> Log<D> {
         let mut total = 0usize;
         // Whether an entry of `size` bytes is still taken.
         let room = |out: &Vec<RawEntry>, total: usize, size: usize| {
-            (out.is_empty() && at_least_one) || total + size <= max_bytes
+            (out.is_empty() && at_least_one) || total.saturating_add(size) <= max_bytes
         };
         while pos < plan.end_bytes && room(&out, total, 0) {
-            let want = max_bytes.saturating_sub(total) + ENTRY_READ_AHEAD_BYTES;
+            let want = max_bytes
+                .saturating_sub(total)
+                .saturating_add(ENTRY_READ_AHEAD_BYTES);
             let len = want.min((plan.end_bytes - pos) as usize);
             let buf = Bytes::from(self.read_bytes(&plan, pos, len).await?);
             let mut at = 0usize;

@@ -136,6 +136,7 @@ impl<D: Disk> Log<D> {
         };
         let times_only = SparseIndex {
             offsets: Vec::new(),
+            ordinals: Vec::new(),
             ..index.clone()
         };
         for (suffix, table) in [
