@@ -827,3 +827,549 @@ fn retention_removes_only_committed_segments_and_moves_the_first_index() {
     assert_eq!(log.first_index(), first);
     assert_eq!(summary(&all_entries(&mut h, &log)), expected);
 }
+
+// ---- Suffix cuts by Raft index ----
+
+#[test]
+fn a_cut_at_an_internal_entry_sharing_its_offset_with_the_next_data_batch() {
+    for cache_bytes in [0, 1 << 20] {
+        let (mut h, log, entries) = {
+            let mut leader_h = Harness::new();
+            let leader = leader_h.open_replicated(small_segments()).expect("open");
+            leader_workload(&mut leader_h, &leader);
+            let entries = all_entries(&mut leader_h, &leader);
+            let mut h = Harness::with_budgets(8 << 20, cache_bytes);
+            let log = h.open_replicated(small_segments()).expect("open");
+            let _ = h
+                .run(log.append_entries(RaftIndex(1), as_sent(&entries), Wait::Durable))
+                .expect("append");
+            (h, log, entries)
+        };
+        let _ = h.run(log.advance_commit(RaftIndex(3))).expect("commit");
+        // Entry 6 (the configuration change) and entry 7 (data) both have base offset 6: a
+        // cut by offset could not tell them apart.
+        let shared = |e: &StoredEntry| validate_batch(&e.bytes).expect("valid").base_offset;
+        assert_eq!(shared(&entries[5]), shared(&entries[6]));
+        let truncated = h
+            .run(log.truncate_entries_from(RaftIndex(6)))
+            .expect("truncate");
+        assert_eq!(
+            (truncated.log_end, truncated.previous_log_end),
+            (Offset(6), Offset(10))
+        );
+        assert_eq!(log.last_index(), RaftIndex(5));
+        assert_eq!(
+            (log.written_last_index(), log.synced_last_index()),
+            (RaftIndex(5), RaftIndex(5))
+        );
+        assert_eq!(summary(&all_entries(&mut h, &log)), summary(&entries[..5]));
+        assert_eq!(log.term(), Term(2), "the cut segment's term");
+        assert_eq!(
+            log.offsets().high_watermark,
+            Offset(3),
+            "committed data stays"
+        );
+        // A new leader's entries (term 3) continue at index 6, offset 6.
+        let mut other_h = Harness::new();
+        let other = other_h.open_replicated(small_segments()).expect("open");
+        let _ = other_h
+            .run(other.append_entries(RaftIndex(1), as_sent(&entries[..5]), Wait::Durable))
+            .expect("copy");
+        other_h.run(other.set_term(Term(3))).expect("term");
+        let _ = other_h
+            .run(other.propose_internal(b"", Wait::Durable))
+            .expect("empty");
+        let _ = other_h
+            .run(other.propose(batch(50, 1, 10, 0), Wait::Durable))
+            .expect("propose");
+        let new_entries = all_entries(&mut other_h, &other);
+        let _ = h
+            .run(log.append_entries(RaftIndex(6), as_sent(&new_entries[5..]), Wait::Durable))
+            .expect("append after the cut");
+        let _ = h.run(log.advance_commit(RaftIndex(7))).expect("commit");
+        let tags: Vec<u64> = read_all(&mut h, &log, Offset(0))
+            .iter()
+            .map(|(_, bytes)| common::first_record_tags(bytes)[0])
+            .collect();
+        assert_eq!(
+            tags,
+            vec![0, 1, 2, 50],
+            "the cut data batch is gone from the cache too"
+        );
+        let expected = summary(&new_entries);
+        assert_eq!(summary(&all_entries(&mut h, &log)), expected);
+        crash(&mut h, log, Some((5, CutMode::Adversarial)));
+        let log = h.open_replicated(small_segments()).expect("reopen");
+        assert_eq!(summary(&all_entries(&mut h, &log)), expected);
+        assert_eq!(log.term_starts(), other.term_starts());
+
+        // Across segments and terms: everything after entry 1.
+        let truncated = h
+            .run(log.truncate_entries_from(RaftIndex(2)))
+            .expect("truncate");
+        assert!(truncated.segments_deleted >= 2, "{truncated:?}");
+        assert_eq!(
+            (log.last_index(), log.offsets().log_end),
+            (RaftIndex(1), Offset(0))
+        );
+        assert_eq!(log.term(), Term(1));
+        assert_eq!(log.term_starts(), vec![(Term(1), RaftIndex(1), Offset(0))]);
+        assert_eq!(log.term_of(RaftIndex(2)), None);
+        // And everything: the log is empty at index 1, and takes an older term's entry (the
+        // term before the first is 0).
+        let _ = h
+            .run(log.truncate_entries_from(RaftIndex(1)))
+            .expect("truncate");
+        assert_eq!(log.last_index(), RaftIndex(0));
+        let mut first = as_sent(&entries[1..2]);
+        first[0].0 = Term(0);
+        set_epoch(&mut first[0].1, 0);
+        let _ = h
+            .run(log.append_entries(RaftIndex(1), first, Wait::Durable))
+            .expect("an entry of term 0 into the emptied log");
+        assert_eq!(log.term_of(RaftIndex(1)), Some(Term(0)));
+        crash(&mut h, log, Some((6, CutMode::TearLast)));
+        let log = h.open_replicated(small_segments()).expect("reopen");
+        assert_eq!(log.last_index(), RaftIndex(1));
+        assert_eq!(log.term_starts(), vec![(Term(0), RaftIndex(1), Offset(0))]);
+    }
+}
+
+#[test]
+fn cuts_outside_the_uncommitted_suffix_are_refused_and_change_nothing() {
+    let (mut h, log, _) = follower_of_four();
+    let _ = h.run(log.advance_commit(RaftIndex(2))).expect("commit");
+    let before = summary(&all_entries(&mut h, &log));
+    assert_eq!(
+        refusal(h.run(log.truncate_entries_from(RaftIndex(2)))),
+        EntriesRefused::Committed {
+            committed: RaftIndex(2)
+        }
+    );
+    assert_eq!(
+        refusal(h.run(log.truncate_entries_from(RaftIndex(6)))),
+        EntriesRefused::AboveLastIndex {
+            last_index: RaftIndex(4)
+        }
+    );
+    let stats = h.disk.stats();
+    let truncated = h
+        .run(log.truncate_entries_from(RaftIndex(5)))
+        .expect("at the end: nothing");
+    assert_eq!(
+        (truncated.bytes_removed, truncated.segments_deleted),
+        (0, 0)
+    );
+    assert_eq!(h.disk.stats(), stats, "no I/O");
+    assert_eq!(summary(&all_entries(&mut h, &log)), before);
+    assert!(matches!(
+        refusal(h.run(log.entries(RaftIndex(0), RaftIndex(2), 10))),
+        EntriesRefused::Compacted { .. }
+    ));
+    assert!(matches!(
+        refusal(h.run(log.entries(RaftIndex(1), RaftIndex(6), 10))),
+        EntriesRefused::AboveLastIndex { .. }
+    ));
+}
+
+fn random_config(rng: &mut StdRng) -> LogConfig {
+    let durability = if rng.gen_bool(0.6) {
+        Durability::Fsync
+    } else {
+        Durability::Relaxed {
+            flush_messages: rng.gen_range(1..20),
+            flush_ms: 1000,
+        }
+    };
+    LogConfig {
+        segment_bytes_max: rng.gen_range(2_000..20_000),
+        durability,
+        fallocation: [
+            Fallocation::None,
+            Fallocation::FallocateAhead,
+            Fallocation::ExtendAhead,
+        ][rng.gen_range(0..3)],
+        fallocation_step_bytes_max: 64 * 1024,
+        recycled_segments_max: rng.gen_range(0..3),
+        write_chunk_bytes: [4096, 16 * 1024][rng.gen_range(0..2)],
+        index_interval_bytes: [0, 1024, 4096][rng.gen_range(0..3)],
+        retention_ms: None,
+        ..LogConfig::default()
+    }
+}
+
+/// A leader's random workload: terms that grow, data and internal entries of random sizes.
+fn random_entries(h: &mut Harness, log: &TestLog, rng: &mut StdRng, tag_from: u64) {
+    for i in 0..rng.gen_range(5..40u64) {
+        match rng.gen_range(0..10) {
+            0 => {
+                let term = Term(log.term().0 + rng.gen_range(1..3));
+                h.run(log.set_term(term)).expect("term");
+                let _ = h
+                    .run(log.propose_internal(b"", Wait::Durable))
+                    .expect("empty");
+            }
+            1 | 2 => {
+                let payload = vec![b'c'; rng.gen_range(0..600)];
+                let _ = h
+                    .run(log.propose_internal(&payload, Wait::Durable))
+                    .expect("internal");
+            }
+            _ => {
+                let records = rng.gen_range(1..4);
+                let value_bytes = [10, 400, 3000][rng.gen_range(0..3)];
+                let bytes = batch(tag_from + i, records, value_bytes, i as i64);
+                let _ = h.run(log.propose(bytes, Wait::Durable)).expect("propose");
+            }
+        }
+    }
+}
+
+/// Polls the inner future at most `polls` times, then stays pending without a waker: the task
+/// freezes between two of its I/O operations, which is where a crash can hit it.
+struct PollBudget<F> {
+    inner: std::pin::Pin<Box<F>>,
+    polls: usize,
+}
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for PollBudget<F> {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.polls == 0 {
+            return std::task::Poll::Pending;
+        }
+        self.polls -= 1;
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+/// Polls a cut gets at most: most crashes land inside it, some after it returned.
+const POLLS_MAX: usize = 45;
+
+fn crash_mode(rng: &mut StdRng, seed: u64) -> Option<(u64, CutMode)> {
+    match rng.gen_range(0..3) {
+        0 => None,
+        1 => Some((seed, CutMode::TearLast)),
+        _ => Some((seed, CutMode::Adversarial)),
+    }
+}
+
+#[test]
+fn a_crash_at_any_point_of_an_entry_cut_opens_the_old_log_or_the_new_one() {
+    // Interrupted and opened at the old end, interrupted and finished at open, returned.
+    let mut outcomes = [0usize; 3];
+    for seed in seeds() {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0xc0de);
+        let mut h = Harness::with_budgets(256 * 1024, rng.gen_range(0..2) * 64 * 1024);
+        let config = random_config(&mut rng);
+        let log = h.open_replicated(config.clone()).expect("open");
+        h.run(log.set_term(Term(1))).expect("term");
+        random_entries(&mut h, &log, &mut rng, 0);
+        let _ = h.run(log.sync()).expect("sync");
+        if rng.gen_bool(0.5) {
+            h.run(log.checkpoint()).expect("checkpoint");
+        }
+        let last = log.last_index().0;
+        let committed = rng.gen_range(0..last);
+        let _ = h
+            .run(log.advance_commit(RaftIndex(committed)))
+            .expect("commit");
+        let from = rng.gen_range(committed + 1..=last + 1);
+        let old = summary(&all_entries(&mut h, &log));
+        let new = old[..from as usize - 1].to_vec();
+        let done: Rc<RefCell<Option<bool>>> = Rc::default();
+        let (task_log, out) = (log.clone(), done.clone());
+        let polls = rng.gen_range(0..POLLS_MAX);
+        let cut = PollBudget {
+            inner: Box::pin(async move {
+                let result = task_log.truncate_entries_from(RaftIndex(from)).await;
+                *out.borrow_mut() = Some(result.is_ok());
+            }),
+            polls,
+        };
+        h.exec.spawner().spawn_local(cut).expect("spawn");
+        h.exec.run_until_stalled();
+        let returned = *done.borrow() == Some(true);
+        let mode = crash_mode(&mut rng, seed);
+        crash(&mut h, log, mode);
+        let why = format!("seed {seed}: cut {from} of {last}, {polls} polls, {mode:?}");
+        let log = h
+            .open_replicated(config.clone())
+            .unwrap_or_else(|e| panic!("{why}: recovery failed: {e}"));
+        let now = summary(&all_entries(&mut h, &log));
+        if returned {
+            assert_eq!(now, new, "{why}: a cut entry came back");
+        } else {
+            assert!(
+                now == old || now == new,
+                "{why}: neither log: {} entries",
+                now.len()
+            );
+        }
+        assert_eq!(
+            log.offsets().high_watermark,
+            Offset(0),
+            "{why}: nothing served yet"
+        );
+        for entry in &now {
+            assert_eq!(
+                log.term_of(RaftIndex(entry.0)),
+                Some(Term(entry.1)),
+                "{why}"
+            );
+        }
+        match (returned, now == new && now != old) {
+            (true, _) => outcomes[2] += 1,
+            (false, true) => outcomes[1] += 1,
+            (false, false) => outcomes[0] += 1,
+        }
+        // The log goes on: a new leader's entries after it, synced, survive a power cut.
+        h.run(log.set_term(Term(log.term().0 + 5))).expect("term");
+        random_entries(&mut h, &log, &mut rng, 1000);
+        let _ = h.run(log.sync()).expect("sync");
+        let expected = summary(&all_entries(&mut h, &log));
+        crash(&mut h, log, Some((seed + 1, CutMode::Adversarial)));
+        let log = h
+            .open_replicated(config)
+            .unwrap_or_else(|e| panic!("{why}: second recovery failed: {e}"));
+        assert_eq!(
+            summary(&all_entries(&mut h, &log)),
+            expected,
+            "{why}: second cut"
+        );
+        let hw = h.run(log.advance_commit(log.last_index())).expect("commit");
+        assert_eq!(hw, log.offsets().log_end, "{why}");
+    }
+    println!(
+        "crashes during entry cuts: {} opened at the old log, {} finished at open, {} after it \
+         returned",
+        outcomes[0], outcomes[1], outcomes[2]
+    );
+    assert!(
+        seeds().count() < 50 || outcomes.iter().all(|&n| n > 0),
+        "{outcomes:?}"
+    );
+}
+
+// ---- Power cuts ----
+
+/// What a test knows of an entry it proposed: its term, base offset, the bytes it sent and
+/// the guarantee it was answered with.
+type Acked = Rc<RefCell<BTreeMap<u64, (Term, Offset, Vec<u8>, Guarantee)>>>;
+
+fn run_power_cut_seed(seed: u64, mode: Option<CutMode>) {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x9a11);
+    let mut h = Harness::with_budgets(256 * 1024, rng.gen_range(0..2) * 64 * 1024);
+    let config = random_config(&mut rng);
+    let log = h.open_replicated(config.clone()).expect("open");
+    h.run(log.set_term(Term(1))).expect("term");
+    let acked: Acked = Rc::default();
+    let proposers = rng.gen_range(1..4u64);
+    for proposer in 0..proposers {
+        let (log, acked) = (log.clone(), acked.clone());
+        let mut prng = StdRng::seed_from_u64(seed * 31 + proposer);
+        let task = async move {
+            for i in 0..30u64 {
+                let tag = proposer * 1000 + i;
+                let (sent, proposed) = if prng.gen_bool(0.2) {
+                    let payload = format!("#{tag}:0: internal").into_bytes();
+                    let bytes = shoal_storage::build_internal_batch(&payload);
+                    (bytes, log.propose_internal(&payload, Wait::Durable).await)
+                } else {
+                    let bytes = batch(
+                        tag,
+                        prng.gen_range(1..4),
+                        [10, 300, 2500][prng.gen_range(0..3)],
+                        0,
+                    );
+                    (bytes.clone(), log.propose(bytes, Wait::Durable).await)
+                };
+                let Ok(proposed) = proposed else { return };
+                let entry = proposed.entry.expect("not idempotent: always new");
+                let answer = (
+                    entry.term,
+                    proposed.appended.base_offset,
+                    sent,
+                    proposed.appended.guarantee,
+                );
+                let _ = acked.borrow_mut().insert(entry.index.0, answer);
+                if prng.gen_bool(0.05) {
+                    let _ = log.sync().await;
+                }
+                if prng.gen_bool(0.05) {
+                    let _ = log.checkpoint().await;
+                }
+                if prng.gen_bool(0.05) {
+                    let _ = log.set_term(Term(log.term().0 + 1)).await;
+                }
+                if prng.gen_bool(0.03) {
+                    let _ = log.confirm_synced().await;
+                }
+            }
+        };
+        h.exec.spawner().spawn_local(task).expect("spawn");
+    }
+    let steps = rng.gen_range(0..500);
+    for _ in 0..steps {
+        if !h.exec.try_run_one() {
+            break;
+        }
+    }
+    drop(log);
+    h.kill_tasks();
+    if let Some(mode) = mode {
+        h.disk.power_cut(seed, mode);
+    }
+    let why = format!("seed {seed} {mode:?}");
+    let log = h
+        .open_replicated(config.clone())
+        .unwrap_or_else(|e| panic!("{why}: recovery failed: {e}"));
+    let entries = all_entries(&mut h, &log);
+    // Dense indexes from 1, offsets continuing, terms never going back, each entry's term
+    // the one its segment names.
+    let mut next_offset = Offset(0);
+    let mut term = Term(0);
+    for (i, entry) in entries.iter().enumerate() {
+        assert_eq!(entry.index.0, i as u64 + 1, "{why}: dense indexes");
+        let header = validate_batch(&entry.bytes).expect("valid");
+        assert_eq!(header.base_offset, next_offset, "{why}: offsets continue");
+        assert!(entry.term >= term, "{why}: terms never go back");
+        assert_eq!(log.term_of(entry.index), Some(entry.term), "{why}");
+        next_offset = header.next_offset();
+        term = entry.term;
+    }
+    assert_eq!(log.offsets().log_end, next_offset, "{why}");
+    for (index, (term, base, sent, guarantee)) in acked.borrow().iter() {
+        let must_survive = match mode {
+            Some(_) => *guarantee == Guarantee::Synced,
+            None => *guarantee >= Guarantee::Written,
+        };
+        let Some(entry) = entries.get(*index as usize - 1) else {
+            assert!(!must_survive, "{why}: acknowledged entry {index} lost");
+            continue;
+        };
+        if !must_survive {
+            continue;
+        }
+        assert_eq!(
+            (entry.index.0, entry.term),
+            (*index, *term),
+            "{why}: entry {index}"
+        );
+        let header = validate_batch(&entry.bytes).expect("valid");
+        assert_eq!(header.base_offset, *base, "{why}: entry {index}'s offset");
+        // The bytes the proposer sent, as stamped (offset and epoch are not CRC-covered).
+        assert_eq!(entry.bytes.len(), sent.len(), "{why}: entry {index}");
+        assert_eq!(
+            entry.bytes[21..],
+            sent[21..],
+            "{why}: entry {index}'s bytes"
+        );
+    }
+    // Every recovered entry was really proposed.
+    for entry in &entries {
+        let tags = common::first_record_tags(&entry.bytes);
+        assert!(
+            tags.iter()
+                .any(|tag| tag / 1000 < proposers && tag % 1000 < 30),
+            "{why}: garbage at {}",
+            entry.index
+        );
+    }
+    // The recovered log takes entries and survives a clean restart.
+    let last = log.last_index();
+    let proposed = h
+        .run(log.propose(batch(99_999, 1, 10, 0), Wait::Durable))
+        .expect("propose after recovery");
+    assert_eq!(proposed.entry.map(|e| e.index), Some(last.plus(1)), "{why}");
+    h.run(log.close()).expect("close");
+    h.kill_tasks();
+    let log = h
+        .open_replicated(config)
+        .unwrap_or_else(|e| panic!("{why}: reopen after a clean close failed: {e}"));
+    assert_eq!(log.last_index(), last.plus(1), "{why}");
+}
+
+#[test]
+fn power_cut_tearing_the_last_write_keeps_every_synced_entry() {
+    for seed in seeds() {
+        run_power_cut_seed(seed, Some(CutMode::TearLast));
+    }
+}
+
+#[test]
+fn power_cut_tearing_every_unsynced_write_keeps_every_synced_entry() {
+    for seed in seeds() {
+        run_power_cut_seed(seed, Some(CutMode::Adversarial));
+    }
+}
+
+#[test]
+fn process_crash_keeps_every_written_entry() {
+    for seed in seeds() {
+        run_power_cut_seed(seed, None);
+    }
+}
+
+#[test]
+fn a_follower_power_cut_keeps_every_synced_entry() {
+    for seed in seeds() {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0xf011);
+        let mut leader_h = Harness::new();
+        let leader = leader_h
+            .open_replicated(LogConfig::default())
+            .expect("open");
+        leader_h.run(leader.set_term(Term(1))).expect("term");
+        random_entries(&mut leader_h, &leader, &mut rng, 0);
+        let sent = all_entries(&mut leader_h, &leader);
+        let mut h = Harness::with_budgets(256 * 1024, rng.gen_range(0..2) * 64 * 1024);
+        let config = random_config(&mut rng);
+        let log = h.open_replicated(config.clone()).expect("open");
+        let synced: Rc<RefCell<u64>> = Rc::default();
+        let (task_log, out, chunks) = (log.clone(), synced.clone(), sent.clone());
+        let mut prng = StdRng::seed_from_u64(seed);
+        let task = async move {
+            let mut next = 0usize;
+            while next < chunks.len() {
+                let count = prng.gen_range(1..5).min(chunks.len() - next);
+                let first = chunks[next].index;
+                let batch = as_sent(&chunks[next..next + count]);
+                let Ok(appended) = task_log.append_entries(first, batch, Wait::Durable).await
+                else {
+                    return;
+                };
+                next += count;
+                if appended.guarantee == Guarantee::Synced {
+                    *out.borrow_mut() = appended.last_index.0;
+                }
+                if prng.gen_bool(0.2) {
+                    if let Ok(last) = task_log.sync().await.map(|_| task_log.synced_last_index()) {
+                        *out.borrow_mut() = last.0;
+                    }
+                }
+            }
+        };
+        h.exec.spawner().spawn_local(task).expect("spawn");
+        for _ in 0..rng.gen_range(0..300) {
+            if !h.exec.try_run_one() {
+                break;
+            }
+        }
+        let mode = [CutMode::TearLast, CutMode::Adversarial][rng.gen_range(0..2)];
+        crash(&mut h, log, Some((seed, mode)));
+        let log = h
+            .open_replicated(config)
+            .unwrap_or_else(|e| panic!("seed {seed}: recovery failed: {e}"));
+        let now = summary(&all_entries(&mut h, &log));
+        let synced = *synced.borrow() as usize;
+        assert!(now.len() >= synced, "seed {seed}: synced entries lost");
+        assert_eq!(
+            now,
+            summary(&sent[..now.len()]),
+            "seed {seed}: a prefix of the leader's"
+        );
+    }
+}
