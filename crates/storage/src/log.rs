@@ -371,35 +371,19 @@ impl<D: Disk> Log<D> {
             );
         }
         let pos = state.writer.place(&batch, (next, index + 1));
-        let replicated = self.inner.replicated;
-        let segment = state.active_mut();
         // Internal entries carry no timestamp: they take no part in segment ages or maxima.
         let max_ts = (!header.internal).then_some(max_ts);
-        if segment.is_empty() && !header.internal {
-            segment.first_max_timestamp = max_ts;
-        }
-        let ordinal = replicated.then_some(segment.batches);
-        segment
-            .index
-            .observe(base, ordinal, pos, max_ts, config.index_interval_bytes);
-        segment.size_bytes += batch.len() as u64;
-        segment.next_offset = next;
-        segment.max_timestamp = segment.max_timestamp.max(max_ts);
-        if replicated {
-            segment.batches += 1;
-            let segment_index = segment.first_index.expect("a replicated segment").0;
-            let meta = EntryMeta {
-                index,
-                term,
-                base,
-                next,
-                internal: header.internal,
-                segment_index,
-                pos,
-                size_bytes: batch.len(),
-            };
-            state.raft.as_mut().expect("a replicated log").push(meta);
-        }
+        let meta = EntryMeta {
+            index,
+            term,
+            base,
+            next,
+            internal: header.internal,
+            segment_index: 0,
+            pos,
+            size_bytes: batch.len(),
+        };
+        self.record_in_segment(&mut state, meta, max_ts, config.index_interval_bytes);
         state.next_index = index + 1;
         state.log_end = next;
         state.batches_unsynced += 1;
@@ -446,6 +430,39 @@ impl<D: Disk> Log<D> {
             log_start: state.log_start,
         };
         Ok((appended, index, term))
+    }
+
+    /// Records a placed batch in the active segment (size, index, maxima) and, in a
+    /// replicated log, among the recent entries.
+    fn record_in_segment(
+        &self,
+        state: &mut State<D::File>,
+        mut meta: EntryMeta,
+        max_ts: Option<shoal_model::TimestampMs>,
+        index_interval_bytes: u64,
+    ) {
+        let replicated = self.inner.replicated;
+        let segment = state.active_mut();
+        if segment.is_empty() && !meta.internal {
+            segment.first_max_timestamp = max_ts;
+        }
+        let ordinal = replicated.then_some(segment.batches);
+        segment
+            .index
+            .observe(meta.base, ordinal, meta.pos, max_ts, index_interval_bytes);
+        segment.size_bytes += meta.size_bytes as u64;
+        segment.next_offset = meta.next;
+        segment.max_timestamp = segment.max_timestamp.max(max_ts);
+        if replicated {
+            segment.batches += 1;
+            meta.segment_index = segment.first_index.expect("a replicated segment").0;
+            assert_eq!(
+                segment.next_index().map(|next| next.0),
+                Some(meta.index + 1),
+                "the segment's name and batch count give the entry's index"
+            );
+            state.raft.as_mut().expect("a replicated log").push(meta);
+        }
     }
 
     /// `Some(original offsets)` if the batch is a retry of a cached batch of its producer.

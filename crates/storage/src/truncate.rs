@@ -564,8 +564,25 @@ impl<D: Disk> Log<D> {
                 times_known.then_some(before),
             )
         };
-        // Scan the entries from the index entry to the cut: their sizes give its position,
-        // the last one's end its offset.
+        let (pos, offset, scanned_max) = self.scan_entries_to(key, first, start, from).await?;
+        let mut cut = self
+            .finish_cut_point(key, &file, pos, first_known, exact_before, scanned_max)
+            .await?;
+        cut.batches = from.0 - first;
+        Ok((cut, offset))
+    }
+
+    /// Scans the entries of segment `key` (whose first index is `first`) from `start` (an
+    /// index entry: offset, ordinal, position) to entry `from`: their sizes give its
+    /// position, the last one's end its offset. Returns both and the largest timestamp of the
+    /// data entries scanned.
+    async fn scan_entries_to(
+        &self,
+        key: SegmentKey,
+        first: u64,
+        start: (Offset, u64, u64),
+        from: RaftIndex,
+    ) -> Result<(u64, Offset, Option<TimestampMs>)> {
         let (mut next, mut pos, mut offset) = (first + start.1, start.2, start.0);
         let mut scanned_max: Option<TimestampMs> = None;
         while next < from.0 {
@@ -589,11 +606,7 @@ impl<D: Disk> Log<D> {
             }
         }
         assert_eq!(next, from.0, "the scan stops at the cut");
-        let mut cut = self
-            .finish_cut_point(key, &file, pos, first_known, exact_before, scanned_max)
-            .await?;
-        cut.batches = from.0 - first;
-        Ok((cut, offset))
+        Ok((pos, offset, scanned_max))
     }
 
     /// Scans the batches of segment `base` from `start` (an index entry: offset, position) to
