@@ -34,9 +34,7 @@ pub fn storage_error(error: &Error) -> ApiError {
         Error::InvalidTruncation { .. } => ResponseError::OffsetOutOfRange,
         // A Raft caller's request a replicated log refused, or an operation of the other
         // mode: caller bugs, never from a client request.
-        Error::EntriesRefused { .. } | Error::WrongMode { .. } => {
-            ResponseError::UnknownServerError
-        }
+        Error::EntriesRefused { .. } | Error::WrongMode { .. } => ResponseError::UnknownServerError,
         // A partition directory of the other mode: the partition cannot be served.
         Error::ModeMismatch { .. } => ResponseError::KafkaStorageError,
     };
