@@ -32,6 +32,11 @@ pub fn storage_error(error: &Error) -> ApiError {
         // A replication caller's cut at an offset that is no batch boundary of the log; never
         // from a client request. OFFSET_OUT_OF_RANGE is the nearest code.
         Error::InvalidTruncation { .. } => ResponseError::OffsetOutOfRange,
+        // A Raft caller's request a replicated log refused, or an operation of the other
+        // mode: caller bugs, never from a client request.
+        Error::EntriesRefused { .. } | Error::WrongMode { .. } => ResponseError::UnknownServerError,
+        // A partition directory of the other mode: the partition cannot be served.
+        Error::ModeMismatch { .. } => ResponseError::KafkaStorageError,
     };
     ApiError::with_message(code, error.to_string())
 }

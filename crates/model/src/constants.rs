@@ -32,6 +32,12 @@ pub const BATCH_CACHE_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
 /// Size of the write chunk a partition fills before it must flush.
 pub const WRITE_CHUNK_BYTES_DEFAULT: usize = 1024 * 1024;
 
+/// Entries of a replicated log whose Kafka offsets the log keeps in memory once they are at
+/// or below the high watermark (those above it are always kept: Raft bounds how many entries
+/// are in flight above the commit). An older commit index is translated through the sparse
+/// index on disk instead.
+pub const RAFT_RECENT_ENTRIES_MAX: usize = 1024;
+
 const _: () = assert!(DMA_ALIGNMENT_BYTES.is_multiple_of(SECTOR_BYTES));
 const _: () = assert!((WRITE_CHUNK_BYTES_DEFAULT as u64).is_multiple_of(DMA_ALIGNMENT_BYTES));
 const _: () =

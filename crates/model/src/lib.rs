@@ -38,6 +38,29 @@ impl fmt::Display for Term {
     }
 }
 
+/// A Raft log index: the position of an entry in a replicated partition's log. In a
+/// replicated `shoal_storage::Log` one entry is one stored batch, so indexes are dense
+/// batch ordinals (the first entry of a fresh log is 1; index 0 is raft-rs's empty prefix).
+/// Kafka offsets are dense too, but neither is derived from the other by arithmetic: an
+/// internal entry (a new leader's empty entry, a configuration change) takes an index and no
+/// offset, and a data entry takes one index for all of its records' offsets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RaftIndex(pub u64);
+
+impl RaftIndex {
+    /// The index `count` entries after this one.
+    #[must_use]
+    pub fn plus(self, count: u64) -> RaftIndex {
+        RaftIndex(self.0.checked_add(count).expect("raft indexes fit in u64"))
+    }
+}
+
+impl fmt::Display for RaftIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// A partition index within a topic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PartitionId(pub i32);

@@ -6,6 +6,13 @@
 //! | producerEpoch i16 | baseSequence i32 | recordCount i32`. The CRC32C covers everything from
 //! `attributes` to the end, so the broker may rewrite `baseOffset` and `partitionLeaderEpoch`
 //! without recomputing it.
+//!
+//! **Internal entries.** A replicated log (`replicated.rs`) also stores Raft entries that are
+//! no Kafka data (a new leader's empty entry, a configuration change) as batches: attribute
+//! bit 15 set (Kafka uses bits 0-6), `recordCount` 0, `lastOffsetDelta` -1, timestamps and
+//! producer fields -1, and the entry's bytes as the body, CRC-covered like any batch. Such a
+//! batch takes no offset: its `baseOffset` is the next offset, which the following data batch
+//! carries too. Clients may not send that bit ([`validate_client`]).
 
 use shoal_model::constants::{BATCH_BYTES_MAX, BATCH_HEADER_BYTES};
 use shoal_model::{Offset, Term, TimestampMs};
@@ -16,12 +23,15 @@ const EPOCH_AT: usize = 12;
 const MAGIC_AT: usize = 16;
 const CRC_AT: usize = 17;
 const CRC_COVERED_FROM: usize = 21;
+const ATTRIBUTES_AT: usize = 21;
 const LAST_OFFSET_DELTA_AT: usize = 23;
 const MAX_TIMESTAMP_AT: usize = 35;
 const PRODUCER_ID_AT: usize = 43;
 const PRODUCER_EPOCH_AT: usize = 51;
 const BASE_SEQUENCE_AT: usize = 53;
 const RECORD_COUNT_AT: usize = 57;
+/// Attribute bit 15: the batch is an internal entry of a replicated log, not Kafka data.
+const INTERNAL_ATTRIBUTE: u16 = 0x8000;
 
 /// Why bytes are not a valid batch. `Corrupt` means the bytes were damaged (CRC or framing);
 /// `Invalid` means they are well-formed but not acceptable.
@@ -32,6 +42,8 @@ pub enum BatchDefect {
     CrcMismatch,
     UnsupportedMagic,
     InconsistentCounts,
+    /// A client batch with attribute bit 15, which marks the broker's internal entries.
+    InternalAttribute,
 }
 
 impl BatchDefect {
@@ -49,6 +61,9 @@ impl BatchDefect {
             BatchDefect::CrcMismatch => "batch CRC32C does not match its contents",
             BatchDefect::UnsupportedMagic => "record batch magic is not 2",
             BatchDefect::InconsistentCounts => "record count disagrees with lastOffsetDelta",
+            BatchDefect::InternalAttribute => {
+                "attribute bit 15 is reserved for the broker's internal entries"
+            }
         }
     }
 }
@@ -67,6 +82,9 @@ pub struct BatchHeader {
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub base_sequence: i32,
+    /// An internal entry of a replicated log (attribute bit 15): no Kafka data, no offset
+    /// (`offset_count` 0). Never served to Kafka readers.
+    pub internal: bool,
 }
 
 impl BatchHeader {
@@ -136,9 +154,17 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchDefect> {
     }
     let last_offset_delta = be_i32(batch, LAST_OFFSET_DELTA_AT);
     let record_count = be_i32(batch, RECORD_COUNT_AT);
+    let attributes = u16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]);
+    let internal = attributes & INTERNAL_ATTRIBUTE != 0;
     // Producers write one offset per record, so the two counts must agree. Compacted batches
-    // (later) may hold fewer records than offsets, never more.
-    if last_offset_delta < 0 || record_count < 0 || record_count > last_offset_delta + 1 {
+    // (later) may hold fewer records than offsets, never more. An internal entry holds no
+    // record and takes no offset.
+    let counts_agree = if internal {
+        last_offset_delta == -1 && record_count == 0
+    } else {
+        last_offset_delta >= 0 && record_count >= 0 && record_count <= last_offset_delta + 1
+    };
+    if !counts_agree {
         return Err(BatchDefect::InconsistentCounts);
     }
     Ok(BatchHeader {
@@ -153,7 +179,70 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchDefect> {
             batch[PRODUCER_EPOCH_AT + 1],
         ]),
         base_sequence: be_i32(batch, BASE_SEQUENCE_AT),
+        internal,
     })
+}
+
+/// Validates a batch a client sent: as [`validate`], and attribute bit 15 (internal entries)
+/// is refused, so no client can make the log store a batch that readers would skip or that
+/// Raft would take for one of its own entries.
+pub(crate) fn validate_client(bytes: &[u8]) -> Result<BatchHeader, BatchDefect> {
+    if bytes.len() >= BATCH_HEADER_BYTES && bytes[MAGIC_AT] == 2 {
+        // Checked before the counts, which an internal batch's flag changes the rules of.
+        let attributes = u16::from_be_bytes([bytes[ATTRIBUTES_AT], bytes[ATTRIBUTES_AT + 1]]);
+        if attributes & INTERNAL_ATTRIBUTE != 0 && validate_crc(bytes).is_ok() {
+            return Err(BatchDefect::InternalAttribute);
+        }
+    }
+    let header = validate(bytes)?;
+    assert!(!header.internal, "the flag was checked above");
+    Ok(header)
+}
+
+/// The CRC check alone, on a batch whose framing was not validated yet.
+fn validate_crc(bytes: &[u8]) -> Result<(), BatchDefect> {
+    let size_bytes = peek_size_bytes(bytes).ok_or(BatchDefect::LengthOutOfRange)?;
+    let batch = bytes.get(..size_bytes).ok_or(BatchDefect::Truncated)?;
+    let crc_stored = u32::from_be_bytes([
+        batch[CRC_AT],
+        batch[CRC_AT + 1],
+        batch[CRC_AT + 2],
+        batch[CRC_AT + 3],
+    ]);
+    if crc32c::crc32c(&batch[CRC_COVERED_FROM..]) != crc_stored {
+        return Err(BatchDefect::CrcMismatch);
+    }
+    Ok(())
+}
+
+/// Builds an internal entry (see the module documentation) carrying `payload`. Its base
+/// offset and leader epoch are stamped when it is placed, as a data batch's are.
+pub fn build_internal(payload: &[u8]) -> Vec<u8> {
+    let mut batch = Vec::with_capacity(BATCH_HEADER_BYTES + payload.len());
+    batch.extend_from_slice(&0i64.to_be_bytes());
+    let length =
+        i32::try_from(BATCH_HEADER_BYTES - LENGTH_FIELD_END + payload.len()).unwrap_or(i32::MAX);
+    batch.extend_from_slice(&length.to_be_bytes());
+    batch.extend_from_slice(&(-1i32).to_be_bytes()); // Leader epoch, stamped at placement.
+    batch.push(2); // Magic.
+    batch.extend_from_slice(&0u32.to_be_bytes()); // CRC placeholder.
+    batch.extend_from_slice(&INTERNAL_ATTRIBUTE.to_be_bytes());
+    batch.extend_from_slice(&(-1i32).to_be_bytes()); // lastOffsetDelta: no offset taken.
+    batch.extend_from_slice(&(-1i64).to_be_bytes()); // baseTimestamp: none.
+    batch.extend_from_slice(&(-1i64).to_be_bytes()); // maxTimestamp: none.
+    batch.extend_from_slice(&(-1i64).to_be_bytes()); // producerId: none.
+    batch.extend_from_slice(&(-1i16).to_be_bytes()); // producerEpoch.
+    batch.extend_from_slice(&(-1i32).to_be_bytes()); // baseSequence.
+    batch.extend_from_slice(&0i32.to_be_bytes()); // recordCount.
+    batch.extend_from_slice(payload);
+    let crc = crc32c::crc32c(&batch[CRC_COVERED_FROM..]);
+    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+/// The body of a batch: the bytes after its 61-byte header (an internal entry's payload).
+pub fn body(batch: &[u8]) -> &[u8] {
+    &batch[BATCH_HEADER_BYTES.min(batch.len())..]
 }
 
 /// Writes the broker-assigned base offset and leader epoch into a batch. The CRC does not cover
@@ -262,6 +351,32 @@ mod tests {
             damaged[at] ^= 0x10;
             assert!(validate(&damaged).is_err(), "flip at {at} not caught");
         }
+    }
+
+    #[test]
+    fn an_internal_entry_takes_no_offset_and_clients_may_not_send_one() {
+        let mut entry = build_internal(b"conf change");
+        stamp(&mut entry, Offset(9), Term(2));
+        let header = validate(&entry).expect("valid");
+        assert!(header.internal);
+        assert_eq!(
+            (header.base_offset, header.next_offset()),
+            (Offset(9), Offset(9))
+        );
+        assert_eq!(header.producer_id, -1);
+        assert_eq!(body(&entry), b"conf change");
+        assert_eq!(validate_client(&entry), Err(BatchDefect::InternalAttribute));
+        // A data batch with the bit set is refused for the bit, not for its counts.
+        let mut data = build(&[b"x"], 0);
+        data[ATTRIBUTES_AT] |= 0x80;
+        let crc = crc32c::crc32c(&data[CRC_COVERED_FROM..]);
+        data[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(validate(&data), Err(BatchDefect::InconsistentCounts));
+        assert_eq!(validate_client(&data), Err(BatchDefect::InternalAttribute));
+        // A damaged one is corruption first.
+        data[CRC_AT] ^= 1;
+        assert_eq!(validate_client(&data), Err(BatchDefect::CrcMismatch));
+        assert!(validate_client(&build(&[b"y"], 0)).is_ok());
     }
 
     #[test]

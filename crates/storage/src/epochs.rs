@@ -65,13 +65,13 @@ impl<D: Disk> Log<D> {
 
     /// Gives the (empty) active segment the name of `term`.
     pub(crate) async fn rename_active(&self, term: Term) -> Result<()> {
-        let (old_stem, base) = {
+        let (old_stem, base, index) = {
             let state = self.inner.state.borrow();
             let active = state.active();
             assert!(active.is_empty());
-            (active.stem(), active.base)
+            (active.stem(), active.base, active.first_index)
         };
-        let new_stem = crate::segment::stem(base, term);
+        let new_stem = crate::segment::stem(base, term, index);
         let dir = &self.inner.dir;
         let disk = &*self.inner.disk;
         let renamed = async {
@@ -126,7 +126,7 @@ impl<D: Disk> Log<D> {
         }
         state
             .segments
-            .range(..=offset)
+            .range(..=crate::segment::SegmentKey::up_to(offset))
             .next_back()
             .map(|(_, segment)| segment.term)
     }

@@ -6,7 +6,7 @@ use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use shoal_model::{Offset, Term};
+use shoal_model::{Offset, RaftIndex, Term};
 
 use crate::batch::BatchDefect;
 
@@ -63,6 +63,84 @@ pub enum Error {
         requested: Offset,
         refused: TruncationRefused,
     },
+    /// A replicated log refused a Raft operation at index `requested`: entries that do not
+    /// continue the log ([`crate::Log::append_entries`]), a cut or a read outside it. Nothing
+    /// was changed. Distinct from storage failures ([`Error::Offline`]): the log is healthy,
+    /// the caller (Raft) asked for something the log does not hold or cannot take. Never from
+    /// a client request; should it reach one, Kafka `UNKNOWN_SERVER_ERROR`.
+    #[error("replicated log refused the entries at index {requested}: {refused}")]
+    EntriesRefused {
+        requested: RaftIndex,
+        refused: EntriesRefused,
+    },
+    /// The partition directory holds a log of the other mode (a plain log opened with
+    /// [`crate::Log::open_replicated`], or a replicated one with [`crate::Log::open`]).
+    /// Nothing was changed; a conversion is not built. Kafka `KAFKA_STORAGE_ERROR`.
+    #[error("{} holds a {} log; it cannot be opened as a {} log", .path.display(),
+        if *.on_disk_replicated { "replicated" } else { "plain" },
+        if *.on_disk_replicated { "plain" } else { "replicated" })]
+    ModeMismatch {
+        path: PathBuf,
+        on_disk_replicated: bool,
+    },
+    /// An operation of the other mode: a plain append on a replicated log (its entries go
+    /// through Raft: [`crate::Log::propose`]), or a Raft operation on a plain log. A caller
+    /// bug; Kafka `UNKNOWN_SERVER_ERROR`.
+    #[error("{op} is not an operation of a {} log", if *.replicated { "replicated" } else { "plain" })]
+    WrongMode { op: &'static str, replicated: bool },
+}
+
+/// Why [`Error::EntriesRefused`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EntriesRefused {
+    /// The first entry is not the one after the log's last ([`crate::Log::append_entries`]
+    /// after a suffix cut must start at the cut).
+    #[error("the log's last index is {last_index}: entries must start at the next one")]
+    NotContiguous { last_index: RaftIndex },
+    /// An entry's term is below the entry before it (Raft terms never go back along a log).
+    #[error("entry {index} has term {term}, below the previous entry's term {previous}")]
+    TermWentBack {
+        index: RaftIndex,
+        term: Term,
+        previous: Term,
+    },
+    /// An entry's batch carries a leader epoch that is not the entry's term (the leader
+    /// stamps the term into `partitionLeaderEpoch`).
+    #[error("entry {index} of term {term} is a batch of leader epoch {batch_epoch}")]
+    TermMismatch {
+        index: RaftIndex,
+        term: Term,
+        batch_epoch: Term,
+    },
+    /// An entry's base offset does not continue the Kafka offsets (a gap or an overlap).
+    #[error("entry {index} has base offset {base_offset} where {expected} was expected")]
+    OffsetGap {
+        index: RaftIndex,
+        base_offset: Offset,
+        expected: Offset,
+    },
+    /// An entry's bytes are no valid batch (framing, magic, CRC32C, counts).
+    #[error("entry {index} is not a valid batch: {}", .defect.describe())]
+    Corrupt {
+        index: RaftIndex,
+        defect: BatchDefect,
+    },
+    /// An entry is larger than this log takes (`max.message.bytes`, or its write chunk).
+    #[error("entry {index} of {size_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
+    TooLarge {
+        index: RaftIndex,
+        size_bytes: usize,
+        limit_bytes: usize,
+    },
+    /// Below the log's first index: those entries were removed (retention).
+    #[error("it is below the first index {first_index}")]
+    Compacted { first_index: RaftIndex },
+    /// Past the log's last index (+1 where the call allows the end).
+    #[error("it is past the last index {last_index}")]
+    AboveLastIndex { last_index: RaftIndex },
+    /// A cut at or below the committed index: committed entries are never removed.
+    #[error("it is at or below the committed index {committed}")]
+    Committed { committed: RaftIndex },
 }
 
 /// Why [`Error::InvalidTruncation`] refused an offset.

@@ -70,7 +70,8 @@ impl<D: Disk> Log<D> {
                 return Ok(());
             }
             let chunk_bytes = writer.chunk_bytes_for(0, 0);
-            (chunk_bytes, state.active().file.clone(), state.log_end)
+            let next = (state.log_end, state.next_index);
+            (chunk_bytes, state.active().file.clone(), next)
         };
         let lease = self.inner.pool.lease(chunk_bytes).await;
         let buf = file.alloc_buf(chunk_bytes);
@@ -85,7 +86,7 @@ impl<D: Disk> Log<D> {
 
     /// Writes all queued chunks, then syncs if due. `Err` means the log went offline.
     async fn flush_round(&self) -> Result<(), ()> {
-        let (chunks, file, path, segment) = {
+        let (chunks, file, path, (segment_base, segment_term, segment_index)) = {
             let mut state = self.inner.state.borrow_mut();
             let chunks: Vec<_> = state.writer.queued.drain(..).collect();
             // Until each write completes: a truncation waits for them (`truncate.rs`).
@@ -96,7 +97,7 @@ impl<D: Disk> Log<D> {
                 chunks,
                 active.file.clone(),
                 path,
-                (active.base, active.term),
+                (active.base, active.term, active.first_index),
             )
         };
         // In Fsync mode with nothing written-but-unsynced, each chunk goes out as one durable
@@ -111,8 +112,9 @@ impl<D: Disk> Log<D> {
             // What is synced now was synced before this write is issued: the trailer's claim.
             let synced_before = self.inner.state.borrow().writer.synced_bytes;
             let trailer = Trailer {
-                segment_base: segment.0,
-                segment_term: segment.1,
+                segment_base,
+                segment_term,
+                segment_index,
                 data_start: chunk.data_start(),
                 end_bytes: end,
                 synced_before,
@@ -156,12 +158,18 @@ impl<D: Disk> Log<D> {
             state.writer.written_bytes = end;
             state.writer.confirmed_bytes = synced_before;
             state.written_next = chunk.next_offset;
+            state.written_next_index = chunk.next_index;
             state.stats.dma_writes += 1;
             if durable_writes {
                 state.writer.synced_bytes = end;
                 state.synced_next = chunk.next_offset;
+                state.synced_next_index = chunk.next_index;
                 state.batches_unsynced -= chunk.batches.min(state.batches_unsynced);
                 state.stats.syncs += 1;
+            }
+            // A commit index past what was written waited for this write (replicated logs).
+            if let Some(raft) = state.raft.as_mut() {
+                raft.apply_commit_within(chunk.next_index);
             }
             drop(state);
             self.inner.progress.notify();
@@ -171,18 +179,19 @@ impl<D: Disk> Log<D> {
             let fsync = self.inner.config.borrow().durability == Durability::Fsync;
             let unsynced = state.writer.synced_bytes < state.writer.written_bytes;
             (unsynced && (fsync || state.sync_requested)).then_some((
-                state.written_next,
+                (state.written_next, state.written_next_index),
                 state.writer.written_bytes,
                 state.batches_unsynced,
             ))
         };
-        if let Some((next, bytes, batches)) = sync_target {
+        if let Some(((next, next_index), bytes, batches)) = sync_target {
             if let Err(error) = file.fdatasync().await {
                 self.fail("fdatasync", path, &error);
                 return Err(());
             }
             let mut state = self.inner.state.borrow_mut();
             state.synced_next = next;
+            state.synced_next_index = next_index;
             state.writer.synced_bytes = bytes;
             state.batches_unsynced -= batches.min(state.batches_unsynced);
             state.stats.syncs += 1;

@@ -9,6 +9,13 @@
 //! completes with the [`Guarantee`] it reached. Reads come from the cache or from segments
 //! through the sparse index. [`Log::truncate_suffix`] cuts the log back to a batch boundary
 //! (replication's log-matching truncation). See `README.md` for the durability contract.
+//!
+//! A log opened with [`Log::open_replicated`] is the Raft log of a partition group
+//! (`replicated.rs`): one entry per stored batch, [`Log::propose`] and
+//! [`Log::propose_internal`] as leader, [`Log::append_entries`] as follower,
+//! [`Log::entries`] and the term cache for raft-rs's `Storage`,
+//! [`Log::truncate_entries_from`] for conflicts, and a high watermark the caller moves with
+//! [`Log::advance_commit`].
 
 mod batch;
 mod cache;
@@ -23,6 +30,7 @@ mod pool;
 mod producers;
 mod read;
 mod recovery;
+mod replicated;
 mod retention;
 mod roll;
 mod segment;
@@ -50,7 +58,8 @@ pub mod bench_internals {
             max_ts: TimestampMs,
             interval_bytes: u64,
         ) {
-            self.0.observe(base, pos, max_ts, interval_bytes);
+            self.0
+                .observe(base, None, pos, Some(max_ts), interval_bytes);
         }
 
         /// Where a scan for `offset` may start: the last entry at or before it.
@@ -70,14 +79,16 @@ pub mod bench_internals {
 }
 
 pub use batch::{
-    build as build_batch, build_idempotent as build_idempotent_batch,
-    build_timed as build_timed_batch, validate as validate_batch, BatchDefect, BatchHeader,
+    body as batch_body, build as build_batch, build_idempotent as build_idempotent_batch,
+    build_internal as build_internal_batch, build_timed as build_timed_batch,
+    validate as validate_batch, BatchDefect, BatchHeader,
 };
 pub use cache::BatchCache;
 pub use config::{Durability, Fallocation, LogConfig};
-pub use error::{Error, OfflineKind, OfflineReason, Result, TruncationRefused};
+pub use error::{EntriesRefused, Error, OfflineKind, OfflineReason, Result, TruncationRefused};
 pub use log::{Appended, Guarantee, Log, LogOffsets, LogStats, ReadBatches, Wait};
 pub use pool::BufferPool;
 pub use producers::{ProducerInfo, BATCHES_PER_PRODUCER};
 pub use recovery::LogContext;
+pub use replicated::{AppendedEntries, EntryId, EntryKind, Proposed, StoredEntry};
 pub use truncate::Truncated;

@@ -41,7 +41,8 @@ use crate::config::{Durability, Fallocation, LogConfig};
 use crate::error::{Error, OfflineReason, Result};
 use crate::pool::BufferPool;
 use crate::producers::{last_sequence, BatchRange, ProducerStates, SequenceError, Verdict};
-use crate::segment::Segment;
+use crate::replicated::{EntryMeta, RaftState};
+use crate::segment::{Segment, SegmentKey};
 use crate::sync::{Event, FifoSemaphore};
 use crate::writer::Writer;
 
@@ -133,6 +134,8 @@ pub(crate) struct Inner<D: Disk> {
     pub(crate) pool: BufferPool,
     pub(crate) cache: BatchCache,
     pub(crate) uid: LogUid,
+    /// A replicated log (`replicated.rs`): the Raft log of a partition group. Fixed at open.
+    pub(crate) replicated: bool,
     pub(crate) state: RefCell<State<D::File>>,
     /// Serialises placement (and structural changes) in arrival order.
     pub(crate) placement: FifoSemaphore,
@@ -148,8 +151,8 @@ pub(crate) struct Inner<D: Disk> {
 }
 
 pub(crate) struct State<F: DmaFile> {
-    /// All segments by base offset; the last one is active.
-    pub(crate) segments: BTreeMap<Offset, Segment<F>>,
+    /// All segments by base offset (and first Raft index); the last one is active.
+    pub(crate) segments: BTreeMap<SegmentKey, Segment<F>>,
     pub(crate) writer: Writer<F::Buf>,
     pub(crate) log_start: Offset,
     pub(crate) log_end: Offset,
@@ -158,6 +161,13 @@ pub(crate) struct State<F: DmaFile> {
     pub(crate) term: Term,
     pub(crate) written_next: Offset,
     pub(crate) synced_next: Offset,
+    /// The Raft index after the last placed, written and synced batch. Meaningful in a
+    /// replicated log; a plain log counts its batches from 0 at open and never uses them.
+    pub(crate) next_index: u64,
+    pub(crate) written_next_index: u64,
+    pub(crate) synced_next_index: u64,
+    /// A replicated log's commit point and recent entries (`None` in a plain log).
+    pub(crate) raft: Option<RaftState>,
     pub(crate) batches_unsynced: u64,
     pub(crate) sync_requested: bool,
     /// Chunks the flusher has taken from the queue and not yet finished writing.
@@ -192,6 +202,10 @@ impl<F: DmaFile> State<F> {
             // Mutation evidence only: serve batches that are in memory, not yet durable.
             return self.log_end;
         }
+        if let Some(raft) = &self.raft {
+            // Set by the caller's commit index (`Log::advance_commit`), never by the disk.
+            return raft.hw_offset;
+        }
         match durability {
             Durability::Fsync => self.synced_next,
             Durability::Relaxed { .. } => self.written_next,
@@ -212,7 +226,27 @@ impl<F: DmaFile> State<F> {
 impl<D: Disk> Log<D> {
     /// Appends one record batch (Kafka v2, as a producer sent it) and waits as `wait` says.
     /// See the module documentation for exactly what is on the device when this returns.
+    ///
+    /// A replicated log refuses it ([`Error::WrongMode`]): its entries go through Raft
+    /// ([`Log::propose`]).
     pub async fn append(&self, batch: Vec<u8>, wait: Wait) -> Result<Appended> {
+        if self.inner.replicated {
+            return Err(Error::WrongMode {
+                op: "append",
+                replicated: true,
+            });
+        }
+        let (appended, _) = self.append_client_batch(batch, wait).await?;
+        Ok(appended)
+    }
+
+    /// [`Log::append`] and [`Log::propose`]: validate, deduplicate, place, wait. Returns the
+    /// answer and, when the batch was placed (not answered as a retry), its Raft index.
+    pub(crate) async fn append_client_batch(
+        &self,
+        batch: Vec<u8>,
+        wait: Wait,
+    ) -> Result<(Appended, Option<(u64, Term)>)> {
         let limit_bytes = self.batch_bytes_limit();
         if batch.len() > limit_bytes {
             return Err(Error::BatchTooLarge {
@@ -220,7 +254,12 @@ impl<D: Disk> Log<D> {
                 limit_bytes,
             });
         }
-        let header = batch::validate(&batch).map_err(|defect| {
+        let header = batch::validate_client(&batch).map_err(|defect| {
+            if defect == batch::BatchDefect::InternalAttribute {
+                // Worth an operator's eye: no Kafka client sets that bit.
+                tracing::warn!(dir = %self.inner.dir.display(), why = defect.describe(),
+                    "refused a client batch");
+            }
             if defect.is_corruption() {
                 Error::CorruptBatch(defect)
             } else {
@@ -231,7 +270,7 @@ impl<D: Disk> Log<D> {
             // Produce v3+ carries exactly one batch per partition; trailing bytes are damage.
             return Err(Error::CorruptBatch(batch::BatchDefect::LengthOutOfRange));
         }
-        let appended = {
+        let (appended, index, term) = {
             let _permit = self.inner.placement.acquire(1).await;
             self.inner.state.borrow().check_usable()?;
             // Idempotent producers: a retry is answered with the original offsets (once they
@@ -239,28 +278,35 @@ impl<D: Disk> Log<D> {
             // placement happen under the same permit, so no other batch can slip in between.
             if let Some(original) = self.check_producer(&header)? {
                 drop(_permit);
-                return match wait {
-                    Wait::Buffered => Ok(original),
-                    Wait::Durable => self.wait_durable(original).await,
+                let answer = match wait {
+                    Wait::Buffered => original,
+                    Wait::Durable => self.wait_durable(original).await?,
                 };
+                return Ok((answer, None));
             }
             self.roll_if_due(batch.len(), header.max_timestamp).await?;
             self.reserve_chunk(batch.len()).await?;
-            self.place(batch, &header)?
+            self.place(batch, &header, true)?
         };
         self.inner.work.notify();
-        match wait {
-            Wait::Buffered => Ok(appended),
+        let answer = match wait {
+            Wait::Buffered => appended,
             // Mutation evidence only: acknowledge what is in memory as if it were durable.
-            Wait::Durable if crate::fault_switches::ack_before_sync() => Ok(appended),
-            Wait::Durable => self.wait_durable(appended).await,
-        }
+            Wait::Durable if crate::fault_switches::ack_before_sync() => appended,
+            // An index names the batch even where offsets do not (internal entries).
+            Wait::Durable if self.inner.replicated => Appended {
+                guarantee: self.wait_durable_index(index).await?,
+                ..appended
+            },
+            Wait::Durable => self.wait_durable(appended).await?,
+        };
+        Ok((answer, Some((index, term))))
     }
 
     /// The largest batch this log takes: `max.message.bytes`, and no more than one write chunk
     /// of the core's buffer pool can hold (after the inherited partial block and the trailer),
     /// so a batch is refused rather than waiting for a chunk the pool can never lease.
-    fn batch_bytes_limit(&self) -> usize {
+    pub(crate) fn batch_bytes_limit(&self) -> usize {
         let block = shoal_model::constants::DMA_ALIGNMENT_BYTES as usize;
         let pool = self.inner.pool.budget_bytes() / block * block;
         let fits_a_chunk = pool.saturating_sub(block + crate::trailer::TRAILER_BYTES);
@@ -269,7 +315,7 @@ impl<D: Disk> Log<D> {
 
     /// Makes sure the open chunk has room for `len` bytes, leasing a new one if needed.
     /// Runs with the placement permit held, so arrival order is kept while it waits.
-    async fn reserve_chunk(&self, len: usize) -> Result<()> {
+    pub(crate) async fn reserve_chunk(&self, len: usize) -> Result<()> {
         let (chunk_bytes, file) = {
             let state = self.inner.state.borrow();
             if state.writer.fits(len) {
@@ -286,7 +332,7 @@ impl<D: Disk> Log<D> {
         let buf = file.alloc_buf(chunk_bytes);
         let mut state = self.inner.state.borrow_mut();
         state.check_usable()?;
-        let next = state.log_end;
+        let next = (state.log_end, state.next_index);
         state.writer.start_chunk(buf, lease, next);
         assert!(
             state.writer.fits(len),
@@ -298,31 +344,53 @@ impl<D: Disk> Log<D> {
         Ok(())
     }
 
-    /// Assigns offsets, stamps and copies the batch, indexes and caches it.
-    fn place(&self, mut batch: Vec<u8>, header: &batch::BatchHeader) -> Result<Appended> {
+    /// Assigns offsets and an index, copies the batch into the open chunk, indexes and caches
+    /// it. `stamp`: write the base offset and the log's term into it (a leader's batch); else
+    /// the batch must already carry both (a follower stores the leader's bytes unchanged).
+    /// Returns the answer, the batch's index and its term. An internal entry takes no
+    /// offset: its answer's `last_offset` is its base offset less one.
+    pub(crate) fn place(
+        &self,
+        mut batch: Vec<u8>,
+        header: &batch::BatchHeader,
+        stamp: bool,
+    ) -> Result<(Appended, u64, Term)> {
         let (offset_count, max_ts) = (header.offset_count, header.max_timestamp);
         let config = self.inner.config.borrow();
         let mut state = self.inner.state.borrow_mut();
         let base = state.log_end;
         let next = base.plus(offset_count);
         let term = state.term;
+        let index = state.next_index;
         assert_eq!(
             term,
             state.active().term,
             "the active segment carries the log's term"
         );
-        batch::stamp(&mut batch, base, term);
-        let pos = state.writer.place(&batch, next);
-        let segment = state.active_mut();
-        if segment.is_empty() {
-            segment.first_max_timestamp = Some(max_ts);
+        if stamp {
+            batch::stamp(&mut batch, base, term);
+        } else {
+            assert_eq!(
+                (header.base_offset, header.term),
+                (base, term),
+                "a stored batch continues the offsets, in its segment's term"
+            );
         }
-        segment
-            .index
-            .observe(base, pos, max_ts, config.index_interval_bytes);
-        segment.size_bytes += batch.len() as u64;
-        segment.next_offset = next;
-        segment.max_timestamp = segment.max_timestamp.max(Some(max_ts));
+        let pos = state.writer.place(&batch, (next, index + 1));
+        // Internal entries carry no timestamp: they take no part in segment ages or maxima.
+        let max_ts = (!header.internal).then_some(max_ts);
+        let meta = EntryMeta {
+            index,
+            term,
+            base,
+            next,
+            internal: header.internal,
+            segment_index: 0,
+            pos,
+            size_bytes: batch.len(),
+        };
+        self.record_in_segment(&mut state, meta, max_ts, config.index_interval_bytes);
+        state.next_index = index + 1;
         state.log_end = next;
         state.batches_unsynced += 1;
         state.stats.appends += 1;
@@ -331,7 +399,7 @@ impl<D: Disk> Log<D> {
                 state.sync_requested = true;
             }
         }
-        if header.producer_id >= 0 {
+        if header.producer_id >= 0 && !header.internal {
             let range = BatchRange {
                 first_sequence: header.base_sequence,
                 last_sequence: last_sequence(header.base_sequence, offset_count),
@@ -349,24 +417,62 @@ impl<D: Disk> Log<D> {
             batch::validate(&stored).is_ok(),
             "CRC checked again after the copy"
         );
-        self.inner.cache.insert(
-            self.inner.uid,
-            base,
-            CachedBatch {
-                bytes: stored,
-                next_offset: next,
-            },
-        );
+        // Internal entries stay out of the cache: it is keyed by offset, which they share
+        // with the next data batch, and only Raft reads them (rarely; from disk is enough).
+        if !header.internal {
+            self.inner.cache.insert(
+                self.inner.uid,
+                base,
+                CachedBatch {
+                    bytes: stored,
+                    next_offset: next,
+                },
+            );
+        }
         if crate::fault_switches::serve_above_hwm() {
             // Mutation evidence only: wake waiting fetches for a batch that is not durable.
             self.inner.progress.notify();
         }
-        Ok(Appended {
+        let appended = Appended {
             base_offset: base,
             last_offset: Offset(next.0 - 1),
             guarantee: Guarantee::Buffered,
             log_start: state.log_start,
-        })
+        };
+        Ok((appended, index, term))
+    }
+
+    /// Records a placed batch in the active segment (size, index, maxima) and, in a
+    /// replicated log, among the recent entries.
+    fn record_in_segment(
+        &self,
+        state: &mut State<D::File>,
+        mut meta: EntryMeta,
+        max_ts: Option<shoal_model::TimestampMs>,
+        index_interval_bytes: u64,
+    ) {
+        let replicated = self.inner.replicated;
+        let segment = state.active_mut();
+        if segment.is_empty() && !meta.internal {
+            segment.first_max_timestamp = max_ts;
+        }
+        let ordinal = replicated.then_some(segment.batches);
+        segment
+            .index
+            .observe(meta.base, ordinal, meta.pos, max_ts, index_interval_bytes);
+        segment.size_bytes += meta.size_bytes as u64;
+        segment.next_offset = meta.next;
+        segment.max_timestamp = segment.max_timestamp.max(max_ts);
+        if replicated {
+            segment.batches += 1;
+            meta.segment_index = segment.first_index.expect("a replicated segment").0;
+            assert_eq!(
+                segment.next_index().map(|next| next.0),
+                Some(meta.index + 1),
+                "the segment's name and batch count give the entry's index"
+            );
+            state.raft.as_mut().expect("a replicated log").push(meta);
+        }
     }
 
     /// `Some(original offsets)` if the batch is a retry of a cached batch of its producer.

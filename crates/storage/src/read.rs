@@ -4,6 +4,8 @@
 //! Reads never go past the high watermark, so they only touch bytes that are written (and, in
 //! `Fsync` mode, synced). Every batch read from disk is CRC-checked before it is returned; a
 //! mismatch takes the log offline (the data was acknowledged, so this is corruption).
+//! Internal entries of a replicated log (`replicated.rs`) are skipped: they are no Kafka
+//! data, and only `Log::entries` returns them.
 
 use std::rc::Rc;
 
@@ -14,19 +16,19 @@ use shoal_model::{Offset, TimestampMs};
 use crate::batch;
 use crate::error::{Error, OfflineReason, Result};
 use crate::log::{Log, ReadBatches};
-use crate::segment::{path_of, LOG_SUFFIX};
+use crate::segment::{path_of, SegmentKey, LOG_SUFFIX};
 
 /// Bytes read beyond what was asked, so a consumer's next fetch is likely served from the same
 /// read. Bounded so a read never holds more than this plus `max_bytes`.
 const READ_AHEAD_BYTES: usize = 256 * 1024;
 
 /// One disk read in progress, counted in `Inner::disk_reads` while it lives.
-struct DiskRead<'a, D: Disk> {
+pub(crate) struct DiskRead<'a, D: Disk> {
     log: &'a Log<D>,
 }
 
 impl<'a, D: Disk> DiskRead<'a, D> {
-    fn start(log: &'a Log<D>) -> DiskRead<'a, D> {
+    pub(crate) fn start(log: &'a Log<D>) -> DiskRead<'a, D> {
         let reads = &log.inner.disk_reads;
         reads.set(reads.get() + 1);
         DiskRead { log }
@@ -45,26 +47,49 @@ impl<D: Disk> Drop for DiskRead<'_, D> {
 }
 
 /// Where a disk read starts and what it may cover.
-struct DiskPlan<F> {
-    file: Rc<F>,
-    stem: String,
-    pos: u64,
-    end_bytes: u64,
+pub(crate) struct DiskPlan<F> {
+    pub(crate) file: Rc<F>,
+    pub(crate) stem: String,
+    pub(crate) pos: u64,
+    pub(crate) end_bytes: u64,
 }
 
 impl<D: Disk> Log<D> {
     /// Returns whole batches starting with the one that contains `from`, up to `max_bytes`
     /// (always at least one batch when any is visible, as Kafka requires so that a consumer can
     /// make progress past a batch larger than its limit).
+    ///
+    /// In a replicated log the high watermark is what [`Log::advance_commit`] set: only
+    /// committed data is served.
     pub async fn read(&self, from: Offset, max_bytes: usize) -> Result<ReadBatches> {
+        self.read_below(from, max_bytes, false).await
+    }
+
+    /// [`Log::read`], bounded by the high watermark, or by the written end when `written`
+    /// (the log's own replays of producer state, which must see uncommitted data too).
+    pub(crate) async fn read_below(
+        &self,
+        from: Offset,
+        max_bytes: usize,
+        written: bool,
+    ) -> Result<ReadBatches> {
         let (hwm, log_start, log_end, leader_epoch) = {
             let durability = self.inner.config.borrow().durability;
             let state = self.inner.state.borrow();
             if let Some(reason) = &state.offline {
                 return Err(Error::Offline(reason.clone()));
             }
+            // Paired with the setters: nothing unwritten is ever below the high watermark.
+            assert!(
+                state.high_watermark(durability) <= state.written_next,
+                "the high watermark never passes the written end"
+            );
             (
-                state.high_watermark(durability),
+                if written {
+                    state.written_next
+                } else {
+                    state.high_watermark(durability)
+                },
                 state.log_start,
                 state.log_end,
                 state.term,
@@ -144,7 +169,7 @@ impl<D: Disk> Log<D> {
                 };
                 let header = self.checked_header(&plan, pos + at as u64, &batch_bytes)?;
                 at += size;
-                if header.next_offset() <= from {
+                if header.next_offset() <= from || header.internal {
                     continue;
                 }
                 if header.base_offset >= hwm || (total >= max_bytes && !out.is_empty()) {
@@ -160,12 +185,14 @@ impl<D: Disk> Log<D> {
 
     fn plan_disk_read(&self, from: Offset) -> DiskPlan<D::File> {
         let state = self.inner.state.borrow();
-        let (&base, segment) = state
+        // The last segment starting at or before `from`: in a replicated log, of those that
+        // start at `from` (earlier ones hold internal entries only), the one holding its data.
+        let (&key, segment) = state
             .segments
-            .range(..=from)
+            .range(..=SegmentKey::up_to(from))
             .next_back()
             .expect("offsets within the log belong to a segment");
-        let is_active = base == state.active().base;
+        let is_active = key == state.active().key();
         let end_bytes = if is_active {
             state.writer.written_bytes
         } else {
@@ -180,7 +207,12 @@ impl<D: Disk> Log<D> {
         }
     }
 
-    async fn read_bytes(&self, plan: &DiskPlan<D::File>, pos: u64, len: usize) -> Result<Vec<u8>> {
+    pub(crate) async fn read_bytes(
+        &self,
+        plan: &DiskPlan<D::File>,
+        pos: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
         match plan.file.read_at(pos, len).await {
             Ok(bytes) if bytes.len() == len => Ok(bytes),
             Ok(bytes) => Err(self.corrupt(
@@ -196,7 +228,7 @@ impl<D: Disk> Log<D> {
         }
     }
 
-    fn checked_header(
+    pub(crate) fn checked_header(
         &self,
         plan: &DiskPlan<D::File>,
         pos: u64,
@@ -205,7 +237,7 @@ impl<D: Disk> Log<D> {
         batch::validate(bytes).map_err(|defect| self.corrupt(plan, pos, defect.describe()))
     }
 
-    fn corrupt(&self, plan: &DiskPlan<D::File>, pos: u64, what: &str) -> Error {
+    pub(crate) fn corrupt(&self, plan: &DiskPlan<D::File>, pos: u64, what: &str) -> Error {
         let path = path_of(&self.inner.dir, &plan.stem, LOG_SUFFIX);
         self.go_offline(OfflineReason::corruption(
             path,

@@ -18,6 +18,12 @@
 //!    the segments wholly above its cut are removed before step 2, so the rest reads as one
 //!    log. The cut itself is completed once the log is assembled, before anything is served
 //!    (`truncate.rs`), so a crash during a truncation opens at the new end.
+//! 6. A replicated log ([`Log::open_replicated`]) is validated the same way, and also by its
+//!    Raft indexes: each segment's name gives the index of its first batch, which must be
+//!    the previous segment's first index plus its batch count (sealed segments are synced,
+//!    so a mismatch is corruption: offline with the reason); every batch must carry its
+//!    segment's term exactly (a new term always starts a segment). A directory of the other
+//!    mode is refused ([`Error::ModeMismatch`]).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -25,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use shoal_io::{Clock, Disk, DmaFile, OpenMode};
-use shoal_model::{Offset, Term, TimestampMs};
+use shoal_model::{Offset, RaftIndex, Term, TimestampMs};
 
 use crate::batch;
 use crate::cache::BatchCache;
@@ -34,11 +40,12 @@ use crate::error::{Error, OfflineReason, Result};
 use crate::index::{self, IndexCheckpoint, SparseIndex};
 use crate::log::{Inner, Log, LogStats, State};
 use crate::pool::BufferPool;
+use crate::replicated::RaftState;
 use crate::retention::{decode_log_start, LOG_START_FILE};
 use crate::roll::RECYCLE_DIR;
 use crate::segment::{
-    align_down, parse_log_name, path_of, read_small_file, stem, Segment, INDEX_SUFFIX, LOG_SUFFIX,
-    TIME_INDEX_SUFFIX, TMP_SUFFIX,
+    align_down, parse_log_name, path_of, read_small_file, Segment, SegmentKey, SegmentName,
+    INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, TMP_SUFFIX,
 };
 use crate::sync::{Event, FifoSemaphore};
 use crate::trailer::{self, TRAILER_BYTES};
@@ -68,6 +75,8 @@ impl<D: Disk> Clone for LogContext<D> {
 struct Scan {
     end_bytes: u64,
     next_offset: Offset,
+    /// The ordinal in the segment after the last valid batch (replicated logs).
+    next_ordinal: Option<u64>,
     max_timestamp: Option<TimestampMs>,
     /// The first invalid batch (position, why), if the scan stopped before the file's end.
     stopped: Option<(u64, String)>,
@@ -78,7 +87,31 @@ const SCAN_READ_BYTES: usize = 1024 * 1024;
 impl<D: Disk> Log<D> {
     /// Opens (creating if needed) the log in `dir`, recovering it as described in the module
     /// documentation. `Err(Error::Offline)` carries the reason a damaged log cannot be served.
+    /// A plain log: a directory with replicated-log names is refused with
+    /// [`Error::ModeMismatch`].
     pub async fn open(ctx: LogContext<D>, dir: PathBuf, config: LogConfig) -> Result<Log<D>> {
+        Log::open_in_mode(ctx, dir, config, false).await
+    }
+
+    /// Opens (creating if needed) a replicated log in `dir`: the Raft log of a partition group
+    /// (`replicated.rs`). Its segment names carry Raft indexes, its index files are format
+    /// version 2; recovery also checks index continuity across segments. A directory that
+    /// holds a plain log is refused with [`Error::ModeMismatch`]. The high watermark is the
+    /// log start until [`Log::advance_commit`] is called.
+    pub async fn open_replicated(
+        ctx: LogContext<D>,
+        dir: PathBuf,
+        config: LogConfig,
+    ) -> Result<Log<D>> {
+        Log::open_in_mode(ctx, dir, config, true).await
+    }
+
+    async fn open_in_mode(
+        ctx: LogContext<D>,
+        dir: PathBuf,
+        config: LogConfig,
+        replicated: bool,
+    ) -> Result<Log<D>> {
         let io = |op: &str, path: &Path, e: std::io::Error| {
             Error::Offline(Rc::new(OfflineReason::from_io(op, path.to_path_buf(), &e)))
         };
@@ -90,6 +123,9 @@ impl<D: Disk> Log<D> {
             .list(&dir)
             .await
             .map_err(|e| io("list directory", &dir, e))?;
+        let mut bases: Vec<SegmentName> = names.iter().filter_map(|n| parse_log_name(n)).collect();
+        // Before anything is changed: a directory of the other mode is left as it is.
+        check_mode(&dir, &bases, replicated)?;
         for name in names.iter().filter(|n| n.ends_with(TMP_SUFFIX)) {
             disk.remove(&dir.join(name))
                 .await
@@ -112,43 +148,44 @@ impl<D: Disk> Log<D> {
             .await
             .map_err(|e| io("read log start", &lso_path, e))?;
         let log_start_saved = lso_bytes.as_deref().and_then(decode_log_start);
-        let mut bases: Vec<(Offset, Term)> =
-            names.iter().filter_map(|n| parse_log_name(n)).collect();
-        bases.sort();
+        bases.sort_by_key(|name| name.key());
         let pending = read_pending_truncation(&*disk, &dir).await?;
         if let Some(pending) = pending {
-            bases = drop_segments_above(&*disk, &dir, bases, pending.from).await?;
+            if pending.index.is_some() != replicated {
+                let detail = "a truncation intent of the other log mode".to_string();
+                return Err(Error::Offline(Rc::new(OfflineReason::corruption(
+                    dir.join(TRUNCATION_FILE),
+                    detail,
+                ))));
+            }
+            bases = drop_segments_above(&*disk, &dir, bases, pending).await?;
         }
 
         let now_ms = ctx.clock.now_ms();
         let mut segments = BTreeMap::new();
-        let mut expected_next: Option<Offset> = None;
+        let mut expected_next: Option<(Offset, Option<RaftIndex>)> = None;
         let last_index = bases.len().checked_sub(1);
         let mut tail = None;
-        for (i, &(base, term)) in bases.iter().enumerate() {
+        for (i, &name) in bases.iter().enumerate() {
             if let Some(expected) = expected_next {
-                if base != expected {
-                    let path = path_of(&dir, &stem(base, term), LOG_SUFFIX);
-                    let detail =
-                        format!("segment starts at {base} but the previous one ends at {expected}");
-                    return Err(Error::Offline(Rc::new(OfflineReason::corruption(
-                        path, detail,
-                    ))));
-                }
+                check_continues(&dir, name, expected)?;
             }
             let is_last = Some(i) == last_index;
             let (segment, tail_bytes) =
-                recover_segment(&*disk, &dir, base, term, is_last, now_ms).await?;
-            expected_next = Some(segment.next_offset);
+                recover_segment(&*disk, &dir, name, is_last, now_ms).await?;
+            expected_next = Some((segment.next_offset, segment.next_index()));
             if is_last {
                 tail = Some(tail_bytes);
             }
-            let _ = segments.insert(base, segment);
+            let _ = segments.insert(name.key(), segment);
         }
         let recovered_end = segments.values().next_back().map(|s| s.next_offset);
         let relaxed = matches!(config.durability, crate::config::Durability::Relaxed { .. });
         if let (Some(start), Some(end)) = (log_start_saved, recovered_end) {
-            if start > end && relaxed {
+            // Not for a replicated log: starting it again empty would lose its Raft indexes;
+            // it stays offline with the reason (Raft's unclean restart is the consensus
+            // crate's part).
+            if start > end && relaxed && !replicated {
                 // DeleteRecords may move the log start up to the written end in relaxed mode;
                 // a power cut then lost unsynced batches below it. Those were deleted anyway and
                 // unsynced data is not promised: start the log again, empty, at the log start.
@@ -166,7 +203,16 @@ impl<D: Disk> Log<D> {
                 tail = None;
             }
         }
-        let log = Log::assemble(ctx, dir, config, segments, log_start_saved, tail).await?;
+        let log = Log::assemble(
+            ctx,
+            dir,
+            config,
+            replicated,
+            segments,
+            log_start_saved,
+            tail,
+        )
+        .await?;
         log.delete_segments_below_start().await?;
         match pending {
             // Rebuilds the producer state too, for the log as cut.
@@ -180,7 +226,8 @@ impl<D: Disk> Log<D> {
         ctx: LogContext<D>,
         dir: PathBuf,
         config: LogConfig,
-        mut segments: BTreeMap<Offset, Segment<D::File>>,
+        replicated: bool,
+        mut segments: BTreeMap<SegmentKey, Segment<D::File>>,
         log_start_saved: Option<Offset>,
         tail: Option<(Vec<u8>, u64)>,
     ) -> Result<Log<D>> {
@@ -193,6 +240,7 @@ impl<D: Disk> Log<D> {
             pool: ctx.pool.clone(),
             cache: ctx.cache.clone(),
             uid,
+            replicated,
             state: RefCell::new(State {
                 segments: BTreeMap::new(),
                 writer: Writer::resume(0, &[], 0),
@@ -201,6 +249,10 @@ impl<D: Disk> Log<D> {
                 term: Term(0),
                 written_next: Offset(0),
                 synced_next: Offset(0),
+                next_index: 0,
+                written_next_index: 0,
+                synced_next_index: 0,
+                raft: None,
                 batches_unsynced: 0,
                 sync_requested: false,
                 writes_in_flight: 0,
@@ -223,12 +275,14 @@ impl<D: Disk> Log<D> {
             Some(tail) => tail,
             None => {
                 let base = log_start_saved.unwrap_or(Offset(0));
-                let (segment, allocated) = log.create_segment(base, Term(0)).await?;
-                let _ = segments.insert(base, segment);
+                // A new replicated log's first entry is index 1 (0 is raft-rs's empty prefix).
+                let index = replicated.then_some(RaftIndex(1));
+                let (segment, allocated) = log.create_segment(base, Term(0), index).await?;
+                let _ = segments.insert(segment.key(), segment);
                 (Vec::new(), allocated)
             }
         };
-        let first_base = *segments.keys().next().expect("at least one segment");
+        let first_base = segments.keys().next().expect("at least one segment").base;
         let mut state = log.inner.state.borrow_mut();
         state.segments = segments;
         let active = state.active();
@@ -247,9 +301,70 @@ impl<D: Disk> Log<D> {
         state.log_end = log_end;
         state.written_next = log_end;
         state.synced_next = log_end;
+        if replicated {
+            let first = state.segments.values().next().and_then(|s| s.first_index);
+            let next = state.active().next_index();
+            let (first, next) = (first.expect("named").0, next.expect("named").0);
+            state.next_index = next;
+            state.written_next_index = next;
+            state.synced_next_index = next;
+            state.raft = Some(RaftState::new(first, log_start));
+        }
         drop(state);
         Ok(log)
     }
+}
+
+/// Refuses a directory whose segment names are of the other mode (or of both).
+fn check_mode(dir: &Path, names: &[SegmentName], replicated: bool) -> Result<()> {
+    let named_replicated = names.iter().filter(|n| n.index.is_some()).count();
+    if named_replicated > 0 && named_replicated < names.len() {
+        let detail = format!(
+            "{named_replicated} of {} segments have replicated-log names",
+            names.len()
+        );
+        return Err(Error::Offline(Rc::new(OfflineReason::corruption(
+            dir.to_path_buf(),
+            detail,
+        ))));
+    }
+    let on_disk_replicated = named_replicated > 0;
+    if !names.is_empty() && on_disk_replicated != replicated {
+        tracing::error!(dir = %dir.display(), on_disk_replicated,
+            "refused to open a partition directory of the other log mode");
+        return Err(Error::ModeMismatch {
+            path: dir.to_path_buf(),
+            on_disk_replicated,
+        });
+    }
+    Ok(())
+}
+
+/// A segment must start where the previous one ends: at its next offset and, in a replicated
+/// log, at its next Raft index. Sealed segments are synced, so a mismatch is corruption.
+fn check_continues(
+    dir: &Path,
+    name: SegmentName,
+    expected: (Offset, Option<RaftIndex>),
+) -> Result<()> {
+    let (next_offset, next_index) = expected;
+    let detail = if name.base != next_offset {
+        format!(
+            "segment starts at {} but the previous one ends at {next_offset}",
+            name.base
+        )
+    } else if name.index != next_index {
+        format!(
+            "segment starts at index {:?} but the previous one ends at index {next_index:?}",
+            name.index.map(|i| i.0),
+        )
+    } else {
+        return Ok(());
+    };
+    let path = path_of(dir, &name.stem(), LOG_SUFFIX);
+    Err(Error::Offline(Rc::new(OfflineReason::corruption(
+        path, detail,
+    ))))
 }
 
 /// Recovers one segment. Returns it and, for the last segment, the bytes of its partial tail
@@ -257,12 +372,13 @@ impl<D: Disk> Log<D> {
 async fn recover_segment<D: Disk>(
     disk: &D,
     dir: &Path,
-    base: Offset,
-    term: Term,
+    name: SegmentName,
     is_last: bool,
     now_ms: i64,
 ) -> Result<(Segment<D::File>, (Vec<u8>, u64))> {
-    let stem_name = stem(base, term);
+    let (base, term, first_index) = (name.base, name.term, name.index);
+    let replicated = first_index.is_some();
+    let stem_name = name.stem();
     let path = path_of(dir, &stem_name, LOG_SUFFIX);
     let io = |op: &str, e: std::io::Error| {
         Error::Offline(Rc::new(OfflineReason::from_io(op, path.clone(), &e)))
@@ -272,7 +388,7 @@ async fn recover_segment<D: Disk>(
         .await
         .map_err(|e| io("open segment", e))?;
     let file_bytes = file.size_bytes().await.map_err(|e| io("stat segment", e))?;
-    let saved = load_index(disk, dir, &stem_name).await;
+    let saved = load_index(disk, dir, &stem_name, replicated).await;
     let usable = saved.filter(|(_, cp)| {
         if is_last {
             cp.covered_bytes <= file_bytes
@@ -288,6 +404,7 @@ async fn recover_segment<D: Disk>(
                 covered_bytes: 0,
                 next_offset: base,
                 max_timestamp: TimestampMs(-1),
+                batches: 0,
             },
         ),
     };
@@ -296,6 +413,8 @@ async fn recover_segment<D: Disk>(
         let segment = Segment {
             base,
             term,
+            first_index,
+            batches: checkpoint.batches,
             file: Rc::new(file),
             index,
             size_bytes: file_bytes,
@@ -307,24 +426,28 @@ async fn recover_segment<D: Disk>(
         };
         return Ok((segment, (Vec::new(), file_bytes)));
     }
-    let (start_offset, start_pos) = index.last_offset_entry().unwrap_or((base, 0));
+    let start = if replicated {
+        let (offset, ordinal, pos) = index.last_ordinal_entry().unwrap_or((base, 0, 0));
+        Cursor {
+            pos,
+            offset,
+            ordinal: Some(ordinal),
+        }
+    } else {
+        let (offset, pos) = index.last_offset_entry().unwrap_or((base, 0));
+        Cursor {
+            pos,
+            offset,
+            ordinal: None,
+        }
+    };
     let interval = shoal_model::constants::INDEX_INTERVAL_BYTES_DEFAULT;
-    let scan = scan_segment(
-        &file,
-        &path,
-        start_pos,
-        start_offset,
-        file_bytes,
-        term,
-        &mut index,
-        interval,
-    )
-    .await?;
+    let scan = scan_segment(&file, &path, start, file_bytes, term, &mut index, interval).await?;
     if let Some((pos, why)) = &scan.stopped {
         // Bytes below this were synced: all of a sealed segment; for the active one, what the
         // last index checkpoint or the newest sync trailer (`trailer.rs`) recorded.
         let synced_bytes = if is_last {
-            let trailer = synced_extent_after(&file, &path, *pos, file_bytes, base, term).await?;
+            let trailer = synced_extent_after(&file, &path, *pos, file_bytes, name).await?;
             checkpoint.covered_bytes.max(trailer.unwrap_or(0))
         } else {
             file_bytes
@@ -380,6 +503,8 @@ async fn recover_segment<D: Disk>(
     let segment = Segment {
         base,
         term,
+        first_index,
+        batches: scan.next_ordinal.unwrap_or(0),
         file: Rc::new(file),
         index,
         size_bytes: scan.end_bytes,
@@ -399,9 +524,9 @@ async fn synced_extent_after<F: DmaFile>(
     path: &Path,
     pos: u64,
     file_bytes: u64,
-    base: Offset,
-    term: Term,
+    name: SegmentName,
 ) -> Result<Option<u64>> {
+    let (base, term, index) = (name.base, name.term, name.index);
     let io = |e: std::io::Error| {
         Error::Offline(Rc::new(OfflineReason::from_io(
             "read sync trailer",
@@ -411,7 +536,7 @@ async fn synced_extent_after<F: DmaFile>(
     };
     let here = TRAILER_BYTES.min((file_bytes - pos) as usize);
     let bytes = file.read_at(pos, here).await.map_err(io)?;
-    if let Some(extent) = trailer::synced_extent_in(&bytes, pos, base, term) {
+    if let Some(extent) = trailer::synced_extent_in(&bytes, pos, base, term, index) {
         return Ok(Some(extent));
     }
     let mut best = None;
@@ -419,7 +544,7 @@ async fn synced_extent_after<F: DmaFile>(
     while at < file_bytes {
         let len = SCAN_READ_BYTES.min((file_bytes - at) as usize);
         let bytes = file.read_at(at, len).await.map_err(io)?;
-        best = best.max(trailer::synced_extent_in(&bytes, at, base, term));
+        best = best.max(trailer::synced_extent_in(&bytes, at, base, term, index));
         if at + (len as u64) >= file_bytes {
             break;
         }
@@ -455,20 +580,27 @@ async fn read_pending_truncation<D: Disk>(
     }
 }
 
-/// Removes the segments an interrupted truncation deletes whole (base above `from`) and
-/// syncs the directory; returns the others.
+/// Removes the segments an interrupted truncation deletes whole (those after the one the
+/// cut falls in: base above its offset, or in a replicated log first index above its index)
+/// and syncs the directory; returns the others.
 async fn drop_segments_above<D: Disk>(
     disk: &D,
     dir: &Path,
-    bases: Vec<(Offset, Term)>,
-    from: Offset,
-) -> Result<Vec<(Offset, Term)>> {
-    let (kept, doomed): (Vec<_>, Vec<_>) = bases.into_iter().partition(|&(base, _)| base <= from);
+    bases: Vec<SegmentName>,
+    pending: PendingTruncation,
+) -> Result<Vec<SegmentName>> {
+    let (kept, doomed): (Vec<_>, Vec<_>) =
+        bases
+            .into_iter()
+            .partition(|name| match (pending.index, name.index) {
+                (Some(from), Some(first)) => first <= from,
+                _ => name.base <= pending.from,
+            });
     if doomed.is_empty() {
         return Ok(kept);
     }
-    for &(base, term) in doomed.iter().rev() {
-        let stem_name = stem(base, term);
+    for name in doomed.iter().rev() {
+        let stem_name = name.stem();
         remove_segment_names(disk, dir, &stem_name)
             .await
             .map_err(|e| {
@@ -530,17 +662,21 @@ async fn load_index<D: Disk>(
     disk: &D,
     dir: &Path,
     stem_name: &str,
+    replicated: bool,
 ) -> Option<(SparseIndex, IndexCheckpoint)> {
     let offsets = read_small_file(disk, &path_of(dir, stem_name, INDEX_SUFFIX))
         .await
         .ok()??;
-    let (mut index, checkpoint) = index::decode(&offsets)?;
+    let (mut index, checkpoint) = index::decode(&offsets, replicated)?;
     // A damaged time index only costs timestamp lookups their head start.
     let times = read_small_file(disk, &path_of(dir, stem_name, TIME_INDEX_SUFFIX))
         .await
         .ok()
         .flatten();
-    if let Some((time_index, time_checkpoint)) = times.as_deref().and_then(index::decode) {
+    let decoded = times
+        .as_deref()
+        .and_then(|bytes| index::decode(bytes, replicated));
+    if let Some((time_index, time_checkpoint)) = decoded {
         if time_checkpoint == checkpoint {
             index.times = time_index.times;
         }
@@ -548,97 +684,120 @@ async fn load_index<D: Disk>(
     Some((index, checkpoint))
 }
 
-/// Scans batches from `pos` (where `offset` starts) to the end of the file, validating each and
-/// extending `index`. Stops at the first batch that fails length, CRC, continuity or term.
-#[allow(clippy::too_many_arguments)]
+/// Where a scan starts: a batch's position, its offset and (replicated logs) its ordinal in
+/// the segment.
+#[derive(Clone, Copy)]
+struct Cursor {
+    pos: u64,
+    offset: Offset,
+    ordinal: Option<u64>,
+}
+
+/// Why the batch at the cursor does not continue the segment, if it does not: its offset,
+/// and its term (a replicated log's batches carry their segment's term exactly; a plain
+/// log's at most it).
+fn out_of_sequence(header: &batch::BatchHeader, at: Cursor, term: Term) -> Option<String> {
+    if header.base_offset != at.offset {
+        return Some(format!(
+            "batch base offset {} where {} was expected",
+            header.base_offset, at.offset
+        ));
+    }
+    let term_fits = match at.ordinal {
+        Some(_) => header.term == term,
+        None => header.term <= term,
+    };
+    if !term_fits {
+        return Some(format!(
+            "batch term {} does not fit its segment's term {term}",
+            header.term
+        ));
+    }
+    None
+}
+
+/// Records a valid batch of `size` bytes at the cursor and moves the cursor past it.
+fn advance(at: &mut Cursor, header: &batch::BatchHeader, index: &mut SparseIndex, interval: u64) {
+    let max_ts = (!header.internal).then_some(header.max_timestamp);
+    index.observe(at.offset, at.ordinal, at.pos, max_ts, interval);
+    at.pos += header.size_bytes as u64;
+    at.offset = header.next_offset();
+    at.ordinal = at.ordinal.map(|ordinal| ordinal + 1);
+}
+
+/// Scans batches from the cursor to the end of the file, validating each and extending
+/// `index`. Stops at the first batch that fails length, CRC, continuity or term.
 async fn scan_segment<F: DmaFile>(
     file: &F,
     path: &Path,
-    mut pos: u64,
-    mut offset: Offset,
+    start: Cursor,
     file_bytes: u64,
     term: Term,
     index: &mut SparseIndex,
     interval: u64,
 ) -> Result<Scan> {
+    let mut at = start;
     let mut scan = Scan {
-        end_bytes: pos,
-        next_offset: offset,
+        end_bytes: at.pos,
+        next_offset: at.offset,
+        next_ordinal: at.ordinal,
         max_timestamp: None,
         stopped: None,
     };
-    while pos < file_bytes {
+    let io = |e: std::io::Error| {
+        Error::Offline(Rc::new(OfflineReason::from_io(
+            "scan segment",
+            path.to_path_buf(),
+            &e,
+        )))
+    };
+    while at.pos < file_bytes {
+        let pos = at.pos;
         let len = SCAN_READ_BYTES.min((file_bytes - pos) as usize);
-        let buf = file.read_at(pos, len).await.map_err(|e| {
-            Error::Offline(Rc::new(OfflineReason::from_io(
-                "scan segment",
-                path.to_path_buf(),
-                &e,
-            )))
-        })?;
-        let mut at = 0usize;
-        while at < buf.len() {
-            let rest = &buf[at..];
+        let buf = file.read_at(pos, len).await.map_err(io)?;
+        let mut used = 0usize;
+        while used < buf.len() {
+            let rest = &buf[used..];
             let size = match batch::peek_size_bytes(rest) {
                 Some(size) if rest.len() >= size => size,
-                Some(size) if at == 0 && pos + (size as u64) <= file_bytes => {
+                Some(size) if used == 0 && pos + (size as u64) <= file_bytes => {
                     // A batch larger than one read: read it whole.
-                    let whole = file.read_at(pos, size).await.map_err(|e| {
-                        Error::Offline(Rc::new(OfflineReason::from_io(
-                            "scan segment",
-                            path.to_path_buf(),
-                            &e,
-                        )))
-                    })?;
+                    let whole = file.read_at(pos, size).await.map_err(io)?;
                     return continue_with(
-                        file, path, whole, pos, offset, file_bytes, term, index, interval, scan,
+                        file, path, whole, at, file_bytes, term, index, interval, scan,
                     )
                     .await;
                 }
-                Some(_) if pos + (at as u64) + (rest.len() as u64) < file_bytes && at > 0 => break,
-                Some(_) => {
-                    return Ok(stop(
-                        scan,
-                        pos + at as u64,
-                        "batch runs past the end of the file",
-                    ))
+                Some(_) if pos + (used as u64) + (rest.len() as u64) < file_bytes && used > 0 => {
+                    break
                 }
+                Some(_) => return Ok(stop(scan, at.pos, "batch runs past the end of the file")),
                 None if rest.len() < batch::LENGTH_FIELD_END
                     && pos + (buf.len() as u64) < file_bytes =>
                 {
                     break
                 }
-                None => return Ok(stop(scan, pos + at as u64, "no valid batch length")),
+                None => return Ok(stop(scan, at.pos, "no valid batch length")),
             };
             let header = match batch::validate(&rest[..size]) {
                 Ok(header) => header,
-                Err(defect) => return Ok(stop(scan, pos + at as u64, defect.describe())),
+                Err(defect) => return Ok(stop(scan, at.pos, defect.describe())),
             };
-            if header.base_offset != offset {
-                let why = format!(
-                    "batch base offset {} where {offset} was expected",
-                    header.base_offset
-                );
-                return Ok(stop(scan, pos + at as u64, &why));
+            if let Some(why) = out_of_sequence(&header, at, term) {
+                return Ok(stop(scan, at.pos, &why));
             }
-            if header.term > term {
-                return Ok(stop(
-                    scan,
-                    pos + at as u64,
-                    "batch term newer than its segment",
-                ));
+            advance(&mut at, &header, index, interval);
+            used += size;
+            scan.end_bytes = at.pos;
+            scan.next_offset = at.offset;
+            scan.next_ordinal = at.ordinal;
+            if !header.internal {
+                scan.max_timestamp = scan.max_timestamp.max(Some(header.max_timestamp));
             }
-            index.observe(offset, pos + at as u64, header.max_timestamp, interval);
-            offset = header.next_offset();
-            at += size;
-            scan.end_bytes = pos + at as u64;
-            scan.next_offset = offset;
-            scan.max_timestamp = scan.max_timestamp.max(Some(header.max_timestamp));
         }
-        if at == 0 {
-            return Ok(stop(scan, pos, "no progress"));
+        if used == 0 {
+            return Ok(stop(scan, at.pos, "no progress"));
         }
-        pos += at as u64;
     }
     Ok(scan)
 }
@@ -649,8 +808,7 @@ async fn continue_with<F: DmaFile>(
     file: &F,
     path: &Path,
     whole: Vec<u8>,
-    pos: u64,
-    offset: Offset,
+    at: Cursor,
     file_bytes: u64,
     term: Term,
     index: &mut SparseIndex,
@@ -658,22 +816,19 @@ async fn continue_with<F: DmaFile>(
     scan: Scan,
 ) -> Result<Scan> {
     let header = match batch::validate(&whole) {
-        Ok(header) if header.base_offset == offset && header.term <= term => header,
-        Ok(_) => return Ok(stop(scan, pos, "large batch out of sequence")),
-        Err(defect) => return Ok(stop(scan, pos, defect.describe())),
+        Ok(header) if out_of_sequence(&header, at, term).is_none() => header,
+        Ok(_) => return Ok(stop(scan, at.pos, "large batch out of sequence")),
+        Err(defect) => return Ok(stop(scan, at.pos, defect.describe())),
     };
-    index.observe(offset, pos, header.max_timestamp, interval);
-    let end = pos + header.size_bytes as u64;
-    let max_timestamp = scan.max_timestamp.max(Some(header.max_timestamp));
+    let mut next = at;
+    advance(&mut next, &header, index, interval);
+    let max_timestamp = if header.internal {
+        scan.max_timestamp
+    } else {
+        scan.max_timestamp.max(Some(header.max_timestamp))
+    };
     let rest = Box::pin(scan_segment(
-        file,
-        path,
-        end,
-        header.next_offset(),
-        file_bytes,
-        term,
-        index,
-        interval,
+        file, path, next, file_bytes, term, index, interval,
     ))
     .await?;
     Ok(Scan {

@@ -5,17 +5,26 @@
 //! persisted in `log_start_offset` (written atomically) *before* segment files are removed, so
 //! a crash in between leaves files that recovery deletes again, never a log that starts earlier
 //! than a completed DeleteRecords said.
+//!
+//! In a replicated log only committed entries go: a segment is removed only when its every
+//! entry is at or below the index the high watermark stands for (`Log::advance_commit`), so
+//! retention never takes an entry Raft may still cut or need to replicate as uncommitted.
+//! Whole sealed segments leave from the front and `Log::first_index` moves up with them;
+//! the term of the last removed entry is remembered (in memory) for raft-rs's
+//! `term(first_index - 1)`. A follower that needs entries below the first index gets a
+//! snapshot from its leader (the consensus crate's part).
 
 use shoal_io::Disk;
 use shoal_model::{Offset, TimestampMs};
 
 use crate::error::{Error, Result};
 use crate::index::IndexCheckpoint;
-use crate::log::Log;
+use crate::log::{Log, State};
 use crate::producers::{last_sequence, BatchRange, ProducerStates};
 use crate::roll::RECYCLE_DIR;
 use crate::segment::{
-    path_of, read_small_file, write_small_file, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+    path_of, read_small_file, write_small_file, Segment, SegmentKey, INDEX_SUFFIX, LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
 };
 
 pub(crate) const LOG_START_FILE: &str = "log_start_offset";
@@ -40,6 +49,14 @@ pub(crate) fn decode_log_start(bytes: &[u8]) -> Option<Offset> {
             bytes[4..12].try_into().unwrap_or([0; 8]),
         ))
     })
+}
+
+/// Whether every entry of `segment` is committed (always true in a plain log).
+fn committed_whole<F: shoal_io::DmaFile>(state: &State<F>, segment: &Segment<F>) -> bool {
+    match (&state.raft, segment.next_index()) {
+        (Some(raft), Some(next)) => next.0 <= raft.hw_index + 1,
+        _ => true,
+    }
 }
 
 impl<D: Disk> Log<D> {
@@ -74,13 +91,20 @@ impl<D: Disk> Log<D> {
             let config = self.inner.config.borrow();
             let state = self.inner.state.borrow();
             let now_ms = self.inner.clock.now_ms();
-            let all_visible = state.high_watermark(config.durability) == state.log_end;
+            let all_visible = state.high_watermark(config.durability) == state.log_end
+                && state
+                    .raft
+                    .as_ref()
+                    .is_none_or(|raft| raft.hw_index + 1 == state.next_index);
             let mut size: u64 = state.segments.values().map(|s| s.size_bytes).sum();
             let (mut new_start, mut roll_first) = (None, false);
             let last = state.segments.len() - 1;
             for (i, segment) in state.segments.values().enumerate() {
                 let active = i == last;
                 if active && (segment.is_empty() || !all_visible) {
+                    break;
+                }
+                if !committed_whole(&state, segment) {
                     break;
                 }
                 let over_bytes = config
@@ -127,23 +151,29 @@ impl<D: Disk> Log<D> {
         Ok(())
     }
 
-    /// Removes sealed segments whose every offset is below the log start offset.
+    /// Removes sealed segments whose every offset is below the log start offset (in a
+    /// replicated log, oldest first and only while every entry of them is committed).
     pub(crate) async fn delete_segments_below_start(&self) -> Result<()> {
         let doomed: Vec<String> = {
             let mut state = self.inner.state.borrow_mut();
             let log_start = state.log_start;
-            let active_base = state.active().base;
-            let bases: Vec<Offset> = state
+            let active_key = state.active().key();
+            let keys: Vec<SegmentKey> = state
                 .segments
                 .values()
-                .filter(|s| s.base != active_base && s.next_offset <= log_start)
-                .map(|s| s.base)
+                .take_while(|s| committed_whole(&state, s))
+                .filter(|s| s.key() != active_key && s.next_offset <= log_start)
+                .map(|s| s.key())
                 .collect();
-            bases
+            let removed: Vec<_> = keys
                 .into_iter()
-                .filter_map(|base| state.segments.remove(&base))
-                .map(|s| s.stem())
-                .collect()
+                .filter_map(|key| state.segments.remove(&key))
+                .collect();
+            if let (Some(raft), Some(last)) = (state.raft.as_mut(), removed.last()) {
+                let next = last.next_index().expect("a replicated segment");
+                raft.removed_last = Some((next.0 - 1, last.term));
+            }
+            removed.iter().map(|s| s.stem()).collect()
         };
         if doomed.is_empty() {
             return Ok(());
@@ -204,6 +234,13 @@ impl<D: Disk> Log<D> {
                 covered_bytes: synced,
                 next_offset: state.synced_next.min(active.next_offset).max(active.base),
                 max_timestamp: active.max_timestamp.unwrap_or(TimestampMs(-1)),
+                // The batches below `covered_bytes`: those synced, of this segment.
+                batches: active.first_index.map_or(0, |first| {
+                    state
+                        .synced_next_index
+                        .saturating_sub(first.0)
+                        .min(active.batches)
+                }),
             };
             (active.stem(), active.index.clone(), checkpoint)
         };
@@ -283,7 +320,10 @@ impl<D: Disk> Log<D> {
         let offsets = self.offsets();
         let now_ms = self.inner.clock.now_ms();
         while next < offsets.log_end {
-            let page = self.read(next, 1 << 20).await?;
+            // Bounded by the written end, not the high watermark: a replicated log's producer
+            // state covers its uncommitted entries too (in a plain log both are the log end
+            // here: replays run at open and after a drain).
+            let page = self.read_below(next, 1 << 20, true).await?;
             if page.batches.is_empty() {
                 break;
             }

@@ -8,7 +8,7 @@
 use std::rc::Rc;
 
 use shoal_io::{Disk, DmaFile, OpenMode};
-use shoal_model::{Offset, Term, TimestampMs};
+use shoal_model::{Offset, RaftIndex, Term, TimestampMs};
 
 use crate::error::{Error, OfflineReason, Result};
 use crate::index::{self, IndexCheckpoint, SparseIndex};
@@ -62,10 +62,15 @@ impl<D: Disk> Log<D> {
         self.drain_writes().await?;
         debug_assert_eq!(self.offsets().log_end, log_end, "placement is held");
         self.seal_active().await?;
-        let (segment, allocated_bytes) = self.create_segment(log_end, term).await?;
+        let index = self.next_segment_index();
+        let (segment, allocated_bytes) = self.create_segment(log_end, term, index).await?;
         let mut state = self.inner.state.borrow_mut();
         state.term = term;
-        let previous = state.segments.insert(segment.base, segment);
+        assert!(
+            state.active().key() < segment.key(),
+            "a new segment sorts after the active one"
+        );
+        let previous = state.segments.insert(segment.key(), segment);
         assert!(
             previous.is_none(),
             "a new segment starts past every existing one"
@@ -73,6 +78,12 @@ impl<D: Disk> Log<D> {
         state.writer = Writer::resume(0, &[], allocated_bytes);
         state.stats.rolls += 1;
         Ok(())
+    }
+
+    /// The Raft index a segment created now starts at: the log's next (replicated logs).
+    pub(crate) fn next_segment_index(&self) -> Option<RaftIndex> {
+        let state = self.inner.state.borrow();
+        state.raft.as_ref().map(|_| RaftIndex(state.next_index))
     }
 
     /// Truncates the active segment to its data, syncs, and writes its index files.
@@ -86,6 +97,11 @@ impl<D: Disk> Log<D> {
                 covered_bytes: active.size_bytes,
                 next_offset: active.next_offset,
                 max_timestamp: active.max_timestamp.unwrap_or(TimestampMs(-1)),
+                batches: if active.first_index.is_some() {
+                    active.batches
+                } else {
+                    0
+                },
             };
             (
                 active.file.clone(),
@@ -120,6 +136,7 @@ impl<D: Disk> Log<D> {
         };
         let times_only = SparseIndex {
             offsets: Vec::new(),
+            ordinals: Vec::new(),
             ..index.clone()
         };
         for (suffix, table) in [
@@ -127,7 +144,7 @@ impl<D: Disk> Log<D> {
             (TIME_INDEX_SUFFIX, times_only),
         ] {
             let name = format!("{stem_name}{suffix}");
-            let bytes = index::encode(&table, checkpoint);
+            let bytes = index::encode(&table, checkpoint, self.inner.replicated);
             if let Err(error) =
                 write_small_file(&*self.inner.disk, &self.inner.dir, &name, &bytes).await
             {
@@ -137,14 +154,21 @@ impl<D: Disk> Log<D> {
         Ok(())
     }
 
-    /// Creates (or takes from the recycle directory) the file for a segment starting at `base`.
-    /// Returns the segment and how many bytes its file already holds (a recycled file).
+    /// Creates (or takes from the recycle directory) the file for a segment starting at `base`
+    /// (and, in a replicated log, at Raft index `index`). Returns the segment and how many
+    /// bytes its file already holds (a recycled file).
     pub(crate) async fn create_segment(
         &self,
         base: Offset,
         term: Term,
+        index: Option<RaftIndex>,
     ) -> Result<(Segment<D::File>, u64)> {
-        let stem_name = stem(base, term);
+        assert_eq!(
+            index.is_some(),
+            self.inner.replicated,
+            "named as the log's mode says"
+        );
+        let stem_name = stem(base, term, index);
         let path = path_of(&self.inner.dir, &stem_name, LOG_SUFFIX);
         let disk = &*self.inner.disk;
         let opened = async {
@@ -167,6 +191,8 @@ impl<D: Disk> Log<D> {
         let segment = Segment {
             base,
             term,
+            first_index: index,
+            batches: 0,
             file: Rc::new(file),
             index: SparseIndex::default(),
             size_bytes: 0,

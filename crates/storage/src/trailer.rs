@@ -26,8 +26,14 @@
 //! embed a forged trailer in an uncompressed record that lands exactly at the end of a later
 //! torn write; the worst it can do is make recovery report corruption (the partition goes
 //! offline with the reason), never lose or serve data.
+//!
+//! A replicated log's segments are named by base offset, term *and* first Raft index, and two
+//! of them may share the first two (internal entries take no offset, so a segment holding only
+//! those ends where it starts). Their trailers fold the segment's first index into the CRC
+//! (no room is left for it in the 64 bytes, and the layout stays that of a plain log's), so a
+//! trailer of one such segment never passes for another's. A plain log's trailer is unchanged.
 
-use shoal_model::{Offset, Term};
+use shoal_model::{Offset, RaftIndex, Term};
 
 /// Bytes a trailer takes after the data of a write (in the block padding).
 pub(crate) const TRAILER_BYTES: usize = 64;
@@ -39,6 +45,8 @@ const CRC_AT: usize = 56;
 pub(crate) struct Trailer {
     pub(crate) segment_base: Offset,
     pub(crate) segment_term: Term,
+    /// The segment's first Raft index (a replicated log's): not stored, folded into the CRC.
+    pub(crate) segment_index: Option<RaftIndex>,
     /// Where the write's new bytes start (the previous logical end).
     pub(crate) data_start: u64,
     /// Where they end: the trailer's own position.
@@ -62,9 +70,20 @@ impl Trailer {
         out[32..40].copy_from_slice(&self.end_bytes.to_be_bytes());
         out[40..48].copy_from_slice(&self.synced_before.to_be_bytes());
         out[48..56].copy_from_slice(&self.next_offset.0.to_be_bytes());
-        let crc = crc32c::crc32c(&out[..CRC_AT]);
+        let crc = crc_of(&out[..CRC_AT], self.segment_index);
         out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
-        debug_assert_eq!(decode(&out[..TRAILER_BYTES]), Some(*self));
+        debug_assert_eq!(
+            decode(&out[..TRAILER_BYTES], self.segment_index),
+            Some(*self)
+        );
+    }
+}
+
+fn crc_of(fields: &[u8], segment_index: Option<RaftIndex>) -> u32 {
+    let crc = crc32c::crc32c(fields);
+    match segment_index {
+        None => crc,
+        Some(index) => crc32c::crc32c_append(crc, &index.0.to_be_bytes()),
     }
 }
 
@@ -74,18 +93,20 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(raw)
 }
 
-/// Decodes the trailer at `bytes[0]`, if one is there (magic, CRC and field order check).
-pub(crate) fn decode(bytes: &[u8]) -> Option<Trailer> {
+/// Decodes the trailer at `bytes[0]`, if one of a segment whose first index is
+/// `segment_index` is there (magic, CRC and field order check).
+pub(crate) fn decode(bytes: &[u8], segment_index: Option<RaftIndex>) -> Option<Trailer> {
     if bytes.len() < TRAILER_BYTES || &bytes[0..8] != MAGIC || bytes[8..12] != [0; 4] {
         return None;
     }
     let crc = u32::from_be_bytes(bytes[CRC_AT..CRC_AT + 4].try_into().ok()?);
-    if crc != crc32c::crc32c(&bytes[..CRC_AT]) {
+    if crc != crc_of(&bytes[..CRC_AT], segment_index) {
         return None;
     }
     let trailer = Trailer {
         segment_base: Offset(u64_at(bytes, 12) as i64),
         segment_term: Term(i32::from_be_bytes(bytes[20..24].try_into().ok()?)),
+        segment_index,
         data_start: u64_at(bytes, 24),
         end_bytes: u64_at(bytes, 32),
         synced_before: u64_at(bytes, 40),
@@ -96,10 +117,16 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<Trailer> {
     ordered.then_some(trailer)
 }
 
-/// The largest synced extent claimed by a trailer of segment (`base`, `term`) found in
-/// `bytes`, which start at file position `pos`. A trailer counts only where it sits at the
+/// The largest synced extent claimed by a trailer of segment (`base`, `term`, `index`) found
+/// in `bytes`, which start at file position `pos`. A trailer counts only where it sits at the
 /// position it names.
-pub(crate) fn synced_extent_in(bytes: &[u8], pos: u64, base: Offset, term: Term) -> Option<u64> {
+pub(crate) fn synced_extent_in(
+    bytes: &[u8],
+    pos: u64,
+    base: Offset,
+    term: Term,
+    index: Option<RaftIndex>,
+) -> Option<u64> {
     let mut best: Option<u64> = None;
     let mut at = 0usize;
     while at + TRAILER_BYTES <= bytes.len() {
@@ -107,7 +134,7 @@ pub(crate) fn synced_extent_in(bytes: &[u8], pos: u64, base: Offset, term: Term)
             break;
         };
         let start = at + found;
-        if let Some(trailer) = decode(&bytes[start..]) {
+        if let Some(trailer) = decode(&bytes[start..], index) {
             let placed = trailer.end_bytes == pos + start as u64;
             if placed && trailer.segment_base == base && trailer.segment_term == term {
                 best = best.max(Some(trailer.synced_before));
@@ -127,6 +154,7 @@ mod tests {
         Trailer {
             segment_base: Offset(100),
             segment_term: Term(3),
+            segment_index: None,
             data_start: end_bytes - 300,
             end_bytes,
             synced_before: end_bytes - 500,
@@ -138,7 +166,7 @@ mod tests {
     fn a_trailer_round_trips_and_is_never_a_batch() {
         let mut out = [0u8; TRAILER_BYTES];
         sample(5000).encode(&mut out);
-        assert_eq!(decode(&out), Some(sample(5000)));
+        assert_eq!(decode(&out, None), Some(sample(5000)));
         assert_eq!(
             crate::batch::peek_size_bytes(&out),
             None,
@@ -147,7 +175,7 @@ mod tests {
         for at in 0..CRC_AT {
             let mut damaged = out;
             damaged[at] ^= 0x04;
-            assert_eq!(decode(&damaged), None, "flip at {at} not caught");
+            assert_eq!(decode(&damaged, None), None, "flip at {at} not caught");
         }
     }
 
@@ -163,10 +191,30 @@ mod tests {
             ..sample(5000)
         }
         .encode(&mut file[5000..]);
-        assert_eq!(synced_extent_in(&file, 0, Offset(100), Term(3)), Some(500));
         assert_eq!(
-            synced_extent_in(&file[1001..], 1001, Offset(100), Term(3)),
+            synced_extent_in(&file, 0, Offset(100), Term(3), None),
+            Some(500)
+        );
+        assert_eq!(
+            synced_extent_in(&file[1001..], 1001, Offset(100), Term(3), None),
             None
         );
+    }
+
+    #[test]
+    fn a_replicated_segments_trailer_names_its_first_index() {
+        let mut file = vec![0u8; 4096];
+        let replicated = Trailer {
+            segment_index: Some(RaftIndex(40)),
+            ..sample(1000)
+        };
+        replicated.encode(&mut file[1000..]);
+        assert_eq!(decode(&file[1000..], Some(RaftIndex(40))), Some(replicated));
+        // Same base and term, another first index (or a plain segment): not its trailer.
+        assert_eq!(decode(&file[1000..], Some(RaftIndex(41))), None);
+        assert_eq!(decode(&file[1000..], None), None);
+        let found = |index| synced_extent_in(&file, 0, Offset(100), Term(3), index);
+        assert_eq!(found(Some(RaftIndex(40))), Some(500));
+        assert_eq!(found(Some(RaftIndex(39))), None);
     }
 }

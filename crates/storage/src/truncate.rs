@@ -22,25 +22,35 @@
 //! 6. **Producers.** It restores their state from memory where that is exact, and otherwise
 //!    replays the log below `from`. It then rewrites the snapshot to cover `from`.
 //! 7. **Done.** It removes the intent file and syncs the directory.
+//!
+//! A replicated log is cut by Raft index instead ([`Log::truncate_entries_from`]): an offset
+//! is ambiguous there, because an internal entry shares its base offset with the next data
+//! batch. The steps are the same; the cut is located by the entry's ordinal (sparse index,
+//! then a scan), the intent (version 2) records the index too, and the log keeps the cut
+//! segment's term (no segment is created or renamed: the next entries bring their own term).
 
 use std::rc::Rc;
 
 use shoal_io::{Disk, DmaFile};
 use shoal_model::constants::BATCH_HEADER_BYTES;
-use shoal_model::{Offset, Term, TimestampMs};
+use shoal_model::{Offset, RaftIndex, Term, TimestampMs};
 
 use crate::batch;
-use crate::error::{Error, OfflineReason, Result, TruncationRefused};
+use crate::error::{EntriesRefused, Error, OfflineReason, Result, TruncationRefused};
 use crate::index::{IndexCheckpoint, SparseIndex};
 use crate::log::Log;
 use crate::recovery::remove_segment_names;
-use crate::segment::{align_down, path_of, write_small_file, Segment, LOG_SUFFIX};
+use crate::replicated::first_index_of;
+use crate::segment::{align_down, path_of, write_small_file, Segment, SegmentKey, LOG_SUFFIX};
 use crate::writer::Writer;
 
 /// The intent file of a truncation in progress.
 pub(crate) const TRUNCATION_FILE: &str = "pending_truncation";
 const TRUNCATION_MAGIC: &[u8; 4] = b"SHTR";
 const TRUNCATION_BYTES: usize = 4 + 8 + 4 + 4;
+/// Version 2, a replicated log's: the Raft index of the cut follows the term.
+const TRUNCATION_MAGIC_REPLICATED: &[u8; 4] = b"SHT2";
+const TRUNCATION_BYTES_REPLICATED: usize = 4 + 8 + 4 + 8 + 4;
 
 /// Bytes asked of each disk read while locating the cut (the read path adds its read-ahead).
 const LOCATE_READ_BYTES: usize = 64 * 1024;
@@ -62,33 +72,61 @@ pub struct Truncated {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PendingTruncation {
     pub(crate) from: Offset,
-    /// The log's term when it started; the log keeps it (a new segment may carry it).
+    /// The log's term when it started; the log keeps it (a new segment may carry it). In a
+    /// replicated log, the cut segment's term, which the log ends in.
     pub(crate) term: Term,
+    /// The Raft index of the cut (a replicated log's; version 2 of the file).
+    pub(crate) index: Option<RaftIndex>,
 }
 
 impl PendingTruncation {
     fn encode(&self) -> Vec<u8> {
-        let mut out = TRUNCATION_MAGIC.to_vec();
+        let magic = match self.index {
+            None => TRUNCATION_MAGIC,
+            Some(_) => TRUNCATION_MAGIC_REPLICATED,
+        };
+        let mut out = magic.to_vec();
         out.extend_from_slice(&self.from.0.to_be_bytes());
         out.extend_from_slice(&self.term.0.to_be_bytes());
+        if let Some(index) = self.index {
+            out.extend_from_slice(&index.0.to_be_bytes());
+        }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_be_bytes());
         debug_assert_eq!(PendingTruncation::decode(&out), Some(*self));
         out
     }
 
-    /// Decodes an intent file (zero padding after it is ignored). `None` if damaged.
+    /// Decodes an intent file of either version (zero padding after it is ignored). `None`
+    /// if damaged.
     pub(crate) fn decode(bytes: &[u8]) -> Option<PendingTruncation> {
-        if bytes.len() < TRUNCATION_BYTES || &bytes[..4] != TRUNCATION_MAGIC {
+        let replicated = bytes.get(..4)? == TRUNCATION_MAGIC_REPLICATED;
+        if !replicated && bytes.get(..4)? != TRUNCATION_MAGIC {
             return None;
         }
-        let crc = u32::from_be_bytes(bytes[16..20].try_into().ok()?);
-        if crc != crc32c::crc32c(&bytes[..16]) {
+        let len = if replicated {
+            TRUNCATION_BYTES_REPLICATED
+        } else {
+            TRUNCATION_BYTES
+        };
+        if bytes.len() < len {
             return None;
         }
+        let crc = u32::from_be_bytes(bytes[len - 4..len].try_into().ok()?);
+        if crc != crc32c::crc32c(&bytes[..len - 4]) {
+            return None;
+        }
+        let index = if replicated {
+            Some(RaftIndex(u64::from_be_bytes(
+                bytes[16..24].try_into().ok()?,
+            )))
+        } else {
+            None
+        };
         Some(PendingTruncation {
             from: Offset(i64::from_be_bytes(bytes[4..12].try_into().ok()?)),
             term: Term(i32::from_be_bytes(bytes[12..16].try_into().ok()?)),
+            index,
         })
     }
 }
@@ -96,9 +134,11 @@ impl PendingTruncation {
 /// Where a cut falls: found before anything is changed.
 struct CutPoint {
     /// The segment holding `from`, or starting at it (then it keeps nothing).
-    segment_base: Offset,
+    segment: SegmentKey,
     /// Byte position of `from` in that segment: the size it keeps.
     pos: u64,
+    /// The batches it keeps (a replicated log's; 0 in a plain log, which counts none).
+    batches: u64,
     /// Bytes of the block holding `pos`, below `pos` (the writer's partial tail block).
     tail: Vec<u8>,
     /// The largest timestamp of the batches the segment keeps, if that could be computed
@@ -190,7 +230,16 @@ impl<D: Disk> Log<D> {
     ///
     /// Memory is bounded: reads go through the read path in bounded pieces, and nothing is
     /// kept per cut batch.
+    ///
+    /// A replicated log refuses it ([`Error::WrongMode`]): an offset does not name one entry
+    /// there. Its form is [`Log::truncate_entries_from`].
     pub async fn truncate_suffix(&self, from: Offset) -> Result<Truncated> {
+        if self.inner.replicated {
+            return Err(Error::WrongMode {
+                op: "truncate_suffix",
+                replicated: true,
+            });
+        }
         let _permit = self.inner.placement.acquire(1).await;
         let previous_log_end = {
             let state = self.inner.state.borrow();
@@ -209,16 +258,75 @@ impl<D: Disk> Log<D> {
         self.drain_writes().await?;
         let cut = self.locate_cut(from).await?;
         let term = self.term();
-        let pending = PendingTruncation { from, term };
+        let pending = PendingTruncation {
+            from,
+            term,
+            index: None,
+        };
+        self.cut(pending, cut, previous_log_end).await
+    }
+
+    /// A replicated log's suffix truncation (Raft's log-matching rule): removes every entry
+    /// at or after index `from`, data and internal, as [`Log::truncate_suffix`] does by
+    /// offset, with the same reader safety, durability (intent file, version 2 with the
+    /// index; completed at open after a crash) and producer-state handling. Afterwards the
+    /// last index is `from - 1`, the log end offset is the base offset entry `from` had, and
+    /// the log's term is that of the segment the cut falls in (the next entries bring their
+    /// own: [`Log::append_entries`]). At the last index + 1 it does nothing.
+    ///
+    /// Refused with [`Error::EntriesRefused`], the log unchanged: at or below the committed
+    /// index ([`Log::advance_commit`]; committed entries are never cut) — `Committed`; below
+    /// the first index — `Compacted`; past the last index + 1 — `AboveLastIndex`.
+    pub async fn truncate_entries_from(&self, from: RaftIndex) -> Result<Truncated> {
+        if !self.inner.replicated {
+            return Err(Error::WrongMode {
+                op: "truncate_entries_from",
+                replicated: false,
+            });
+        }
+        let _permit = self.inner.placement.acquire(1).await;
+        let (previous_log_end, at_end) = {
+            let state = self.inner.state.borrow();
+            state.check_usable()?;
+            refuse_index_outside(from, &state)?;
+            (state.log_end, from.0 == state.next_index)
+        };
+        if at_end {
+            return Ok(Truncated {
+                log_end: previous_log_end,
+                previous_log_end,
+                bytes_removed: 0,
+                segments_deleted: 0,
+            });
+        }
+        self.drain_writes().await?;
+        let (cut, offset) = self.locate_entry_cut(from).await?;
+        let term = self.segment_term(cut.segment);
+        let pending = PendingTruncation {
+            from: offset,
+            term,
+            index: Some(from),
+        };
+        self.cut(pending, cut, previous_log_end).await
+    }
+
+    /// The cut itself, once located: intent, memory, disk, producers, done.
+    async fn cut(
+        &self,
+        pending: PendingTruncation,
+        cut: CutPoint,
+        previous_log_end: Offset,
+    ) -> Result<Truncated> {
+        let from = pending.from;
         self.write_small(
             "write truncation intent",
             TRUNCATION_FILE,
             &pending.encode(),
         )
         .await?;
-        let (doomed, bytes_removed) = self.cut_in_memory(from, &cut);
+        let (doomed, bytes_removed) = self.cut_in_memory(from, &cut, pending.index);
         let segments_deleted = doomed.len();
-        self.cut_on_disk(from, &cut, doomed, term).await?;
+        self.cut_on_disk(from, &cut, doomed, pending.term).await?;
         self.truncate_producers(from).await?;
         self.clear_truncation_intent().await?;
         {
@@ -228,15 +336,24 @@ impl<D: Disk> Log<D> {
             state.stats.segments_deleted += segments_deleted as u64;
             assert_eq!(state.log_end, from);
             assert_eq!(state.active().next_offset, from);
+            if let Some(index) = pending.index {
+                assert_eq!(state.next_index, index.0, "the cut entry's index is next");
+                assert_eq!(state.active().next_index(), Some(index));
+            }
         }
         tracing::info!(dir = %self.inner.dir.display(), %from, %previous_log_end,
-            segments_deleted, "log suffix truncated");
+            index = ?pending.index, segments_deleted, "log suffix truncated");
         Ok(Truncated {
             log_end: from,
             previous_log_end,
             bytes_removed,
             segments_deleted,
         })
+    }
+
+    fn segment_term(&self, key: SegmentKey) -> Term {
+        let state = self.inner.state.borrow();
+        state.segments.get(&key).expect("a live segment").term
     }
 
     /// Completes a truncation a crash interrupted (its intent file survived). Called at open,
@@ -248,8 +365,29 @@ impl<D: Disk> Log<D> {
         // Also at the log end: the file may have been cut already, with its index files
         // (stale: they would become usable again once appends grow the file) or the term's
         // segment still to come. Every step below is idempotent.
-        if pending.from >= offsets.log_start && pending.from <= offsets.log_end {
-            let cut = match self.locate_cut(pending.from).await {
+        let inside = match pending.index {
+            None => pending.from >= offsets.log_start && pending.from <= offsets.log_end,
+            Some(index) => {
+                let state = self.inner.state.borrow();
+                index.0 >= first_index_of(&state) && index.0 <= state.next_index
+            }
+        };
+        if inside {
+            let located = match pending.index {
+                None => self.locate_cut(pending.from).await,
+                Some(index) => match self.locate_entry_cut(index).await {
+                    Ok((cut, offset)) if offset == pending.from => Ok(cut),
+                    Ok((_, offset)) => Err(Error::InvalidTruncation {
+                        requested: offset,
+                        refused: TruncationRefused::InsideBatch {
+                            base_offset: offset,
+                            next_offset: pending.from,
+                        },
+                    }),
+                    Err(error) => Err(error),
+                },
+            };
+            let cut = match located {
                 Err(Error::InvalidTruncation { refused, .. }) => {
                     let path = self.inner.dir.join(TRUNCATION_FILE);
                     let detail = format!("the interrupted truncation's cut is invalid: {refused}");
@@ -258,8 +396,11 @@ impl<D: Disk> Log<D> {
                 }
                 located => located?,
             };
-            let term = pending.term.max(self.term());
-            let (doomed, _) = self.cut_in_memory(pending.from, &cut);
+            let term = match pending.index {
+                None => pending.term.max(self.term()),
+                Some(_) => pending.term,
+            };
+            let (doomed, _) = self.cut_in_memory(pending.from, &cut, pending.index);
             self.cut_on_disk(pending.from, &cut, doomed, term).await?;
         }
         // The cut may have been complete but for the new term's segment.
@@ -300,17 +441,19 @@ impl<D: Disk> Log<D> {
     /// Finds where the cut at `from` falls (the caller checked `from` is inside the log),
     /// refusing an offset inside a batch. Reads the synced data; changes nothing.
     async fn locate_cut(&self, from: Offset) -> Result<CutPoint> {
-        let (base, start, file, first_known, exact_before) = {
+        let (key, start, file, first_known, exact_before) = {
             let state = self.inner.state.borrow();
-            let (&base, segment) = state
+            let (&key, segment) = state
                 .segments
-                .range(..=from)
+                .range(..=SegmentKey::up_to(from))
                 .next_back()
                 .expect("the log start is in a segment");
+            let base = key.base;
             if base == from {
                 return Ok(CutPoint {
-                    segment_base: base,
+                    segment: key,
                     pos: 0,
+                    batches: 0,
                     tail: Vec::new(),
                     max_timestamp: Some(None),
                     first_max_timestamp: None,
@@ -329,32 +472,141 @@ impl<D: Disk> Log<D> {
                 .map(|&(ts, _)| ts);
             let first_known = segment.first_max_timestamp.is_some();
             (
-                base,
+                key,
                 start,
                 segment.file.clone(),
                 first_known,
                 times_known.then_some(before),
             )
         };
-        let (pos, scanned_max) = self.scan_to(base, start, from).await?;
-        let path = path_of(&self.inner.dir, &self.stem_of(base), LOG_SUFFIX);
+        let (pos, scanned_max) = self.scan_to(key, start, from).await?;
+        self.finish_cut_point(key, &file, pos, first_known, exact_before, scanned_max)
+            .await
+    }
+
+    /// The cut point at byte `pos` of segment `key`: reads its tail block and, when it is not
+    /// known, the first batch's max timestamp. `exact_before`: the running max up to the
+    /// scan's start, when known; `scanned_max` that of the scanned batches.
+    async fn finish_cut_point(
+        &self,
+        key: SegmentKey,
+        file: &Rc<D::File>,
+        pos: u64,
+        first_known: bool,
+        exact_before: Option<Option<TimestampMs>>,
+        scanned_max: Option<TimestampMs>,
+    ) -> Result<CutPoint> {
+        let path = path_of(&self.inner.dir, &self.stem_of(key), LOG_SUFFIX);
         let tail_from = align_down(pos);
         let tail = self
-            .read_exact(&file, &path, tail_from, (pos - tail_from) as usize)
+            .read_exact(file, &path, tail_from, (pos - tail_from) as usize)
             .await?;
         let first_max_timestamp = if first_known {
             None
         } else {
-            let head = self.read_exact(&file, &path, 0, BATCH_HEADER_BYTES).await?;
+            let head = self.read_exact(file, &path, 0, BATCH_HEADER_BYTES).await?;
             batch::header_max_timestamp(&head)
         };
         Ok(CutPoint {
-            segment_base: base,
+            segment: key,
             pos,
+            batches: 0,
             tail,
             max_timestamp: exact_before.map(|before| before.max(scanned_max)),
             first_max_timestamp,
         })
+    }
+
+    /// Finds where the cut at entry `from` falls in a replicated log (the caller checked it
+    /// lies in `[first_index, last_index + 1]`): the segment holding it (or starting at it),
+    /// the byte position, and the base offset `from` has (the log end offset after the cut).
+    /// Reads the synced data; changes nothing.
+    async fn locate_entry_cut(&self, from: RaftIndex) -> Result<(CutPoint, Offset)> {
+        let (key, first, start, file, first_known, exact_before) = {
+            let state = self.inner.state.borrow();
+            let segment = state
+                .segments
+                .values()
+                .rev()
+                .find(|s| s.first_index.is_some_and(|first| first <= from))
+                .expect("the first index is in a segment");
+            let (key, first) = (segment.key(), segment.first_index.expect("replicated").0);
+            if first == from.0 {
+                let cut = CutPoint {
+                    segment: key,
+                    pos: 0,
+                    batches: 0,
+                    tail: Vec::new(),
+                    max_timestamp: Some(None),
+                    first_max_timestamp: None,
+                };
+                return Ok((cut, segment.base));
+            }
+            let index = &segment.index;
+            // The last entry before `from`: the entries kept are exactly those up to it.
+            let start = index
+                .lookup_ordinal(from.0 - 1 - first)
+                .unwrap_or((segment.base, 0, 0));
+            let times_known = !index.times.is_empty() || start.2 == 0;
+            let before = index
+                .times
+                .iter()
+                .rev()
+                .find(|&&(_, offset)| offset <= start.0)
+                .map(|&(ts, _)| ts);
+            let first_known = segment.first_max_timestamp.is_some();
+            (
+                key,
+                first,
+                start,
+                segment.file.clone(),
+                first_known,
+                times_known.then_some(before),
+            )
+        };
+        let (pos, offset, scanned_max) = self.scan_entries_to(key, first, start, from).await?;
+        let mut cut = self
+            .finish_cut_point(key, &file, pos, first_known, exact_before, scanned_max)
+            .await?;
+        cut.batches = from.0 - first;
+        Ok((cut, offset))
+    }
+
+    /// Scans the entries of segment `key` (whose first index is `first`) from `start` (an
+    /// index entry: offset, ordinal, position) to entry `from`: their sizes give its
+    /// position, the last one's end its offset. Returns both and the largest timestamp of the
+    /// data entries scanned.
+    async fn scan_entries_to(
+        &self,
+        key: SegmentKey,
+        first: u64,
+        start: (Offset, u64, u64),
+        from: RaftIndex,
+    ) -> Result<(u64, Offset, Option<TimestampMs>)> {
+        let (mut next, mut pos, mut offset) = (first + start.1, start.2, start.0);
+        let mut scanned_max: Option<TimestampMs> = None;
+        while next < from.0 {
+            let read = self.read_raw_entries(next, from.0, LOCATE_READ_BYTES, true);
+            let entries = read.await?;
+            if entries.is_empty() {
+                let detail = format!("the entries end at index {next}, before {from}");
+                return Err(self.corrupt_at(key, detail));
+            }
+            for entry in &entries {
+                if entry.index != next || entry.pos != pos || entry.header.base_offset != offset {
+                    let detail = format!("entry {} does not continue the log", entry.index);
+                    return Err(self.corrupt_at(key, detail));
+                }
+                pos += entry.bytes.len() as u64;
+                offset = entry.header.next_offset();
+                next += 1;
+                if !entry.header.internal {
+                    scanned_max = scanned_max.max(Some(entry.header.max_timestamp));
+                }
+            }
+        }
+        assert_eq!(next, from.0, "the scan stops at the cut");
+        Ok((pos, offset, scanned_max))
     }
 
     /// Scans the batches of segment `base` from `start` (an index entry: offset, position) to
@@ -362,7 +614,7 @@ impl<D: Disk> Log<D> {
     /// a `from` inside a batch.
     async fn scan_to(
         &self,
-        base: Offset,
+        base: SegmentKey,
         start: (Offset, u64),
         from: Offset,
     ) -> Result<(u64, Option<TimestampMs>)> {
@@ -403,23 +655,38 @@ impl<D: Disk> Log<D> {
 
     /// Cuts the in-memory log at `from` in one step: from here readers see the new log.
     /// Returns the segments wholly above the cut (their files still exist) and the bytes cut.
-    fn cut_in_memory(&self, from: Offset, cut: &CutPoint) -> (Vec<Segment<D::File>>, u64) {
+    /// `index`: the Raft index of the cut, in a replicated log.
+    fn cut_in_memory(
+        &self,
+        from: Offset,
+        cut: &CutPoint,
+        index: Option<RaftIndex>,
+    ) -> (Vec<Segment<D::File>>, u64) {
         let now_ms = self.inner.clock.now_ms();
         let mut state = self.inner.state.borrow_mut();
-        let doomed: Vec<_> = state
-            .segments
-            .split_off(&Offset(from.0 + 1))
-            .into_values()
-            .collect();
+        // Every segment after the cut one goes.
+        let mut doomed = state.segments.split_off(&cut.segment);
+        let kept = doomed.remove(&cut.segment).expect("the cut segment exists");
+        let _ = state.segments.insert(cut.segment, kept);
+        let doomed: Vec<_> = doomed.into_values().collect();
         let mut bytes_removed: u64 = doomed.iter().map(|s| s.size_bytes).sum();
         let segment = state
             .segments
-            .get_mut(&cut.segment_base)
+            .get_mut(&cut.segment)
             .expect("the cut segment is kept");
         assert!(segment.size_bytes >= cut.pos && segment.next_offset >= from);
         bytes_removed += segment.size_bytes - cut.pos;
         segment.size_bytes = cut.pos;
         segment.next_offset = from;
+        if index.is_some() {
+            assert!(segment.batches >= cut.batches);
+            segment.batches = cut.batches;
+            assert_eq!(
+                segment.next_index(),
+                index,
+                "the cut keeps the entries before it"
+            );
+        }
         if cut.pos == 0 {
             segment.index = SparseIndex::default();
             segment.first_max_timestamp = None;
@@ -439,11 +706,17 @@ impl<D: Disk> Log<D> {
         state.synced_next = from;
         state.batches_unsynced = 0;
         state.truncations += 1;
-        assert_eq!(
-            state.active().base,
-            cut.segment_base,
-            "the cut segment is last"
-        );
+        if let Some(index) = index {
+            state.next_index = index.0;
+            state.written_next_index = index.0;
+            state.synced_next_index = index.0;
+            // The log ends in the cut segment's term: no segment is made for another.
+            state.term = state.active().term;
+            let raft = state.raft.as_mut().expect("a replicated log");
+            raft.truncate(index.0);
+            assert!(raft.hw_offset <= from, "committed data is never cut");
+        }
+        assert_eq!(state.active().key(), cut.segment, "the cut segment is last");
         drop(state);
         self.inner.cache.remove_from(self.inner.uid, from);
         self.inner.progress.notify();
@@ -464,14 +737,12 @@ impl<D: Disk> Log<D> {
         let (file, stem_name, segment_term, index, checkpoint) = {
             let state = self.inner.state.borrow();
             let segment = state.active();
-            assert_eq!(
-                (segment.base, segment.size_bytes),
-                (cut.segment_base, cut.pos)
-            );
+            assert_eq!((segment.key(), segment.size_bytes), (cut.segment, cut.pos));
             let checkpoint = IndexCheckpoint {
                 covered_bytes: cut.pos,
                 next_offset: from,
                 max_timestamp: segment.max_timestamp.unwrap_or(TimestampMs(-1)),
+                batches: cut.batches,
             };
             let index = segment.index.clone();
             (
@@ -487,9 +758,10 @@ impl<D: Disk> Log<D> {
             // Kept data of an older term: sealed (truncated, synced, indexed) as a roll seals,
             // and the log's term starts its own segment where the next batch goes.
             self.seal_active().await?;
-            let (segment, allocated) = self.create_segment(from, term).await?;
+            let index = self.next_segment_index();
+            let (segment, allocated) = self.create_segment(from, term, index).await?;
             let mut state = self.inner.state.borrow_mut();
-            let previous = state.segments.insert(from, segment);
+            let previous = state.segments.insert(segment.key(), segment);
             assert!(previous.is_none(), "nothing is left at or above the cut");
             state.writer = Writer::resume(0, &[], allocated);
             return Ok(());
@@ -596,17 +868,46 @@ impl<D: Disk> Log<D> {
         }
     }
 
-    fn stem_of(&self, base: Offset) -> String {
+    fn stem_of(&self, key: SegmentKey) -> String {
         let state = self.inner.state.borrow();
-        state.segments.get(&base).expect("a live segment").stem()
+        state.segments.get(&key).expect("a live segment").stem()
     }
 
     /// Synced data of segment `base` does not read back as the log says: offline.
-    fn corrupt_at(&self, base: Offset, detail: String) -> Error {
+    fn corrupt_at(&self, base: SegmentKey, detail: String) -> Error {
         let path = path_of(&self.inner.dir, &self.stem_of(base), LOG_SUFFIX);
         self.go_offline(OfflineReason::corruption(path, detail));
         Error::Offline(self.offline_reason().expect("just set"))
     }
+}
+
+/// A replicated log's cut `from` must lie in `[first_index, last_index + 1]`, above the
+/// committed index.
+fn refuse_index_outside<F: shoal_io::DmaFile>(
+    from: RaftIndex,
+    state: &crate::log::State<F>,
+) -> Result<()> {
+    let raft = state.raft.as_ref().expect("a replicated log");
+    let first = first_index_of(state);
+    let refused = if from.0 <= raft.commit_index {
+        EntriesRefused::Committed {
+            committed: RaftIndex(raft.commit_index),
+        }
+    } else if from.0 < first {
+        EntriesRefused::Compacted {
+            first_index: RaftIndex(first),
+        }
+    } else if from.0 > state.next_index {
+        EntriesRefused::AboveLastIndex {
+            last_index: RaftIndex(state.next_index - 1),
+        }
+    } else {
+        return Ok(());
+    };
+    Err(Error::EntriesRefused {
+        requested: from,
+        refused,
+    })
 }
 
 /// `from` must lie in `[log_start, log_end]`.
@@ -702,17 +1003,28 @@ mod tests {
 
     #[test]
     fn the_intent_round_trips_and_damage_is_detected() {
-        let pending = PendingTruncation {
+        let plain = PendingTruncation {
             from: Offset(1234),
             term: Term(7),
+            index: None,
         };
-        let mut bytes = pending.encode();
-        bytes.resize(4096, 0);
-        assert_eq!(PendingTruncation::decode(&bytes), Some(pending));
-        for at in 0..TRUNCATION_BYTES {
-            let mut damaged = bytes.clone();
-            damaged[at] ^= 0x08;
-            assert_eq!(PendingTruncation::decode(&damaged), None, "flip at {at}");
+        let replicated = PendingTruncation {
+            index: Some(RaftIndex(99)),
+            ..plain
+        };
+        for (pending, len) in [
+            (plain, TRUNCATION_BYTES),
+            (replicated, TRUNCATION_BYTES_REPLICATED),
+        ] {
+            let mut bytes = pending.encode();
+            assert_eq!(bytes.len(), len);
+            bytes.resize(4096, 0);
+            assert_eq!(PendingTruncation::decode(&bytes), Some(pending));
+            for at in 0..len {
+                let mut damaged = bytes.clone();
+                damaged[at] ^= 0x08;
+                assert_eq!(PendingTruncation::decode(&damaged), None, "flip at {at}");
+            }
         }
     }
 

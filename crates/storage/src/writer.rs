@@ -36,6 +36,9 @@ pub(crate) struct Chunk<B> {
     pub(crate) inherited: usize,
     /// The offset after the last batch in this chunk.
     pub(crate) next_offset: Offset,
+    /// The Raft index after the last batch in this chunk (a replicated log's; a plain log
+    /// counts batches from its opening, unused).
+    pub(crate) next_index: u64,
     /// Appends (batches) placed in this chunk.
     pub(crate) batches: u64,
     /// A chunk with no new data, written only to carry a trailer that confirms the synced
@@ -111,17 +114,19 @@ impl<B: DmaBuf> Writer<B> {
 
     /// Queues the open chunk (if it holds new data) and installs `buf` as the new open chunk,
     /// starting with a copy of the partial tail block.
-    pub(crate) fn start_chunk(&mut self, buf: B, lease: Lease, next_offset: Offset) {
-        self.start(buf, lease, next_offset, false);
+    pub(crate) fn start_chunk(&mut self, buf: B, lease: Lease, next: (Offset, u64)) {
+        self.start(buf, lease, next, false);
     }
 
     /// Queues a chunk that rewrites the tail block unchanged, to carry a fresh trailer.
-    pub(crate) fn queue_confirm(&mut self, buf: B, lease: Lease, next_offset: Offset) {
-        self.start(buf, lease, next_offset, true);
+    pub(crate) fn queue_confirm(&mut self, buf: B, lease: Lease, next: (Offset, u64)) {
+        self.start(buf, lease, next, true);
         self.seal_open();
     }
 
-    fn start(&mut self, mut buf: B, lease: Lease, next_offset: Offset, confirm: bool) {
+    /// Installs a new open chunk; `next` is the (offset, index) after the log's last batch.
+    fn start(&mut self, mut buf: B, lease: Lease, next: (Offset, u64), confirm: bool) {
+        let (next_offset, next_index) = next;
         self.seal_open();
         let inherited = self.tail_block.len();
         buf.as_bytes_mut()[..inherited].copy_from_slice(&self.tail_block);
@@ -134,13 +139,16 @@ impl<B: DmaBuf> Writer<B> {
             used: inherited,
             inherited,
             next_offset,
+            next_index,
             batches: 0,
             confirm,
         });
     }
 
-    /// Copies a stamped batch into the open chunk. The caller checked `fits`.
-    pub(crate) fn place(&mut self, batch: &[u8], next_offset: Offset) -> u64 {
+    /// Copies a stamped batch into the open chunk. The caller checked `fits`. `next` is the
+    /// (offset, index) after the batch.
+    pub(crate) fn place(&mut self, batch: &[u8], next: (Offset, u64)) -> u64 {
+        let (next_offset, next_index) = next;
         let chunk = self.open.as_mut().expect("caller ensured an open chunk");
         assert!(chunk.used + batch.len() <= chunk.capacity());
         let pos = chunk.end_pos();
@@ -148,6 +156,8 @@ impl<B: DmaBuf> Writer<B> {
         chunk.buf.as_bytes_mut()[chunk.used..chunk.used + batch.len()].copy_from_slice(batch);
         chunk.used += batch.len();
         chunk.next_offset = next_offset;
+        assert_eq!(chunk.next_index + 1, next_index, "one index per batch");
+        chunk.next_index = next_index;
         chunk.batches += 1;
         self.appended_bytes += batch.len() as u64;
         pos

@@ -72,6 +72,20 @@ impl Harness {
         Ok(log)
     }
 
+    /// Opens the log in replicated mode and spawns its flusher.
+    pub fn open_replicated(&mut self, config: LogConfig) -> Result<Log<SimDisk>> {
+        let ctx = self.ctx();
+        let log = self
+            .exec
+            .run_until(Log::open_replicated(ctx, dir(), config))?;
+        let flusher = log.clone();
+        self.exec
+            .spawner()
+            .spawn_local(async move { flusher.run_flusher().await })
+            .expect("spawn");
+        Ok(log)
+    }
+
     pub fn run<F: std::future::Future>(&mut self, future: F) -> F::Output {
         self.exec.run_until(future)
     }
