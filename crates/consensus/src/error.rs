@@ -43,6 +43,13 @@ pub enum Error {
         leader_believes: u64,
         last_index: u64,
     },
+    /// A partition group's log (`shoal_storage::Log`, replicated mode) failed or refused.
+    #[error("partition log: {0}")]
+    Storage(#[from] shoal_storage::Error),
+    /// A partition group's entry that does not decode (its batch checked out: a bug or a
+    /// stranger's bytes).
+    #[error("partition entry: {0}")]
+    BadEntry(String),
     /// A caller broke the API's contract (e.g. compacting past the applied index).
     #[error("invalid request: {0}")]
     Invalid(String),

@@ -9,11 +9,15 @@
 
 mod error;
 mod logger;
+mod partition;
 mod replica;
 mod store;
 mod wal;
 
 pub use error::{Error, Result};
+pub use partition::{
+    PartitionProgress, PartitionReplica, PartitionStore, RECENT_ENTRIES_BYTES_MAX,
+};
 pub use raft::eraftpb::{Message, MessageType, Snapshot};
 pub use replica::{Committed, Progress, Replica, ReplicaOptions, Status};
 pub use wal::WAL_FILE_BYTES_MAX;

@@ -247,7 +247,7 @@ pub fn body(batch: &[u8]) -> &[u8] {
 
 /// Writes the broker-assigned base offset and leader epoch into a batch. The CRC does not cover
 /// these fields, so the batch stays valid; the caller re-validates after the copy.
-pub(crate) fn stamp(batch: &mut [u8], base_offset: Offset, term: Term) {
+pub fn stamp(batch: &mut [u8], base_offset: Offset, term: Term) {
     assert!(batch.len() >= BATCH_HEADER_BYTES);
     batch[0..8].copy_from_slice(&base_offset.0.to_be_bytes());
     batch[EPOCH_AT..EPOCH_AT + 4].copy_from_slice(&term.0.to_be_bytes());

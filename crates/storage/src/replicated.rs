@@ -825,6 +825,13 @@ impl<D: Disk> Log<D> {
     /// Waits until entry `index` is as durable as the log's mode asks (synced in Fsync mode,
     /// written in Relaxed mode), like `wait_durable` does by offsets for a plain log; an
     /// index names internal entries too, which offsets cannot.
+    /// The public form of the wait: entry `index` durable as the mode asks (raft-rs's
+    /// "persisted" for the entries of a Ready the caller placed with `Wait::Buffered`).
+    pub async fn wait_entry_durable(&self, index: RaftIndex) -> Result<Guarantee> {
+        self.require_replicated("wait_entry_durable")?;
+        self.wait_durable_index(index.0).await
+    }
+
     pub(crate) async fn wait_durable_index(&self, index: u64) -> Result<Guarantee> {
         let truncations = self.inner.state.borrow().truncations;
         loop {
