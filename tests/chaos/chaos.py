@@ -191,6 +191,12 @@ def run(args):
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(summary, f, indent=1)
     print(result.summary())
+    try:
+        import plot
+        plot.plot(history_path, os.path.join(out, "latency.png"))
+        print(f"chaos: latency and availability over time: {os.path.join(out, 'latency.png')}")
+    except ImportError as e:
+        print(f"!!!!!! chaos: no plot ({e}): install matplotlib (tests/clients/requirements.txt)")
     print(f"chaos: faults injected {nem.counts}; restart took at most "
           f"{summary['restart_s_max']}s; high watermarks {ends}")
     bad = {a: n for a, n in result.anomaly_counts().items()
