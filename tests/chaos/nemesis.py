@@ -14,7 +14,9 @@ Kinds (one node; the cluster kinds come with the netns cluster runs):
 """
 
 import os
+import shutil
 import signal
+import subprocess
 import time
 
 KINDS = ("kill", "term", "pause", "fill", "powercut")
@@ -41,7 +43,11 @@ class Nemesis:
 
     def _restart(self):
         t0 = time.monotonic()
-        self.broker.start(wait=True)
+        try:
+            self.broker.start(wait=True)
+        except Exception:
+            self.dump_stuck_broker()
+            raise
         self.restart_s.append(time.monotonic() - t0)
         self._event("start", pid=self.broker.pid, generation=self.broker.generation)
 
@@ -134,6 +140,27 @@ class Nemesis:
                     free //= 2  # the file's own metadata needs some: take what fits
         finally:
             os.close(fd)
+
+    def dump_stuck_broker(self):
+        """A broker that does not answer: its threads' kernel stacks and a gdb backtrace go
+        to the run's directory, before the harness kills it."""
+        pid = self.broker.pid
+        if pid is None or not self.broker.running():
+            return
+        out = os.path.join(os.path.dirname(self.broker.log_path), f"stuck-{pid}.txt")
+        with open(out, "w") as f:
+            for task in sorted(os.listdir(f"/proc/{pid}/task")):
+                for what in ("comm", "wchan", "stack"):
+                    try:
+                        with open(f"/proc/{pid}/task/{task}/{what}") as src:
+                            f.write(f"--- task {task} {what}\n{src.read()}\n")
+                    except OSError as e:
+                        f.write(f"--- task {task} {what}: {e}\n")
+            f.flush()
+            if shutil.which("gdb"):
+                subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt"],
+                               stdout=f, stderr=subprocess.STDOUT, timeout=60, check=False)
+        print(f"chaos: the broker did not answer; its stacks are in {out}", flush=True)
 
     def heal(self):
         """Leaves the broker running and answering (the start of the recovery phase)."""
