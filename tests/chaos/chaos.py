@@ -60,6 +60,10 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="directory for the history and results")
     p.add_argument("--bin", default=os.environ.get("SHOAL_BIN"), help="the shoal binary")
     p.add_argument("--cores", type=int, default=int(os.environ.get("SHOAL_CORES", "2")))
+    p.add_argument("--fill-fs-mib", type=int, default=FILL_FS_MIB,
+                   help="size of the loop-mounted data file system of the fill fault; a long "
+                        "run needs room for all it writes (nothing is deleted: the final read "
+                        "checks every value)")
     p.add_argument("--allow", default="", help="anomalies to accept (e.g. duplicate for acks-all)")
     return p.parse_args(argv)
 
@@ -116,7 +120,7 @@ def run(args):
         else:
             # Only the data dir is on the small file system: the broker's log stays readable
             # after the run (and writing it never fails for want of space).
-            loopfs = LoopFs(out, FILL_FS_MIB)
+            loopfs = LoopFs(out, args.fill_fs_mib)
             broker.data_dir = os.path.join(loopfs.mount, "data")
             os.makedirs(broker.data_dir, exist_ok=True)
     history_path = os.path.join(out, "history.jsonl")

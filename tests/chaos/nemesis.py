@@ -19,6 +19,11 @@ import signal
 import subprocess
 import time
 
+# How long a restarted broker may take to answer. Seen on this machine: up to 25 s after a
+# kill right after the fill fault freed its blocks, while CI built beside it (the loop
+# device's backing file and the host disk shared); above this the run fails, with stacks.
+RESTART_TIMEOUT_S = 60.0
+
 KINDS = ("kill", "term", "pause", "fill", "powercut")
 
 
@@ -44,7 +49,8 @@ class Nemesis:
     def _restart(self):
         t0 = time.monotonic()
         try:
-            self.broker.start(wait=True)
+            self.broker.start(wait=False)
+            self.broker.wait_ready(timeout=RESTART_TIMEOUT_S)
         except Exception:
             self.dump_stuck_broker()
             raise
