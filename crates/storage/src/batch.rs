@@ -143,15 +143,7 @@ pub fn validate(bytes: &[u8]) -> Result<BatchHeader, BatchDefect> {
     if batch[MAGIC_AT] != 2 {
         return Err(BatchDefect::UnsupportedMagic);
     }
-    let crc_stored = u32::from_be_bytes([
-        batch[CRC_AT],
-        batch[CRC_AT + 1],
-        batch[CRC_AT + 2],
-        batch[CRC_AT + 3],
-    ]);
-    if crc32c::crc32c(&batch[CRC_COVERED_FROM..]) != crc_stored {
-        return Err(BatchDefect::CrcMismatch);
-    }
+    crc_matches(batch)?;
     let last_offset_delta = be_i32(batch, LAST_OFFSET_DELTA_AT);
     let record_count = be_i32(batch, RECORD_COUNT_AT);
     let attributes = u16::from_be_bytes([batch[ATTRIBUTES_AT], batch[ATTRIBUTES_AT + 1]]);
@@ -199,10 +191,8 @@ pub(crate) fn validate_client(bytes: &[u8]) -> Result<BatchHeader, BatchDefect> 
     Ok(header)
 }
 
-/// The CRC check alone, on a batch whose framing was not validated yet.
-fn validate_crc(bytes: &[u8]) -> Result<(), BatchDefect> {
-    let size_bytes = peek_size_bytes(bytes).ok_or(BatchDefect::LengthOutOfRange)?;
-    let batch = bytes.get(..size_bytes).ok_or(BatchDefect::Truncated)?;
+/// The stored CRC32C of a batch (`batch` exactly one batch long) against its bytes.
+fn crc_matches(batch: &[u8]) -> Result<(), BatchDefect> {
     let crc_stored = u32::from_be_bytes([
         batch[CRC_AT],
         batch[CRC_AT + 1],
@@ -213,6 +203,13 @@ fn validate_crc(bytes: &[u8]) -> Result<(), BatchDefect> {
         return Err(BatchDefect::CrcMismatch);
     }
     Ok(())
+}
+
+/// The CRC check alone, on a batch whose framing was not validated yet.
+fn validate_crc(bytes: &[u8]) -> Result<(), BatchDefect> {
+    let size_bytes = peek_size_bytes(bytes).ok_or(BatchDefect::LengthOutOfRange)?;
+    let batch = bytes.get(..size_bytes).ok_or(BatchDefect::Truncated)?;
+    crc_matches(batch)
 }
 
 /// Builds an internal entry (see the module documentation) carrying `payload`. Its base
