@@ -16,7 +16,8 @@ mod wal;
 
 pub use error::{Error, Result};
 pub use partition::{
-    PartitionProgress, PartitionReplica, PartitionStore, RECENT_ENTRIES_BYTES_MAX,
+    PartitionProgress, PartitionReplica, PartitionStore, APPENDS_INFLIGHT_MAX,
+    MESSAGE_ENTRIES_BYTES_MAX, RECENT_ENTRIES_BYTES_MAX,
 };
 pub use raft::eraftpb::{Message, MessageType, Snapshot};
 pub use replica::{Committed, Progress, Replica, ReplicaOptions, Status};

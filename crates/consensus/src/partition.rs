@@ -45,6 +45,11 @@ use crate::wal::{Records, Wal};
 /// catch-up) are answered `LogTemporarilyUnavailable` and read from the log.
 pub const RECENT_ENTRIES_BYTES_MAX: usize = 8 * 1024 * 1024;
 
+/// Entry bytes in one append message at most (at least one entry is always sent).
+pub const MESSAGE_ENTRIES_BYTES_MAX: u64 = 1024 * 1024;
+/// Appends in flight to one follower at most, before it acknowledges.
+pub const APPENDS_INFLIGHT_MAX: usize = 64;
+
 #[derive(Debug, Default)]
 struct Meta {
     hard_state: HardState,
@@ -328,6 +333,10 @@ impl<D: Disk> PartitionReplica<D> {
             applied: commit,
             pre_vote: true,
             check_quorum: true,
+            // Several batches per append (raft-rs's default of 0 sends one entry each);
+            // bounded so a catching-up follower gets frames of at most a few MiB.
+            max_size_per_msg: MESSAGE_ENTRIES_BYTES_MAX,
+            max_inflight_msgs: APPENDS_INFLIGHT_MAX,
             ..raft::Config::default()
         };
         let logger = crate::logger::logger(id);
@@ -363,12 +372,48 @@ impl<D: Disk> PartitionReplica<D> {
         Ok(self.raw.step(message)?)
     }
 
+    /// The leader this member knows of (raft id; 0 for none).
+    pub fn leader_id(&self) -> u64 {
+        self.raw.raft.leader_id
+    }
+
+    /// The raft ids of the voters.
+    pub fn voters(&self) -> Vec<u64> {
+        self.raw.raft.prs().conf().voters().ids().iter().collect()
+    }
+
+    /// Leader only: each voter's raft id, the last index it is known to hold, and whether it
+    /// was heard from within the last election timeout (raft-rs's `recent_active`).
+    pub fn followers(&self) -> Vec<(u64, u64, bool)> {
+        self.raw
+            .raft
+            .prs()
+            .iter()
+            .map(|(&id, pr)| (id, pr.matched, pr.recent_active))
+            .collect()
+    }
+
+    /// The last index raft-rs holds (placed in the log or about to be).
+    pub fn last_index(&self) -> u64 {
+        self.raw.raft.raft_log.last_index()
+    }
+
+    /// Tells raft-rs a message to `id` could not be sent (it probes again instead of
+    /// streaming appends into the void).
+    pub fn report_unreachable(&mut self, id: u64) {
+        self.raw.report_unreachable(id);
+    }
+
     /// Leader only: places a producer's batch in the log (offsets and term stamped,
-    /// idempotent dedup) and proposes it. Returns the entry's index, or `None` for an
-    /// idempotent retry answered with the original offsets (nothing new to replicate).
-    /// The caller calls [`advance`](Self::advance) first if one is due: the internal entries
-    /// raft-rs appended (a new leader's empty entry) must be in the log before this one.
-    pub async fn propose(&mut self, batch: Vec<u8>) -> Result<Option<(RaftIndex, Offset)>> {
+    /// idempotent dedup) and proposes it. Returns the entry's index (`None` for an
+    /// idempotent retry answered with the original offsets: nothing new to replicate) and
+    /// the log's answer. The caller calls [`advance`](Self::advance) first if one is due:
+    /// the internal entries raft-rs appended (a new leader's empty entry) must be in the log
+    /// before this one.
+    pub async fn propose(
+        &mut self,
+        batch: Vec<u8>,
+    ) -> Result<(Option<RaftIndex>, shoal_storage::Appended)> {
         if !self.is_leader() {
             return Err(Error::Invalid("not the leader".into()));
         }
@@ -384,7 +429,7 @@ impl<D: Disk> PartitionReplica<D> {
         );
         let proposed = self.store.log.propose(batch, Wait::Buffered).await?;
         let Some(entry) = proposed.entry else {
-            return Ok(None);
+            return Ok((None, proposed.appended));
         };
         assert_eq!(entry.index.0, expected, "the log gave raft's next index");
         let stored = self
@@ -402,17 +447,26 @@ impl<D: Disk> PartitionReplica<D> {
             return Err(error.into());
         }
         assert_eq!(self.raw.raft.raft_log.last_index(), entry.index.0);
-        Ok(Some((entry.index, proposed.appended.last_offset)))
+        Ok((Some(entry.index), proposed.appended))
     }
 
-    /// Drains raft's `Ready` (see the module documentation for the order).
-    pub async fn advance(&mut self) -> Result<PartitionProgress> {
+    /// Drains raft's `Ready` (see the module documentation for the order). `send_early`
+    /// gets the messages that need not wait for this round's writes (a leader's appends to
+    /// its followers) before the log is waited for, so the leader's sync runs in parallel
+    /// with the followers'; the others come back in the progress.
+    pub async fn advance(
+        &mut self,
+        send_early: &mut dyn FnMut(Vec<Message>),
+    ) -> Result<PartitionProgress> {
         let mut progress = PartitionProgress::default();
         if !self.raw.has_ready() {
             return Ok(progress);
         }
         let mut ready = self.raw.ready();
-        progress.messages.extend(ready.take_messages());
+        let early = ready.take_messages();
+        if !early.is_empty() {
+            send_early(early);
+        }
         if !ready.snapshot().is_empty() {
             return Err(Error::Invalid(
                 "snapshots of partition groups are not built yet".into(),

@@ -154,8 +154,13 @@ impl Cluster {
                     moved = true;
                     replica.step(m).expect("step");
                 }
-                let progress = self.exec.run_until(replica.advance()).expect("advance");
-                for m in progress.messages {
+                let mut out = Vec::new();
+                let progress = self
+                    .exec
+                    .run_until(replica.advance(&mut |early| out.extend(early)))
+                    .expect("advance");
+                out.extend(progress.messages);
+                for m in out {
                     moved = true;
                     let to = (m.to - 1) as usize;
                     if self.nodes[to].up {
@@ -184,9 +189,9 @@ impl Cluster {
         let placed = self
             .exec
             .run_until(replica.propose(batch(tag, records)))
-            .expect("propose")
-            .expect("a new entry");
-        placed.1
+            .expect("propose");
+        assert!(placed.0.is_some(), "a new entry");
+        placed.1.last_offset
     }
 
     fn crash(&mut self, id: u64) {

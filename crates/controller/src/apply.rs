@@ -96,10 +96,14 @@ impl ClusterState {
                 .values_mut()
                 .flat_map(|t| t.partitions.iter_mut())
             {
-                if partition
-                    .replicas
-                    .first()
-                    .is_some_and(|leader| leader.node == node)
+                // A replicated partition's epoch is its Raft group's term, reported by the
+                // leader it elects: the controller does not raise it.
+                let single = !partition.is_replicated();
+                if single
+                    && partition
+                        .replicas
+                        .first()
+                        .is_some_and(|leader| leader.node == node)
                 {
                     // Saturates rather than panics: 2^31 restarts do not happen, but a
                     // record may start a partition near the top, and apply never panics on
@@ -247,6 +251,94 @@ impl ClusterState {
         Ok(Applied::ProducerIds { node, first, count })
     }
 
+    /// A replicated partition's leader reports itself (see [`crate::Record::PartitionLeader`]).
+    pub(crate) fn partition_leader(
+        &mut self,
+        name: &str,
+        id: [u8; 16],
+        partition: u32,
+        leader: NodeId,
+        leader_epoch: i32,
+        isr: &[NodeId],
+    ) -> Result<Applied, ApplyError> {
+        self.check_partition_leader(name, id, partition, leader, leader_epoch, isr)?;
+        let assignment = self
+            .topics
+            .get_mut(name)
+            .and_then(|t| t.partitions.get_mut(partition as usize))
+            .expect("checked");
+        assignment.leader = Some(leader);
+        assignment.leader_epoch = leader_epoch;
+        assignment.isr = isr.to_vec();
+        Ok(Applied::PartitionLeader {
+            topic: name.into(),
+            partition,
+            leader,
+            leader_epoch,
+        })
+    }
+
+    /// Whether [`Self::partition_leader`] would take the report.
+    pub(crate) fn check_partition_leader(
+        &self,
+        name: &str,
+        id: [u8; 16],
+        partition: u32,
+        leader: NodeId,
+        leader_epoch: i32,
+        isr: &[NodeId],
+    ) -> Result<(), ApplyError> {
+        let topic = self
+            .topics
+            .get(name)
+            .ok_or_else(|| ApplyError::UnknownTopic { name: name.into() })?;
+        if topic.id != id {
+            return Err(ApplyError::TopicIdMismatch { name: name.into() });
+        }
+        let assignment = usize::try_from(partition)
+            .ok()
+            .and_then(|p| topic.partitions.get(p))
+            .ok_or(ApplyError::Invalid(Invalid::UnknownPartition(partition)))?;
+        if !assignment.is_replicated() {
+            return Err(ApplyError::Invalid(Invalid::NotReplicated(partition)));
+        }
+        let is_replica = |node: &NodeId| assignment.replicas.iter().any(|r| r.node == *node);
+        if !is_replica(&leader) {
+            return Err(ApplyError::Invalid(Invalid::NotAReplica(leader)));
+        }
+        if isr.first() != Some(&leader) {
+            return Err(ApplyError::Invalid(Invalid::IsrWithoutLeader(leader)));
+        }
+        let mut seen = BTreeSet::new();
+        for node in isr {
+            if !is_replica(node) {
+                return Err(ApplyError::Invalid(Invalid::NotAReplica(*node)));
+            }
+            if !seen.insert(*node) {
+                return Err(ApplyError::Invalid(Invalid::DuplicateReplicaNode(*node)));
+            }
+        }
+        if leader_epoch < 0 {
+            return Err(ApplyError::Invalid(Invalid::NegativeLeaderEpoch(
+                leader_epoch,
+            )));
+        }
+        // A newer term, or the same term and leader (an ISR change). Raft elects at most one
+        // leader per term, so the same term with another leader is a corrupt report.
+        let current = assignment.leader_epoch;
+        let newer = leader_epoch > current;
+        let same = leader_epoch == current && assignment.leader.is_none_or(|l| l == leader);
+        if !(newer || same) {
+            return Err(ApplyError::StaleLeaderEpoch {
+                name: name.into(),
+                partition,
+                leader_epoch,
+                current,
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn place_groups(
         &mut self,
         assignments: &[GroupAssignment],
@@ -293,10 +385,13 @@ impl ClusterState {
         Ok(topic)
     }
 
+    /// The topic whose id is `id`, or shares its Raft group prefix (the first
+    /// [`crate::GROUP_ID_PREFIX_BYTES`] bytes, which name the partitions' groups).
     pub(crate) fn topic_with_id(&self, id: [u8; 16]) -> Option<&str> {
+        let prefix = crate::group_prefix(&id);
         self.topics
             .iter()
-            .find(|(_, topic)| topic.id == id)
+            .find(|(_, topic)| topic.id == id || crate::group_prefix(&topic.id) == prefix)
             .map(|(name, _)| name.as_str())
     }
 
@@ -335,6 +430,10 @@ impl ClusterState {
             return Err(ApplyError::Invalid(Invalid::NegativeLeaderEpoch(
                 partition.leader_epoch,
             )));
+        }
+        if placing == Placing::New && (partition.leader.is_some() || !partition.isr.is_empty()) {
+            // Leadership is reported by the partition's group once it runs, never placed.
+            return Err(ApplyError::Invalid(Invalid::LeaderPlaced));
         }
         let mut nodes = BTreeSet::new();
         for replica in &partition.replicas {

@@ -57,6 +57,16 @@ pub enum ApplyError {
     /// The 63-bit producer id space is used up.
     #[error("producer ids are exhausted")]
     ProducerIdsExhausted,
+    /// A deposed leader's report, or one that lost a race with a newer term.
+    #[error(
+        "{name}-{partition}: leader epoch {leader_epoch} is older than the recorded {current}"
+    )]
+    StaleLeaderEpoch {
+        name: String,
+        partition: u32,
+        leader_epoch: i32,
+        current: i32,
+    },
     #[error("invalid record: {0}")]
     Invalid(Invalid),
     /// POLICY_VIOLATION or INVALID_PARTITIONS, by limit.
@@ -91,6 +101,16 @@ pub enum Invalid {
     GroupPartitionOutOfRange(u32),
     #[error("group partition {0} is placed twice")]
     DuplicateGroupPartition(u32),
+    #[error("partition {0} does not exist")]
+    UnknownPartition(u32),
+    #[error("partition {0} has one replica: it has no Raft group to elect a leader")]
+    NotReplicated(u32),
+    #[error("node {0} is not a replica of the partition")]
+    NotAReplica(NodeId),
+    #[error("the in-sync replicas must start with the leader {0}")]
+    IsrWithoutLeader(NodeId),
+    #[error("a new partition names a leader or in-sync replicas (they are reported, not placed)")]
+    LeaderPlaced,
 }
 
 /// A limit of [`crate::limits`].
@@ -218,12 +238,6 @@ pub enum PlanError {
     /// INVALID_REPLICATION_FACTOR (0, or below -1).
     #[error("replication factor {0} must be -1 (the default) or at least 1")]
     InvalidReplicationFactor(i16),
-    /// INVALID_REPLICATION_FACTOR: until replication lands every partition has one replica.
-    #[error(
-        "replication factor {0} is not supported yet: replication is not built, \
-         every partition has exactly one replica (use 1 or -1)"
-    )]
-    ReplicationNotSupported(i16),
     /// NoUnfencedBrokers is retriable (REQUEST_TIMED_OUT); the others INVALID_REPLICATION_FACTOR
     /// or INVALID_PARTITIONS.
     #[error("{0}")]
@@ -242,6 +256,9 @@ pub enum PlanError {
     Invalid(Invalid),
     #[error("producer ids are exhausted")]
     ProducerIdsExhausted,
+    /// The record would be refused when applied (a stale leader report).
+    #[error("{0}")]
+    Refused(ApplyError),
 }
 
 impl PlanError {

@@ -53,8 +53,10 @@ pub const RECORD_BYTES_MAX: usize = 8 * 1024 * 1024;
 pub const SNAPSHOT_BYTES_MAX: usize = 512 * 1024 * 1024;
 
 /// Upper bound of one encoded `PartitionAssignment` (with `REPLICATION_FACTOR_MAX` replicas of
-/// the longest ids) plus its separating comma, in bytes: see `record::tests`.
-pub(crate) const ASSIGNMENT_BYTES_MAX: usize = 13 + REPLICATION_FACTOR_MAX * 39 + 29 + 1;
+/// the longest ids, a leader and a full ISR) plus its separating comma, in bytes: see
+/// `record::tests`.
+pub(crate) const ASSIGNMENT_BYTES_MAX: usize =
+    13 + REPLICATION_FACTOR_MAX * 39 + 29 + 1 + 22 + 8 + REPLICATION_FACTOR_MAX * 12;
 
 /// Upper bound of a topic's encoded configs: JSON may escape a byte as six (`\u0001`).
 pub(crate) const CONFIGS_BYTES_MAX: usize =

@@ -46,10 +46,7 @@ pub fn place(
         });
     }
     let assignments: Vec<PartitionAssignment> = (0..count)
-        .map(|_| PartitionAssignment {
-            replicas: load.pick(replication_factor),
-            leader_epoch: 0,
-        })
+        .map(|_| PartitionAssignment::new(load.pick(replication_factor)))
         .collect();
     debug_assert!(assignments
         .iter()

@@ -24,8 +24,10 @@ use crate::state::ClusterState;
 const REPLICATION_FACTOR_DEFAULT_REQUEST: i16 = -1;
 
 /// CreateTopics for one topic. `partitions` is resolved by the caller (-1 becomes the server's
-/// `default_partitions` first); `replication_factor` -1 means the default, 1. `new_id` is a
-/// random UUID drawn by the caller (the state machine draws nothing).
+/// `default_partitions` first); `replication_factor` -1 means 1 (the server resolves its own
+/// default first); more replicas than unfenced brokers is refused by placement. `new_id` is a
+/// random UUID drawn by the caller (the state machine draws nothing); one that shares its
+/// Raft group prefix with another topic's id is refused as unusable (the caller draws again).
 pub fn plan_create_topic(
     state: &ClusterState,
     name: &str,
@@ -40,13 +42,13 @@ pub fn plan_create_topic(
             name: name.to_string(),
         });
     }
-    match replication_factor {
-        1 | REPLICATION_FACTOR_DEFAULT_REQUEST => {}
-        factor if factor > 1 => return Err(PlanError::ReplicationNotSupported(factor)),
+    let replication_factor = match replication_factor {
+        REPLICATION_FACTOR_DEFAULT_REQUEST => 1,
+        factor if factor >= 1 => usize::try_from(factor).expect("positive"),
         factor => return Err(PlanError::InvalidReplicationFactor(factor)),
-    }
+    };
     let count = partition_count(partitions)?;
-    if new_id == [0; 16] || state.topic_with_id(new_id).is_some() {
+    if crate::group_prefix(&new_id) == 0 || state.topic_with_id(new_id).is_some() {
         return Err(PlanError::TopicIdUnusable);
     }
     if state.topics().len() >= TOPICS_MAX {
@@ -54,13 +56,50 @@ pub fn plan_create_topic(
     }
     check_cluster_partitions(state, count)?;
     validate_configs(&configs).map_err(plan_error)?;
-    let assignments = place(state, count, 1)?;
+    let assignments = place(state, count, replication_factor)?;
     Ok(Record::CreateTopic {
         name: name.to_string(),
         id: new_id,
         partitions: assignments,
         configs,
     })
+}
+
+/// A replicated partition's leader reports itself: `None` when the applied state already says
+/// so (nothing to propose), an error when the report is stale or names no replica.
+pub fn plan_partition_leader(
+    state: &ClusterState,
+    topic: &str,
+    partition: u32,
+    leader: NodeId,
+    leader_epoch: i32,
+    isr: Vec<NodeId>,
+) -> Result<Option<Record>, PlanError> {
+    let found = state
+        .topic(topic)
+        .ok_or_else(|| PlanError::UnknownTopic { name: topic.into() })?;
+    let assignment = found
+        .partitions
+        .get(partition as usize)
+        .ok_or_else(|| PlanError::UnknownTopic { name: topic.into() })?;
+    if assignment.leader == Some(leader)
+        && assignment.leader_epoch == leader_epoch
+        && assignment.isr == isr
+    {
+        return Ok(None);
+    }
+    // Checked here, so a stale report is answered without a trip through the log.
+    state
+        .check_partition_leader(topic, found.id, partition, leader, leader_epoch, &isr)
+        .map_err(PlanError::Refused)?;
+    Ok(Some(Record::PartitionLeader {
+        topic: topic.into(),
+        id: found.id,
+        partition,
+        leader,
+        leader_epoch,
+        isr,
+    }))
 }
 
 /// CreatePartitions: grows `name` to `count` partitions, each with as many replicas as the

@@ -52,15 +52,21 @@ fn a_planned_topic_applies_with_one_balanced_replica_each() {
 }
 
 #[test]
-fn replication_factors_above_one_are_refused_until_replication_lands() {
+fn replication_factors_up_to_the_unfenced_brokers_are_placed() {
     let state = cluster(&[(0, 1, None), (1, 1, None), (2, 1, None)]);
-    for rf in [2, 3, i16::MAX] {
+    for rf in [2, 3] {
+        let Ok(Record::CreateTopic { partitions, .. }) = create(&state, "t", 4, rf) else {
+            panic!("rf {rf} planned");
+        };
+        for p in &partitions {
+            assert_eq!(p.replicas.len(), rf as usize);
+            assert!(p.is_replicated());
+            assert_eq!((p.leader, p.isr.len(), p.leader_epoch), (None, 0, 0));
+        }
+    }
+    for rf in [4, i16::MAX] {
         let error = create(&state, "t", 1, rf).expect_err("refused");
-        assert_eq!(error, PlanError::ReplicationNotSupported(rf));
-        assert!(
-            error.to_string().contains("replication is not built"),
-            "{error}"
-        );
+        assert!(matches!(error, PlanError::Placement(_)), "{error:?}");
         assert!(!error.is_retriable());
     }
     for rf in [0, -2, i16::MIN] {
@@ -159,10 +165,7 @@ fn partition_growth_plans() {
 #[test]
 fn partition_growth_keeps_the_topics_replication_factor() {
     let mut state = cluster(&[(0, 1, None), (1, 1, None)]);
-    let two = PartitionAssignment {
-        replicas: vec![replica(0, 0), replica(1, 0)],
-        leader_epoch: 0,
-    };
+    let two = PartitionAssignment::new(vec![replica(0, 0), replica(1, 0)]);
     assert!(create_topic(&mut state, "t", 1, vec![two]).is_ok());
     let record = plan_create_partitions(&state, "t", 2).expect("planned");
     let Record::CreatePartitions { added, .. } = &record else {

@@ -168,10 +168,7 @@ fn assignments(raw: &[(i32, u32, i32)]) -> Vec<PartitionAssignment> {
                     core: ShardId(0),
                 });
             }
-            PartitionAssignment {
-                replicas,
-                leader_epoch: 0,
-            }
+            PartitionAssignment::new(replicas)
         })
         .collect()
 }
@@ -411,8 +408,13 @@ proptest! {
         for (name, topic) in state.topics() {
             for (p, partition) in (0..).zip(&topic.partitions) {
                 let leader = state.leader(name, shoal_model::PartitionId(p));
-                let first = partition.replicas[0].node;
-                prop_assert_eq!(leader, state.is_live(first).then_some(first));
+                // A replicated partition leads where its group reported, if anywhere.
+                let first = if partition.is_replicated() {
+                    partition.leader
+                } else {
+                    Some(partition.replicas[0].node)
+                };
+                prop_assert_eq!(leader, first.filter(|&node| state.is_live(node)));
             }
         }
         for p in 0..crate::limits::GROUP_PARTITIONS {

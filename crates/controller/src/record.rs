@@ -17,8 +17,13 @@ use thiserror::Error;
 use crate::ids;
 use crate::limits::RECORD_BYTES_MAX;
 
-/// The envelope version [`Record::encode`] writes.
-pub const RECORD_VERSION: u16 = 1;
+/// The envelope version [`Record::encode`] writes. Version 2 added
+/// [`Record::PartitionLeader`] and the leadership fields of [`PartitionAssignment`] (absent
+/// in version 1 records, which read as "no leader reported").
+pub const RECORD_VERSION: u16 = 2;
+
+/// The oldest envelope version [`Record::decode`] reads.
+pub const RECORD_VERSION_MIN: u16 = 1;
 
 /// Bytes before the JSON body.
 const HEADER_BYTES: usize = 2;
@@ -79,6 +84,20 @@ pub enum Record {
     PlaceGroupPartitions {
         assignments: Vec<GroupAssignment>,
     },
+    /// A replicated partition's Raft group elected `leader` in term `leader_epoch`, which
+    /// counts `isr` in sync (the leader first). Reported by the leader itself; applied when
+    /// the epoch is newer than the recorded one, or the same epoch with the same leader (an
+    /// ISR change). Ignored (an error) otherwise: a report from a deposed leader.
+    PartitionLeader {
+        topic: String,
+        id: [u8; 16],
+        partition: u32,
+        #[serde(with = "ids::node")]
+        leader: NodeId,
+        leader_epoch: i32,
+        #[serde(with = "ids::nodes")]
+        isr: Vec<NodeId>,
+    },
 }
 
 /// What a broker says about itself when it registers.
@@ -109,12 +128,37 @@ pub struct Replica {
 }
 
 /// The replicas of one partition. The first replica is the preferred leader; with one replica
-/// it is the leader whenever its broker is unfenced.
+/// it is the leader whenever its broker is unfenced. With more, the partition is a Raft group
+/// and its leader is the one the group elected ([`Record::PartitionLeader`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionAssignment {
     pub replicas: Vec<Replica>,
-    /// Kafka's leader epoch (the Raft term once replication lands).
+    /// Kafka's leader epoch: bumped by the controller for one replica, the Raft term of the
+    /// reported leader for more.
     pub leader_epoch: i32,
+    /// A replicated partition's leader as last reported (`None` before the first report).
+    #[serde(default, with = "ids::opt_node")]
+    pub leader: Option<NodeId>,
+    /// A replicated partition's in-sync replicas as its leader last reported them.
+    #[serde(default, with = "ids::nodes")]
+    pub isr: Vec<NodeId>,
+}
+
+impl PartitionAssignment {
+    /// A new partition on `replicas`, epoch 0, no leader reported yet.
+    pub fn new(replicas: Vec<Replica>) -> PartitionAssignment {
+        PartitionAssignment {
+            replicas,
+            leader_epoch: 0,
+            leader: None,
+            isr: Vec::new(),
+        }
+    }
+
+    /// Whether the partition is a Raft group (more than one replica).
+    pub fn is_replicated(&self) -> bool {
+        self.replicas.len() > 1
+    }
 }
 
 /// The coordinator of one group partition.
@@ -171,7 +215,7 @@ impl Record {
             return Err(DecodeError::Truncated { bytes: bytes.len() });
         };
         let version = u16::from_le_bytes(*header);
-        if version != RECORD_VERSION {
+        if !(RECORD_VERSION_MIN..=RECORD_VERSION).contains(&version) {
             return Err(DecodeError::UnsupportedVersion {
                 found: version,
                 known: RECORD_VERSION,
@@ -197,6 +241,8 @@ mod tests {
         PartitionAssignment {
             replicas: vec![replica; REPLICATION_FACTOR_MAX],
             leader_epoch: i32::MIN,
+            leader: Some(NodeId(i32::MIN)),
+            isr: vec![NodeId(i32::MIN); REPLICATION_FACTOR_MAX],
         }
     }
 
@@ -273,11 +319,23 @@ mod tests {
         }
         .encode()
         .expect("encodes");
-        future[..2].copy_from_slice(&2u16.to_le_bytes());
+        future[..2].copy_from_slice(&3u16.to_le_bytes());
         assert!(matches!(
             Record::decode(&future),
-            Err(DecodeError::UnsupportedVersion { found: 2, known: 1 })
+            Err(DecodeError::UnsupportedVersion { found: 3, known: 2 })
         ));
+        // A version 1 record (no leadership fields) still reads, as "no leader reported".
+        let mut old = 1u16.to_le_bytes().to_vec();
+        old.extend_from_slice(
+            br#"{"CreatePartitions":{"name":"t","id":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1],"partitions_before":1,"added":[{"replicas":[{"node":1,"core":0}],"leader_epoch":0}]}}"#,
+        );
+        match Record::decode(&old) {
+            Ok(Record::CreatePartitions { added, .. }) => {
+                assert_eq!(added[0].leader, None);
+                assert!(added[0].isr.is_empty());
+            }
+            other => panic!("a version 1 record reads: {other:?}"),
+        }
         let huge = vec![b' '; RECORD_BYTES_MAX + 1];
         assert!(matches!(
             Record::decode(&huge),

@@ -104,6 +104,13 @@ pub enum Applied {
     GroupPartitionsPlaced {
         partitions: Vec<u32>,
     },
+    /// A replicated partition's reported leader, epoch or ISR changed.
+    PartitionLeader {
+        topic: String,
+        partition: u32,
+        leader: NodeId,
+        leader_epoch: i32,
+    },
 }
 
 impl ClusterState {
@@ -159,6 +166,14 @@ impl ClusterState {
                 self.allocate_producer_ids(*node, *count)
             }
             Record::PlaceGroupPartitions { assignments } => self.place_groups(assignments),
+            Record::PartitionLeader {
+                topic,
+                id,
+                partition,
+                leader,
+                leader_epoch,
+                isr,
+            } => self.partition_leader(topic, *id, *partition, *leader, *leader_epoch, isr),
         };
         self.applied_index = index;
         debug_assert_eq!(self.check(), Ok(()));
@@ -211,11 +226,17 @@ impl ClusterState {
         self.topics.get(topic)?.partitions.get(index)
     }
 
-    /// The partition's leader: its first replica, unless that broker is fenced (then the
-    /// partition has no leader, and clients get LEADER_NOT_AVAILABLE).
+    /// The partition's leader: its first replica (the reported one, for a replicated
+    /// partition), unless that broker is fenced (then the partition has no leader, and
+    /// clients get LEADER_NOT_AVAILABLE).
     pub fn leader(&self, topic: &str, partition: PartitionId) -> Option<NodeId> {
-        let leader = self.partition(topic, partition)?.replicas.first()?;
-        self.is_live(leader.node).then_some(leader.node)
+        let assignment = self.partition(topic, partition)?;
+        let leader = if assignment.is_replicated() {
+            assignment.leader?
+        } else {
+            assignment.replicas.first()?.node
+        };
+        self.is_live(leader).then_some(leader)
     }
 
     /// The first producer id the next `AllocateProducerIds` record hands out.

@@ -291,8 +291,8 @@ fn assignments_that_break_a_rule_are_refused() {
     let register = Record::RegisterBroker(registration(2, 1, None)); // Stays fenced.
     assert!(apply_next(&mut state, &register).is_ok());
     let with = |replicas: Vec<crate::Replica>, leader_epoch: i32| PartitionAssignment {
-        replicas,
         leader_epoch,
+        ..PartitionAssignment::new(replicas)
     };
     let cases = vec![
         (with(vec![], 0), ApplyError::Invalid(Invalid::NoReplicas)),
@@ -823,4 +823,121 @@ fn bad_snapshots_are_typed_errors() {
         ClusterState::from_snapshot_bytes(&huge),
         Err(SnapshotError::TooLarge { .. })
     ));
+}
+
+/// Brokers 0, 1, 2 and topic "r" of one partition replicated on all three.
+fn with_replicated_topic() -> ClusterState {
+    let mut state = cluster(&[(0, 1, None), (1, 1, None), (2, 1, None)]);
+    let three = PartitionAssignment::new(vec![replica(0, 0), replica(1, 0), replica(2, 0)]);
+    assert!(create_topic(&mut state, "r", 7, vec![three]).is_ok());
+    state
+}
+
+fn report(leader: i32, leader_epoch: i32, isr: &[i32]) -> Record {
+    Record::PartitionLeader {
+        topic: "r".into(),
+        id: topic_id(7),
+        partition: 0,
+        leader: NodeId(leader),
+        leader_epoch,
+        isr: isr.iter().copied().map(NodeId).collect(),
+    }
+}
+
+#[test]
+fn a_replicated_partition_leads_where_its_group_elected_and_stale_reports_are_refused() {
+    let mut state = with_replicated_topic();
+    // Before any report a replicated partition has no leader (its first replica is not it).
+    assert_eq!(state.leader("r", PartitionId(0)), None);
+    assert!(apply_next(&mut state, &report(1, 3, &[1, 0, 2])).is_ok());
+    assert_eq!(state.leader("r", PartitionId(0)), Some(NodeId(1)));
+    let p = state
+        .partition("r", PartitionId(0))
+        .expect("exists")
+        .clone();
+    assert_eq!((p.leader_epoch, p.isr.len()), (3, 3));
+    // Same term, same leader: an ISR change.
+    assert!(apply_next(&mut state, &report(1, 3, &[1, 2])).is_ok());
+    // Same term, another leader; an older term: refused, nothing changes.
+    let stale = |epoch| ApplyError::StaleLeaderEpoch {
+        name: "r".into(),
+        partition: 0,
+        leader_epoch: epoch,
+        current: 3,
+    };
+    refused(&mut state, &report(2, 3, &[2]), stale(3));
+    refused(&mut state, &report(2, 2, &[2]), stale(2));
+    // Reports that name no replica, or an ISR without the leader first.
+    refused(
+        &mut state,
+        &report(5, 4, &[5]),
+        ApplyError::Invalid(Invalid::NotAReplica(NodeId(5))),
+    );
+    refused(
+        &mut state,
+        &report(2, 4, &[0, 2]),
+        ApplyError::Invalid(Invalid::IsrWithoutLeader(NodeId(2))),
+    );
+    refused(
+        &mut state,
+        &report(2, 4, &[2, 2]),
+        ApplyError::Invalid(Invalid::DuplicateReplicaNode(NodeId(2))),
+    );
+    // A newer term moves it; unfencing never raises a replicated partition's epoch.
+    assert!(apply_next(&mut state, &report(2, 4, &[2, 0])).is_ok());
+    let broker_epoch = epoch(&state, 2);
+    let fence = Record::FenceBroker {
+        node: NodeId(2),
+        broker_epoch,
+    };
+    assert!(apply_next(&mut state, &fence).is_ok());
+    assert_eq!(
+        state.leader("r", PartitionId(0)),
+        None,
+        "a fenced leader leads nothing"
+    );
+    let unfence = Record::UnfenceBroker {
+        node: NodeId(2),
+        broker_epoch,
+    };
+    assert!(apply_next(&mut state, &unfence).is_ok());
+    assert_eq!(epochs(&state, "r"), vec![4]);
+    // One replica: no group, no report.
+    let mut single = with_topic();
+    let one = Record::PartitionLeader {
+        topic: "t".into(),
+        id: topic_id(1),
+        partition: 0,
+        leader: NodeId(0),
+        leader_epoch: 1,
+        isr: vec![NodeId(0)],
+    };
+    refused(
+        &mut single,
+        &one,
+        ApplyError::Invalid(Invalid::NotReplicated(0)),
+    );
+}
+
+#[test]
+fn topic_ids_sharing_a_group_prefix_are_refused() {
+    let mut state = with_replicated_topic();
+    let mut id = topic_id(7);
+    id[15] = 0; // same first bytes, another id
+    let record = Record::CreateTopic {
+        name: "s".into(),
+        id,
+        partitions: vec![assignment(0, 0)],
+        configs: BTreeMap::new(),
+    };
+    refused(
+        &mut state,
+        &record,
+        ApplyError::TopicIdInUse { by: "r".into() },
+    );
+    assert_ne!(crate::partition_group(&topic_id(7), 0), 0);
+    assert_eq!(
+        crate::group_partition(crate::partition_group(&topic_id(7), 513)),
+        (crate::group_prefix(&topic_id(7)), 513)
+    );
 }

@@ -27,10 +27,7 @@ pub(crate) fn replica(node: i32, core: u32) -> Replica {
 }
 
 pub(crate) fn assignment(node: i32, core: u32) -> PartitionAssignment {
-    PartitionAssignment {
-        replicas: vec![replica(node, core)],
-        leader_epoch: 0,
-    }
+    PartitionAssignment::new(vec![replica(node, core)])
 }
 
 pub(crate) fn topic_id(seed: u8) -> [u8; 16] {

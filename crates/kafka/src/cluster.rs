@@ -11,7 +11,7 @@ use std::fmt;
 
 use kafka_protocol::error::ResponseError;
 use shoal_model::{Offset, TimestampMs};
-use shoal_storage::{Appended, LogOffsets, ReadBatches, Wait};
+use shoal_storage::{Appended, LogOffsets, ReadBatches};
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {
@@ -70,6 +70,37 @@ pub enum Owner {
     Coordinator,
 }
 
+/// What a producer's `acks` asks an append to wait for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acks {
+    /// acks=0: in memory, no answer is sent anyway.
+    None,
+    /// acks=1: the leader has it as the topic's durability says (fsync by default).
+    Leader,
+    /// acks=all: so has every in-sync replica: a majority of a replicated partition's group
+    /// (the Raft commit, which counts the leader's own sync); the leader alone for one replica.
+    All,
+}
+
+impl Acks {
+    /// From the request's `acks` field (-1 all, 0 none, anything else the leader).
+    pub fn from_request(acks: i16) -> Acks {
+        match acks {
+            0 => Acks::None,
+            -1 => Acks::All,
+            _ => Acks::Leader,
+        }
+    }
+
+    /// The wait of a log that is not replicated.
+    pub fn wait(self) -> shoal_storage::Wait {
+        match self {
+            Acks::None => shoal_storage::Wait::Buffered,
+            Acks::Leader | Acks::All => shoal_storage::Wait::Durable,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct BrokerInfo {
     pub node_id: i32,
@@ -92,9 +123,15 @@ pub struct TopicInfo {
     /// Partitions without a leader (a failed or full disk, corruption, or their node is
     /// fenced), ascending.
     pub offline: Vec<i32>,
-    /// The node of each partition, by partition index (empty: every partition on this
-    /// broker, as on a one-node cluster).
+    /// The node of each partition (its leader), by partition index (empty: every partition
+    /// on this broker, as on a one-node cluster; -1: no leader known).
     pub nodes: Vec<i32>,
+    /// The replica nodes of each partition, by partition index (empty, or an empty entry:
+    /// the partition's node alone).
+    pub replicas: Vec<Vec<i32>>,
+    /// The in-sync replicas of each replicated partition, as its leader reported them (an
+    /// empty entry: the partition's node alone).
+    pub isr: Vec<Vec<i32>>,
     /// How produced batches are checked and rewritten, from the topic's configs.
     pub produce: ProducePolicy,
 }
@@ -276,11 +313,12 @@ pub trait Cluster {
     ) -> Vec<Result<TopicInfo, ApiError>>;
     async fn delete_topics(&self, names: Vec<String>) -> Vec<Result<(), ApiError>>;
 
+    /// Appends a producer's batch and answers as `acks` asks (see [`Acks`]).
     async fn append(
         &self,
         tp: &TopicPartition,
         batch: Vec<u8>,
-        wait: Wait,
+        acks: Acks,
     ) -> Result<Appended, ApiError>;
     async fn read(
         &self,

@@ -62,7 +62,6 @@ impl DmaBuf for GlommioBuf {
 #[derive(Debug)]
 pub struct GlommioFile {
     inner: glommio::io::DmaFile,
-    path: std::path::PathBuf,
     /// A second descriptor of the same file opened with `O_DSYNC`, for
     /// [`DmaFile::write_at_synced`]; opened on first use so files that never take durable
     /// writes (indexes, sealed segments) do not hold two descriptors.
@@ -80,7 +79,12 @@ impl GlommioFile {
         }
         let mut opts = OpenOptions::new();
         opts.read(true).write(true).custom_flags(libc_o_dsync());
-        let file = Rc::new(opts.dma_open(&self.path).await.map_err(to_io_error)?);
+        // Through the open descriptor, not the name: the file may have been renamed since
+        // it was opened (an empty active segment takes a new term's name), and the second
+        // descriptor must be of the same inode whatever its name is now.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.inner);
+        let by_fd = format!("/proc/self/fd/{fd}");
+        let file = Rc::new(opts.dma_open(&by_fd).await.map_err(to_io_error)?);
         *self.dsync.borrow_mut() = Some(file.clone());
         Ok(file)
     }
@@ -329,7 +333,6 @@ impl Disk for GlommioDisk {
         let inner = opts.dma_open(path).await.map_err(to_io_error)?;
         Ok(GlommioFile {
             inner,
-            path: path.to_path_buf(),
             dsync: std::cell::RefCell::new(None),
             #[cfg(feature = "fault-switches")]
             tracked: crate::power_cut::track(path),

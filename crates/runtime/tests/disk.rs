@@ -340,3 +340,22 @@ fn executor_rejects_offline_cpu() {
     let err = opts.builder().expect_err("cpu 100000 is not online");
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
 }
+
+/// A file renamed while open still takes durable writes: its `O_DSYNC` descriptor is opened
+/// through the open one, not the old name (an empty segment is renamed for a new term before
+/// its first write; reopening by name failed with ENOENT and took the partition offline).
+#[test]
+fn durable_writes_follow_a_file_renamed_while_open() {
+    run("rename-dsync", |dir| async move {
+        let disk = GlommioDisk::new();
+        let (old, new) = (dir.join("a.log"), dir.join("b.log"));
+        let file = disk.open(&old, OpenMode::CreateTruncate).await?;
+        disk.rename(&old, &new).await?;
+        let buf = Rc::new(patterned(&file, 1, 3));
+        assert_eq!(file.write_at_synced(buf, 0).await?, BLOCK);
+        file.close().await?;
+        let back = disk.open(&new, OpenMode::Existing).await?;
+        assert_eq!(back.read_at(0, BLOCK).await?, pattern(3, 0..BLOCK));
+        back.close().await
+    });
+}

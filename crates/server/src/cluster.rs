@@ -204,6 +204,13 @@ pub(crate) async fn start(
             .serve(listener, known, inbox.clone(), stopping.clone()),
     )
     .detach();
+    {
+        let shard = shard.clone();
+        net.set_partition_inbox(Rc::new(move |from, core, group, message| {
+            shard.route_raft(from, core, group, message)
+        }));
+    }
+    *shard.rpc.borrow_mut() = Some(net.clone());
     let handle = Rc::new(ClusterHandle {
         state: state.clone(),
         inbox,
@@ -785,19 +792,46 @@ impl Driver {
             .topics()
             .iter()
             .map(|(name, topic)| {
+                // A partition's core here is this node's replica's; its node the one
+                // that leads it (a replicated partition's reported leader, -1 before one).
+                fn here(
+                    p: &shoal_controller::PartitionAssignment,
+                    me: i32,
+                ) -> Option<&shoal_controller::Replica> {
+                    p.replicas
+                        .iter()
+                        .find(|r| r.node.0 == me)
+                        .or(p.replicas.first())
+                }
                 let meta = TopicMeta {
                     id: topic.id,
                     owners: topic
                         .partitions
                         .iter()
-                        .map(|p| p.replicas.first().map_or(0, |r| r.core.0 as usize))
+                        .map(|p| here(p, me).map_or(0, |r| r.core.0 as usize))
                         .collect(),
                     configs: topic.configs.clone(),
                     leader_epochs: topic.partitions.iter().map(|p| p.leader_epoch).collect(),
                     nodes: topic
                         .partitions
                         .iter()
-                        .map(|p| p.replicas.first().map_or(-1, |r| r.node.0))
+                        .map(|p| {
+                            if p.is_replicated() {
+                                p.leader.map_or(-1, |l| l.0)
+                            } else {
+                                p.replicas.first().map_or(-1, |r| r.node.0)
+                            }
+                        })
+                        .collect(),
+                    replicas: topic
+                        .partitions
+                        .iter()
+                        .map(|p| p.replicas.iter().map(|r| (r.node.0, r.core.0)).collect())
+                        .collect(),
+                    isr: topic
+                        .partitions
+                        .iter()
+                        .map(|p| p.isr.iter().map(|n| n.0).collect())
                         .collect(),
                 };
                 (name.clone(), meta)

@@ -97,11 +97,19 @@ impl Shard {
             topic.partitions
         };
         let id = *uuid::Uuid::new_v4().as_bytes();
+        let replication_factor = if topic.replication_factor == -1 {
+            // The default, capped by the brokers that can take a replica now.
+            let live = cluster.state.borrow().live_brokers().count().max(1);
+            let live = i16::try_from(live).unwrap_or(i16::MAX);
+            self.config.default_replication_factor.min(live)
+        } else {
+            topic.replication_factor
+        };
         let record = plan_create_topic(
             &cluster.state.borrow(),
             &topic.name,
             partitions,
-            topic.replication_factor,
+            replication_factor,
             topic.configs.clone(),
             id,
         )
@@ -229,6 +237,8 @@ fn planned_topic_info(record: &Record, name: &str) -> TopicInfo {
         leader_epochs: vec![0; partitions],
         offline: Vec::new(),
         nodes: Vec::new(),
+        replicas: Vec::new(),
+        isr: Vec::new(),
     }
 }
 
@@ -256,9 +266,7 @@ pub(crate) fn plan_error(error: &PlanError) -> ApiError {
         PlanError::InvalidPartitions(_) | PlanError::PartitionsNotIncreased { .. } => {
             ResponseError::InvalidPartitions
         }
-        PlanError::InvalidReplicationFactor(_) | PlanError::ReplicationNotSupported(_) => {
-            ResponseError::InvalidReplicationFactor
-        }
+        PlanError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         // Brokers come back (or register): a retriable code, as Kafka's TimeoutException.
         PlanError::Placement(PlacementError::NoUnfencedBrokers) => ResponseError::RequestTimedOut,
         PlanError::Placement(PlacementError::TooManyPartitions(_)) => {

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use futures::future::select;
 use shoal_kafka::cluster::{
-    config_source, config_type, ApiError, BrokerInfo, Cluster, ConfigChange, ConfigEntry,
+    config_source, config_type, Acks, ApiError, BrokerInfo, Cluster, ConfigChange, ConfigEntry,
     ConfigSynonym, EpochEndOffset, LogDirInfo, NewTopic, Owner, TopicInfo, TopicPartition,
     Unanswered,
 };
 use shoal_kafka::error_map::unanswered;
 use shoal_model::{Offset, Term, TimestampMs};
-use shoal_storage::{Appended, LogOffsets, ReadBatches, Wait};
+use shoal_storage::{Appended, LogOffsets, ReadBatches};
 
 use crate::controller::topic_info;
 use crate::mesh::CALL_TIMEOUT_MS;
@@ -159,6 +159,21 @@ impl Cluster for ShardCluster {
         .await
     }
 
+    /// A replicated partition's ISR as its leader last reported it (the leader itself at
+    /// least); 1 for a partition of one replica.
+    fn in_sync_replicas(&self, tp: &TopicPartition) -> i32 {
+        let snapshot = self.0.snapshot();
+        let Some(meta) = snapshot.topics.get(&tp.topic) else {
+            return 1;
+        };
+        let index = tp.partition as usize;
+        if !meta.is_replicated(index) {
+            return 1;
+        }
+        let reported = meta.isr.get(index).map_or(0, Vec::len);
+        i32::try_from(reported.max(1)).unwrap_or(i32::MAX)
+    }
+
     async fn delete_topics(&self, names: Vec<String>) -> Vec<Result<(), ApiError>> {
         self.change_metadata(names.len(), move |shard| async move {
             shard.controller_delete_topics(names).await
@@ -170,10 +185,10 @@ impl Cluster for ShardCluster {
         &self,
         tp: &TopicPartition,
         batch: Vec<u8>,
-        wait: Wait,
+        acks: Acks,
     ) -> Result<Appended, ApiError> {
         self.change_partition(tp, move |shard, tp| async move {
-            shard.local_append(&tp, batch, wait).await
+            shard.local_append(&tp, batch, acks).await
         })
         .await
     }
@@ -317,7 +332,7 @@ impl Cluster for ShardCluster {
             "PLAINTEXT://{}:{}",
             config.advertised_host, config.advertised_port
         );
-        let settings: [(&str, String, i8); 10] = [
+        let settings: [(&str, String, i8); 11] = [
             ("broker.id", config.node_id.to_string(), config_type::INT),
             (
                 "listeners",
@@ -329,6 +344,11 @@ impl Cluster for ShardCluster {
             (
                 "num.partitions",
                 config.default_partitions.to_string(),
+                config_type::INT,
+            ),
+            (
+                "default.replication.factor",
+                config.default_replication_factor.to_string(),
                 config_type::INT,
             ),
             (

@@ -62,6 +62,9 @@ pub(crate) struct Config {
     pub(crate) node_id: i32,
     pub(crate) auto_create_topics: bool,
     pub(crate) default_partitions: i32,
+    /// A cluster node: the replication factor of topics created with -1 (Kafka's
+    /// `default.replication.factor`), capped by the unfenced brokers.
+    pub(crate) default_replication_factor: i16,
     /// Largest request frame accepted (Kafka `socket.request.max.bytes`).
     pub(crate) request_bytes_max: usize,
     /// Requests read ahead of their responses on one connection.
@@ -226,6 +229,7 @@ pub(crate) const KEYS: &[&str] = &[
     "node_id",
     "auto_create_topics",
     "default_partitions",
+    "default_replication_factor",
     "request_bytes_max",
     "requests_inflight_per_connection_max",
     "requests_inflight_bytes_max",
@@ -306,6 +310,7 @@ impl Config {
             node_id: parse("node_id", None, "0")?.parse()?,
             auto_create_topics: parse("auto_create_topics", None, "true")?.parse()?,
             default_partitions: parse("default_partitions", None, "1")?.parse()?,
+            default_replication_factor: parse("default_replication_factor", None, "1")?.parse()?,
             request_bytes_max: parse("request_bytes_max", None, "104857600")?.parse()?,
             requests_inflight_per_connection_max: parse(
                 "requests_inflight_per_connection_max",
@@ -326,11 +331,12 @@ impl Config {
         };
         if config.cores == 0
             || config.default_partitions < 1
+            || config.default_replication_factor < 1
             || config.requests_inflight_per_connection_max == 0
             || config.requests_inflight_bytes_max == 0
             || config.connections_max == 0
         {
-            anyhow::bail!("cores, default_partitions, requests_inflight_per_connection_max, requests_inflight_bytes_max and connections_max must be positive");
+            anyhow::bail!("cores, default_partitions, default_replication_factor, requests_inflight_per_connection_max, requests_inflight_bytes_max and connections_max must be positive");
         }
         Ok(config)
     }

@@ -44,8 +44,21 @@ pub(crate) fn topic_info(
     }
     offline.sort_unstable();
     offline.dedup();
+    let replicas = meta
+        .replicas
+        .iter()
+        .map(|r| {
+            if r.len() > 1 {
+                r.iter().map(|&(node, _)| node).collect()
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
     TopicInfo {
         nodes: meta.nodes.clone(),
+        replicas,
+        isr: meta.isr.clone(),
         name: name.to_string(),
         id: meta.id,
         partitions: meta.owners.len() as i32,
@@ -140,6 +153,8 @@ impl Shard {
             configs: topic.configs,
             leader_epochs: vec![0; partitions as usize],
             nodes: Vec::new(),
+            replicas: Vec::new(),
+            isr: Vec::new(),
         };
         Ok((topic.name, meta))
     }

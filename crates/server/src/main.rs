@@ -18,6 +18,7 @@ mod health;
 mod mesh;
 mod metadata;
 mod metrics;
+mod replication;
 mod rpc_net;
 mod run;
 mod shard;

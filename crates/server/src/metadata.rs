@@ -67,15 +67,35 @@ pub(crate) struct TopicMeta {
     #[serde(default)]
     pub(crate) leader_epochs: Vec<i32>,
     /// A cluster node: the node of each partition, by partition index (empty: every
-    /// partition on this node, as on a one-node cluster).
+    /// partition on this node, as on a one-node cluster). For a replicated partition, its
+    /// leader as reported to the controller (-1: none known yet).
     #[serde(default)]
     pub(crate) nodes: Vec<i32>,
+    /// A cluster node: each partition's replicas as (node, core), by partition index (empty,
+    /// or one replica: not replicated). `owners` names this node's replica's core.
+    #[serde(default)]
+    pub(crate) replicas: Vec<Vec<(i32, u32)>>,
+    /// A cluster node: each replicated partition's in-sync replicas, as its leader reported.
+    #[serde(default)]
+    pub(crate) isr: Vec<Vec<i32>>,
 }
 
 impl TopicMeta {
     /// The node serving partition `index` (`here` if the topic lists no nodes).
     pub(crate) fn node_of(&self, index: usize, here: i32) -> i32 {
         self.nodes.get(index).copied().unwrap_or(here)
+    }
+
+    /// Whether partition `index` is a Raft group (more than one replica).
+    pub(crate) fn is_replicated(&self, index: usize) -> bool {
+        self.replicas.get(index).is_some_and(|r| r.len() > 1)
+    }
+
+    /// Whether `node` holds a replica of replicated partition `index`.
+    pub(crate) fn has_replica(&self, index: usize, node: i32) -> bool {
+        self.replicas
+            .get(index)
+            .is_some_and(|r| r.len() > 1 && r.iter().any(|&(n, _)| n == node))
     }
 }
 
@@ -98,14 +118,23 @@ impl Snapshot {
         let Some(&core) = meta.owners.get(index) else {
             return Location::Unknown;
         };
+        if meta.has_replica(index, self.node) {
+            // A replica here: its group knows whether it leads (and answers
+            // NOT_LEADER_OR_FOLLOWER if not), fresher than the reported leader.
+            return Location::Local(core);
+        }
         match meta.node_of(index, self.node) {
             node if node == self.node => Location::Local(core),
             node => Location::Remote(node),
         }
     }
 
-    /// Whether partition `index` of `meta` is served on this node.
+    /// Whether partition `index` of `meta` has its log on this node (it leads it, or holds
+    /// one of its replicas).
     pub(crate) fn is_local(&self, meta: &TopicMeta, index: usize) -> bool {
+        if meta.is_replicated(index) {
+            return meta.has_replica(index, self.node);
+        }
         meta.node_of(index, self.node) == self.node
     }
 
@@ -251,6 +280,8 @@ mod tests {
             configs: BTreeMap::new(),
             leader_epochs: vec![0, 0, 3],
             nodes: vec![7, 8, 7],
+            replicas: Vec::new(),
+            isr: Vec::new(),
         };
         let broker = |node, fenced| BrokerMeta {
             node,

@@ -11,8 +11,9 @@
 //! peer-checked (cluster id, destination, known sender); the first envelope of a connection
 //! must be a Hello. A frame that fails any check closes the connection with a logged reason:
 //! a Kafka client or a node of another cluster on this port is refused, nothing else happens.
-//! Raft envelopes go to the controller's inbox (the only group until replication lands; its
-//! target core is 0).
+//! Raft envelopes of the controller group go to the controller's inbox (core 0); those of
+//! partition groups to `Shard::route_raft`, which hands each to its target core
+//! (`replication.rs`).
 //!
 //! Members are the seeds and the registered brokers (decided per frame from the applied
 //! metadata). A node that is neither may still reach a voter, but only with registrations
@@ -85,7 +86,11 @@ pub(crate) struct NetStats {
     pub(crate) inbound_connections: Cell<usize>,
 }
 
+/// Takes a partition group's Raft message: (from, target core, group, message).
+pub(crate) type PartitionInbox = Rc<dyn Fn(NodeId, ShardId, u64, Bytes)>;
+
 pub(crate) struct RpcNet {
+    partition_inbox: RefCell<Option<PartitionInbox>>,
     me: NodeId,
     cluster_id: ClusterId,
     incarnation: Incarnation,
@@ -123,6 +128,7 @@ impl RpcNet {
         stopping: Rc<Cell<bool>>,
     ) -> Rc<RpcNet> {
         let net = Rc::new(RpcNet {
+            partition_inbox: RefCell::new(None),
             me,
             cluster_id,
             incarnation,
@@ -182,7 +188,17 @@ impl RpcNet {
     /// Queues a Raft message of the controller group for `to` (raft-rs resends what
     /// matters when it is dropped).
     pub(crate) fn send_raft(&self, to: NodeId, group: u64, message: Bytes) {
-        self.send(to, &RaftMessage { group, message });
+        self.send_to_core(to, ShardId(0), &RaftMessage { group, message });
+    }
+
+    /// Queues a Raft message of a partition group for the replica on `to`'s core `core`.
+    pub(crate) fn send_raft_to(&self, to: NodeId, core: ShardId, group: u64, message: Bytes) {
+        self.send_to_core(to, core, &RaftMessage { group, message });
+    }
+
+    /// Where Raft messages of partition groups go (core 0's `Shard::route_raft`).
+    pub(crate) fn set_partition_inbox(&self, inbox: PartitionInbox) {
+        *self.partition_inbox.borrow_mut() = Some(inbox);
     }
 
     /// Queues a broker heartbeat for the controller leader `to` (when it is dropped, the next
@@ -209,10 +225,15 @@ impl RpcNet {
         self.send(to, request);
     }
 
-    /// Queues one message for `to`, for core 0 there. Never waits: a full queue, an unknown
-    /// peer or a body that does not encode drops the message and counts it.
+    /// Queues one message for `to`, for core 0 there.
     fn send<B: shoal_rpc::Body>(&self, to: NodeId, body: &B) {
-        let envelope = match Envelope::new(ShardId(0), body) {
+        self.send_to_core(to, ShardId(0), body)
+    }
+
+    /// Queues one message for `to`'s core `core`. Never waits: a full queue, an unknown peer
+    /// or a body that does not encode drops the message and counts it.
+    fn send_to_core<B: shoal_rpc::Body>(&self, to: NodeId, core: ShardId, body: &B) {
+        let envelope = match Envelope::new(core, body) {
             Ok(envelope) => envelope,
             Err(error) => {
                 tracing::warn!(%error, to = %to, kind = %B::KIND, "message not sent");
@@ -382,7 +403,13 @@ impl RpcNet {
                 self.to_inbox(inbox, Inbound::Raft { from, message });
             }
             Ok(raft) => {
-                tracing::debug!(from = %from, group = raft.group, "raft message for an unknown group, skipped")
+                let inbox = self.partition_inbox.borrow().clone();
+                match inbox {
+                    Some(inbox) => inbox(from, envelope.target_core, raft.group, raft.message),
+                    None => {
+                        tracing::debug!(from = %from, group = raft.group, "raft message for an unknown group, skipped")
+                    }
+                }
             }
             Err(error) => tracing::warn!(from = %from, %error, "raft envelope skipped"),
         }

@@ -18,12 +18,10 @@ use futures::channel::oneshot;
 use futures::future::{select, Either};
 use glommio::channels::channel_mesh::Senders;
 use kafka_protocol::error::ResponseError;
-use shoal_kafka::cluster::{ApiError, TopicPartition, Unanswered};
+use shoal_kafka::cluster::{Acks, ApiError, TopicPartition, Unanswered};
 use shoal_kafka::error_map::storage_error;
 use shoal_model::{Offset, Term, TimestampMs};
-use shoal_storage::{
-    Appended, Durability, Log, LogContext, LogOffsets, OfflineKind, ReadBatches, Wait,
-};
+use shoal_storage::{Appended, Durability, Log, LogContext, LogOffsets, OfflineKind, ReadBatches};
 
 use crate::config::Config;
 use crate::disk_guard::DiskGuard;
@@ -80,6 +78,14 @@ pub(crate) struct Shard {
     /// end), in memory only (a restart asks for a new block), and who may ask for the next.
     pub(crate) producer_id_block: Cell<(i64, i64)>,
     pub(crate) producer_id_blocks: glommio::sync::Semaphore,
+    /// The Raft groups of this core's replicated partitions (see `replication.rs`), by
+    /// partition and by group id.
+    groups: RefCell<HashMap<TopicPartition, Rc<crate::replication::GroupHandle>>>,
+    groups_by_id: RefCell<HashMap<u64, Rc<crate::replication::GroupHandle>>>,
+    /// Raft messages between this core and core 0 in flight (bounded).
+    pub(crate) raft_forwards: Cell<usize>,
+    /// Core 0 of a cluster node: the node-to-node transport.
+    pub(crate) rpc: RefCell<Option<Rc<crate::rpc_net::RpcNet>>>,
 }
 
 impl Shard {
@@ -122,7 +128,19 @@ impl Shard {
             request_bytes: Rc::new(glommio::sync::Semaphore::new(request_bytes)),
             flush_timers: RefCell::new(HashMap::new()),
             flush_timer_generation: Cell::new(0),
+            groups: RefCell::new(HashMap::new()),
+            groups_by_id: RefCell::new(HashMap::new()),
+            raft_forwards: Cell::new(0),
+            rpc: RefCell::new(None),
         }
+    }
+
+    pub(crate) fn group_by_id(&self, group: u64) -> Option<Rc<crate::replication::GroupHandle>> {
+        self.groups_by_id.borrow().get(&group).cloned()
+    }
+
+    pub(crate) fn group(&self, tp: &TopicPartition) -> Option<Rc<crate::replication::GroupHandle>> {
+        self.groups.borrow().get(tp).cloned()
     }
 
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
@@ -165,7 +183,33 @@ impl Shard {
                 continue;
             }
             let dir = partition_dir(&self.config.data_dir, topic, partition);
-            let epoch = self.snapshot().leader_epoch(topic, partition);
+            let snapshot = self.snapshot();
+            let replicated = snapshot
+                .topics
+                .get(topic)
+                .is_some_and(|meta| meta.is_replicated(partition as usize));
+            if replicated {
+                match self.open_replicated(&tp, dir, config.clone()).await {
+                    Ok(log) => {
+                        self.health.set_online(&tp);
+                        let _ = self.flush_timers.borrow_mut().remove(&tp);
+                        self.ensure_flush_timer(&tp, &log);
+                        let _ = self.logs.borrow_mut().insert(tp, log);
+                    }
+                    Err(reason) => {
+                        tracing::error!(%tp, %reason, "replicated partition offline");
+                        self.health.set_offline(
+                            &tp,
+                            Offline {
+                                reason,
+                                kind: OfflineKind::Io,
+                            },
+                        );
+                    }
+                }
+                continue;
+            }
+            let epoch = snapshot.leader_epoch(topic, partition);
             match self.open_log(&tp, dir, config.clone(), epoch).await {
                 Ok(log) => {
                     let flusher = log.clone();
@@ -198,6 +242,67 @@ impl Shard {
         Ok(log)
     }
 
+    /// Opens a replicated partition's log and its Raft group member (state in
+    /// `<partition dir>.raft`), and starts the group's task.
+    async fn open_replicated(
+        self: &Rc<Self>,
+        tp: &TopicPartition,
+        dir: std::path::PathBuf,
+        config: shoal_storage::LogConfig,
+    ) -> Result<Log<GlommioDisk>, String> {
+        let snapshot = self.snapshot();
+        let meta = snapshot
+            .topics
+            .get(&tp.topic)
+            .ok_or_else(|| format!("{tp}: topic not in the metadata"))?;
+        let index = tp.partition as usize;
+        let replicas = meta.replicas.get(index).cloned().unwrap_or_default();
+        let partition = u32::try_from(tp.partition).map_err(|_| format!("{tp}: bad index"))?;
+        let group = shoal_controller::partition_group(&meta.id, partition);
+        let peers: std::collections::BTreeMap<u64, crate::replication::Peer> = replicas
+            .iter()
+            .map(|&(node, core)| {
+                let node = shoal_model::NodeId(node);
+                let peer = crate::replication::Peer {
+                    node,
+                    core: shoal_model::ShardId(core),
+                };
+                (crate::replication::raft_id(node), peer)
+            })
+            .collect();
+        let me = crate::replication::raft_id(shoal_model::NodeId(self.config.node_id));
+        let voters: Vec<u64> = peers.keys().copied().collect();
+        let log = Log::open_replicated(self.ctx.clone(), dir.clone(), config)
+            .await
+            .map_err(|e| format!("{tp}: opening the log: {e}"))?;
+        let flusher = log.clone();
+        glommio::spawn_local(async move { flusher.run_flusher().await }).detach();
+        let state_dir = raft_state_dir(&dir);
+        let replica = shoal_consensus::PartitionReplica::open(
+            self.ctx.disk.clone(),
+            log.clone(),
+            &state_dir,
+            me,
+            voters,
+        )
+        .await
+        .map_err(|e| format!("{tp}: opening the raft state: {e}"))?;
+        let handle =
+            crate::replication::start(self.clone(), tp.clone(), meta.id, group, replica, peers);
+        let _ = self.groups_by_id.borrow_mut().insert(group, handle.clone());
+        let _ = self.groups.borrow_mut().insert(tp.clone(), handle);
+        Ok(log)
+    }
+
+    /// Stops the group of a replicated partition of this core, if it has one.
+    async fn stop_group(&self, tp: &TopicPartition) {
+        let handle = self.groups.borrow_mut().remove(tp);
+        if let Some(handle) = handle {
+            let _ = self.groups_by_id.borrow_mut().remove(&handle.group);
+            handle.stop().await;
+        }
+    }
+
     /// Records why a partition of this core is offline (Metadata reports it leaderless).
     fn record_offline(&self, tp: &TopicPartition, error: &shoal_storage::Error) {
         tracing::error!(%tp, %error, "partition offline");
@@ -221,6 +326,9 @@ impl Shard {
                 topic: topic.to_string(),
                 partition,
             };
+            if self.groups.borrow().contains_key(&tp) {
+                continue; // a Raft group's term is its own
+            }
             let log = self.logs.borrow().get(&tp).cloned();
             let epoch = self.snapshot().leader_epoch(topic, partition);
             if let Some(log) = log.filter(|log| log.term() < epoch) {
@@ -239,6 +347,7 @@ impl Shard {
             };
             self.health.set_online(&tp);
             let _ = self.flush_timers.borrow_mut().remove(&tp);
+            self.stop_group(&tp).await;
             let log = self.logs.borrow_mut().remove(&tp);
             if let Some(log) = log {
                 if let Err(error) = log.close().await {
@@ -251,6 +360,7 @@ impl Shard {
         let dirs: Vec<_> = partitions
             .iter()
             .map(|&p| partition_dir(&self.config.data_dir, topic, p))
+            .flat_map(|dir| [raft_state_dir(&dir), dir])
             .collect();
         let removed = glommio::executor()
             .spawn_blocking(move || dirs.iter().try_for_each(remove_dir_if_present))
@@ -260,7 +370,19 @@ impl Shard {
         }
     }
 
+    /// The log of a partition of this core, for a client: a replicated partition's only
+    /// where this replica leads (clients read from and write to the leader).
     pub(crate) fn log(&self, tp: &TopicPartition) -> Result<Log<GlommioDisk>, ApiError> {
+        if let Some(group) = self.groups.borrow().get(tp) {
+            if !group.status.leader.get() {
+                return Err(group.not_leader());
+            }
+        }
+        self.any_log(tp)
+    }
+
+    /// The log of a partition of this core, leader or not.
+    pub(crate) fn any_log(&self, tp: &TopicPartition) -> Result<Log<GlommioDisk>, ApiError> {
         if let Some(log) = self.logs.borrow().get(tp) {
             return Ok(log.clone());
         }
@@ -281,7 +403,7 @@ impl Shard {
         &self,
         tp: &TopicPartition,
         batch: Vec<u8>,
-        wait: Wait,
+        acks: Acks,
     ) -> Result<Appended, ApiError> {
         if self.disk.is_full() {
             return Err(ApiError::with_message(
@@ -290,7 +412,10 @@ impl Shard {
                  (delete topics or records)",
             ));
         }
-        let appended = self.log(tp)?.append(batch, wait).await;
+        if let Some(group) = self.group(tp) {
+            return group.propose(batch, acks).await;
+        }
+        let appended = self.log(tp)?.append(batch, acks.wait()).await;
         if let Err(shoal_storage::Error::Offline(reason)) = &appended {
             if reason.kind == OfflineKind::DiskFull {
                 // Hand the reserve to metadata and offsets at once, not at the next poll.
@@ -355,7 +480,7 @@ impl Shard {
     }
 
     pub(crate) fn local_partition_size(&self, tp: &TopicPartition) -> Result<u64, ApiError> {
-        Ok(self.log(tp)?.size_bytes())
+        Ok(self.any_log(tp)?.size_bytes())
     }
 
     /// Applies the topic's configs from this core's snapshot to the logs it owns, and starts
@@ -697,6 +822,10 @@ impl Shard {
 
     /// Syncs and closes every log (clean shutdown).
     pub(crate) async fn close_all(&self) {
+        let groups: Vec<_> = self.groups.borrow().keys().cloned().collect();
+        for tp in groups {
+            self.stop_group(&tp).await;
+        }
         let logs: Vec<_> = self.logs.borrow_mut().drain().collect();
         for (tp, log) in logs {
             if let Err(error) = log.close().await {
@@ -719,6 +848,13 @@ pub(crate) fn owner_of(snapshot: &Snapshot, tp: &TopicPartition) -> Result<usize
             Err(ApiError::new(ResponseError::UnknownTopicOrPartition))
         }
     }
+}
+
+/// Where a replicated partition keeps its Raft hard state: beside its log directory.
+pub(crate) fn raft_state_dir(partition_dir: &std::path::Path) -> std::path::PathBuf {
+    let mut name = partition_dir.as_os_str().to_owned();
+    name.push(".raft");
+    std::path::PathBuf::from(name)
 }
 
 /// `remove_dir_all`, treating an already missing directory as done.

@@ -258,11 +258,13 @@ impl Sim {
         let (Some(exec), Some(replica)) = (node.exec.as_mut(), node.replica.as_mut()) else {
             return;
         };
+        let mut out = Vec::new();
         let progress = exec
-            .run_until(replica.advance())
+            .run_until(replica.advance(&mut |early| out.extend(early)))
             .unwrap_or_else(|e| panic!("seed {seed}: node {} advance: {e:?}", node.id));
         exec.run_until_stalled();
-        for m in progress.messages {
+        out.extend(progress.messages);
+        for m in out {
             let to = (m.to - 1) as usize;
             self.net.send(&mut self.rng, self.now, i, to, m);
         }
@@ -296,15 +298,15 @@ impl Sim {
         self.stats.proposed += 1;
         let term = replica.term();
         match exec.run_until(replica.propose(batch(tag, records))) {
-            Ok(Some((_, last))) => self.pending.push(Pending {
+            Ok((Some(_), appended)) => self.pending.push(Pending {
                 node: i,
                 life: node.life,
                 term,
                 tag,
-                base: last.0 - records as i64 + 1,
-                last: last.0,
+                base: appended.last_offset.0 - records as i64 + 1,
+                last: appended.last_offset.0,
             }),
-            Ok(None) => panic!("seed {seed}: tag {tag}: a plain batch taken for a retry"),
+            Ok((None, _)) => panic!("seed {seed}: tag {tag}: a plain batch taken for a retry"),
             Err(e) => {
                 // Dropped by raft-rs (leadership lost meanwhile): the client retries elsewhere.
                 tracing::debug!(seed, tag, "proposal refused: {e:?}");

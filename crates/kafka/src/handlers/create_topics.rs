@@ -1,5 +1,6 @@
-//! CreateTopics: validates names, partition counts, replication factor (a single node can only
-//! hold one replica) and manual assignments, then asks the cluster to create the topics.
+//! CreateTopics: validates names, partition counts, replication factor (at most the live
+//! brokers; one on a single node) and manual assignments (this node only), then asks the
+//! cluster to create the topics.
 //! Config keys and values are validated by the cluster (it knows which topic configs exist).
 
 use std::collections::BTreeMap;
@@ -21,12 +22,13 @@ pub async fn handle<C: Cluster>(
     version: i16,
 ) -> CreateTopicsResponse {
     let node_id = cluster.broker().node_id;
+    let brokers = cluster.brokers().len();
     let mut results = Vec::with_capacity(request.topics.len());
     let mut valid = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for topic in request.topics {
         let name = topic.name.0.to_string();
-        let checked = check(&topic, node_id).and_then(|()| {
+        let checked = check(&topic, node_id, brokers).and_then(|()| {
             if seen.insert(name.clone()) {
                 Ok(())
             } else {
@@ -82,6 +84,7 @@ pub async fn handle<C: Cluster>(
 fn check(
     topic: &kafka_protocol::messages::create_topics_request::CreatableTopic,
     node_id: i32,
+    brokers: usize,
 ) -> Result<(), ApiError> {
     names::validate(&topic.name.0)
         .map_err(|reason| ApiError::with_message(ResponseError::InvalidTopicException, reason))?;
@@ -114,13 +117,22 @@ fn check(
             "partition count must be positive",
         ));
     }
-    if topic.replication_factor == 0
-        || topic.replication_factor < -1
-        || topic.replication_factor > 1
-    {
+    if topic.replication_factor == 0 || topic.replication_factor < -1 {
         let reason = format!(
-            "replication factor {} is impossible on a single node",
+            "replication factor {} must be -1 (the default) or at least 1",
             topic.replication_factor
+        );
+        return Err(ApiError::with_message(
+            ResponseError::InvalidReplicationFactor,
+            reason,
+        ));
+    }
+    let wanted = usize::try_from(topic.replication_factor).unwrap_or(1);
+    if wanted > brokers {
+        // Kafka's wording (ReplicationControlManager).
+        let reason = format!(
+            "Unable to replicate the partition {wanted} time(s): The target replication factor \
+             of {wanted} cannot be reached because only {brokers} broker(s) are registered."
         );
         return Err(ApiError::with_message(
             ResponseError::InvalidReplicationFactor,

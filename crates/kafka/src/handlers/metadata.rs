@@ -1,9 +1,11 @@
-//! Metadata: brokers (every live node of the cluster), and topics with their partitions. Each
-//! partition has one replica for now: its node leads it, replicas and ISR `[node]`, with the
-//! partition's leader epoch. An offline partition
-//! (failed or full disk, corruption) has no leader: LEADER_NOT_AVAILABLE, leader -1 and this
-//! node in `offline_replicas`, as Kafka's KRaft metadata cache reports a partition whose only
-//! replica is in a failed log directory; clients wait for it instead of sending to it.
+//! Metadata: brokers (every live node of the cluster), and topics with their partitions. A
+//! partition of one replica: its node leads it, replicas and ISR `[node]`. A replicated one:
+//! the leader its Raft group elected, its replicas, and the ISR that leader reported. Both
+//! with the partition's leader epoch. An offline partition (failed or full disk, corruption,
+//! no leader known) has no leader: LEADER_NOT_AVAILABLE, leader -1 and, for one replica,
+//! that node in `offline_replicas`, as Kafka's KRaft metadata cache reports a partition
+//! whose only replica is in a failed log directory; clients wait for it instead of sending
+//! to it.
 //!
 //! Topics can be asked for by id from v12 (unknown: UNKNOWN_TOPIC_ID with a null name). v10
 //! and v11 have the id field and a nullable name in their schema, but Kafka serves neither
@@ -192,22 +194,30 @@ fn error_entry(name: &str, code: ResponseError) -> MetadataResponseTopic {
 pub(crate) fn topic_entry(topic: &TopicInfo, node_id: i32, version: i16) -> MetadataResponseTopic {
     let partitions = (0..topic.partitions)
         .map(|index| {
-            let node = usize::try_from(index)
-                .ok()
+            let at = usize::try_from(index).ok();
+            let node = at
                 .and_then(|i| topic.nodes.get(i).copied())
                 .unwrap_or(node_id);
+            let brokers = |ids: &[i32]| ids.iter().copied().map(BrokerId).collect::<Vec<_>>();
+            let listed = |lists: &[Vec<i32>]| {
+                at.and_then(|i| lists.get(i))
+                    .filter(|l| !l.is_empty())
+                    .map(|l| brokers(l))
+            };
+            let replicas = listed(&topic.replicas).unwrap_or_else(|| vec![BrokerId(node)]);
+            let isr = listed(&topic.isr).unwrap_or_else(|| vec![BrokerId(node)]);
             let mut partition = MetadataResponsePartition::default()
                 .with_partition_index(index)
                 .with_leader_id(BrokerId(node))
-                .with_replica_nodes(vec![BrokerId(node)])
-                .with_isr_nodes(vec![BrokerId(node)]);
+                .with_replica_nodes(replicas.clone())
+                .with_isr_nodes(isr);
             if topic.offline.binary_search(&index).is_ok() {
                 partition = partition
                     .with_error_code(ResponseError::LeaderNotAvailable.code())
                     .with_leader_id(BrokerId(-1))
                     .with_isr_nodes(vec![]);
-                if version >= 5 {
-                    partition = partition.with_offline_replicas(vec![BrokerId(node)]);
+                if version >= 5 && replicas.len() == 1 {
+                    partition = partition.with_offline_replicas(replicas);
                 }
             }
             if version >= 7 {

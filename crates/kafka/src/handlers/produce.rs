@@ -15,10 +15,9 @@ use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use shoal_storage::Wait;
 
 use super::{str_bytes, topic_name};
-use crate::cluster::{ApiError, Cluster, NewTopic, TopicInfo, TopicPartition};
+use crate::cluster::{Acks, ApiError, Cluster, NewTopic, TopicInfo, TopicPartition};
 use crate::records::{self, Rejected};
 
 /// How one partition's produce ended.
@@ -43,11 +42,7 @@ pub async fn handle<C: Cluster>(
     version: i16,
 ) -> Option<ProduceResponse> {
     let acks = request.acks;
-    let wait = if acks == 0 {
-        Wait::Buffered
-    } else {
-        Wait::Durable
-    };
+    let wait = Acks::from_request(acks);
     let transactional = request.transactional_id.is_some()
         || request.topic_data.iter().any(|topic| {
             topic.partition_data.iter().any(|data| {
@@ -127,7 +122,7 @@ async fn append<C: Cluster>(
     topic: &TopicInfo,
     batch: Vec<u8>,
     acks: i16,
-    wait: Wait,
+    wait: Acks,
     now_ms: i64,
 ) -> Outcome {
     let policy = &topic.produce;

@@ -18,7 +18,7 @@ use shoal_kafka::codec;
 use shoal_kafka::error_map::storage_error;
 use shoal_kafka::handlers::create_partitions::invalid_count;
 use shoal_model::{Offset, TimestampMs};
-use shoal_storage::{Appended, Guarantee, LogOffsets, ReadBatches, Wait};
+use shoal_storage::{Appended, Guarantee, LogOffsets, ReadBatches};
 
 pub const NODE_ID: i32 = 1;
 /// The fake's clock: the real batches' timestamps (1000, 2000, ...) are far in its past.
@@ -203,6 +203,8 @@ impl Fake {
 fn info(name: &str, topic: &FakeTopic) -> TopicInfo {
     TopicInfo {
         nodes: Vec::new(),
+        replicas: Vec::new(),
+        isr: Vec::new(),
         name: name.to_string(),
         id: topic.id,
         partitions: topic.logs.len() as i32,
@@ -296,7 +298,7 @@ impl Cluster for Fake {
         &self,
         tp: &TopicPartition,
         batch: Vec<u8>,
-        _wait: Wait,
+        _acks: shoal_kafka::cluster::Acks,
     ) -> Result<Appended, ApiError> {
         let now = self.appends_in_flight.get() + 1;
         self.appends_in_flight.set(now);
