@@ -7,6 +7,9 @@ answered once a majority has the batch fdatasync'ed.
   * kill -9 the leader during acks=all produce, again and again, at random moments (restarted
     each time): every acknowledged record is read back exactly once, in order, offsets dense;
     the idempotent producer leaves no duplicates and carries on with each new leader;
+  * stop a follower (SIGSTOP, then kill -9) while over 8 MiB of 1 KiB records are written
+    (more than the leader keeps in memory: the catch-up reads its log), restart it: it
+    catches up and rejoins the ISR, and then leads with every record;
   * cut the leader off (nftables): the other two elect a new one and take writes; the old one
     acknowledges nothing meanwhile; after the heal it drops its unreplicated suffix and
     catches up (every replica's log ends up the same).
@@ -110,8 +113,9 @@ class Writer:
     """An idempotent acks=all producer sending numbered values as fast as acknowledgements
     allow (at most `inflight` unacknowledged), recording what was acknowledged, with offsets."""
 
-    def __init__(self, servers, topic, inflight=200):
+    def __init__(self, servers, topic, inflight=200, pad_bytes=0):
         self.topic = topic
+        self.pad = b":" + b"x" * pad_bytes if pad_bytes else b""
         self.producer = Producer({
             "bootstrap.servers": servers,
             "acks": "all",
@@ -132,13 +136,13 @@ class Writer:
         if err is not None:
             self.errors.append(str(err))
         else:
-            self.acked[int(msg.value())] = msg.offset()
+            self.acked[value_of(msg.value())] = msg.offset()
 
     def run(self):
         while not self.stop.is_set():
             while self.sent - len(self.acked) - len(self.errors) < self.inflight:
                 try:
-                    self.producer.produce(self.topic, str(self.sent).encode(),
+                    self.producer.produce(self.topic, str(self.sent).encode() + self.pad,
                                           on_delivery=self.on_delivery)
                     self.sent += 1
                 except BufferError:
@@ -154,6 +158,10 @@ class Writer:
         self.thread.join(timeout=10)
         left = self.producer.flush(timeout)
         assert left == 0, f"{left} records still unacknowledged after {timeout}s"
+
+
+def value_of(raw):
+    return int(raw.split(b":", 1)[0])
 
 
 def read_all(servers, topic, partition=0, timeout=60):
@@ -176,7 +184,7 @@ def read_all(servers, topic, partition=0, timeout=60):
         while (not out or out[-1][0] < high - 1) and time.monotonic() < deadline:
             for m in consumer.consume(500, timeout=1):
                 if m.error() is None:
-                    out.append((m.offset(), int(m.value())))
+                    out.append((m.offset(), value_of(m.value())))
         return out, high
     finally:
         consumer.close()
@@ -274,3 +282,38 @@ def test_an_isolated_leader_acknowledges_nothing_and_rejoins(replicated_nodes):
         got = partition_view(admin, "cut")
         return got if got and got[2] == [0, 1, 2] else None
     wait_for("the healed replica back in the ISR", full_isr, timeout=60)
+
+
+def test_a_follower_away_under_load_catches_up_from_the_log_and_rejoins_the_isr(
+        replicated_nodes):
+    c, procs, start = replicated_nodes
+    admin = create_replicated(c, "away")
+    leader, _, _ = wait_leader(admin, "away")
+
+    def isr():
+        got = partition_view(admin, "away")
+        return got[2] if got else []
+    wait_for("all three in sync", lambda: isr() == [0, 1, 2], timeout=30)
+    follower = next(n for n in range(3) if n != leader)
+    w = Writer(bootstrap(c), "away", pad_bytes=1024).start()
+    procs[follower].pause()
+    # More than the leader's in-memory window (8 MiB) goes by without the follower.
+    wait_for("16 MiB acknowledged without the follower", lambda: len(w.acked) > 16 * 1024,
+             timeout=120)
+    procs[follower].resume()
+    procs[follower].kill()
+    wait_for("the follower leaves the ISR", lambda: follower not in isr(), timeout=30)
+    start(follower)
+    wait_for("the follower back in the ISR", lambda: isr() == [0, 1, 2], timeout=90)
+    w.finish()
+    assert not w.errors, w.errors[:5]
+    # The caught-up follower can lead with everything: kill leaders until it leads.
+    for _ in range(8):
+        current, _, _ = wait_leader(admin, "away")
+        if current == follower:
+            break
+        procs[current].kill()
+        start(current)
+    assert wait_leader(admin, "away")[0] == follower, "the caught-up follower never led"
+    records, high = read_all(bootstrap(c), "away")
+    check_read_back(w.acked, records)

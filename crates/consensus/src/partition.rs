@@ -58,9 +58,16 @@ struct Meta {
     /// Contiguous entries ending at `stable_last`.
     recent: VecDeque<Entry>,
     recent_bytes: usize,
-    /// Reads raft-rs asked for below `recent` while allowing them to come later.
-    fetches_wanted: Vec<(u64, u64)>,
+    /// Reads raft-rs asked for below `recent` while allowing them to come later:
+    /// (low, high, max bytes, the context to hand back with `on_entries_fetched`).
+    fetches_wanted: Vec<(u64, u64, u64, GetEntriesContext)>,
+    /// Entries read for those, each run contiguous, waiting for raft-rs to ask again.
+    fetched: VecDeque<Vec<Entry>>,
 }
+
+/// Runs of fetched entries kept for raft-rs's retry at most (one per follower catching up is
+/// the normal case; each is at most one message's worth).
+const FETCHED_RUNS_MAX: usize = 8;
 
 impl Meta {
     fn recent_first(&self) -> u64 {
@@ -170,6 +177,22 @@ impl<D: Disk> PartitionStore<D> {
     /// The reads raft-rs was answered `LogTemporarilyUnavailable` for since the last call.
     pub fn take_fetches_wanted(&self) -> Vec<(u64, u64)> {
         std::mem::take(&mut self.meta.borrow_mut().fetches_wanted)
+            .into_iter()
+            .map(|(low, high, _, _)| (low, high))
+            .collect()
+    }
+
+    /// Fetched entries from `low` (below `high`, within `max_size`), if a fetch brought them.
+    fn take_fetched(&self, low: u64, high: u64, max_size: Option<u64>) -> Option<Vec<Entry>> {
+        let mut meta = self.meta.borrow_mut();
+        let at = meta
+            .fetched
+            .iter()
+            .position(|run| run.first().is_some_and(|e| e.index == low))?;
+        let run = meta.fetched.remove(at)?;
+        let mut out: Vec<Entry> = run.into_iter().take_while(|e| e.index < high).collect();
+        raft::util::limit_size(&mut out, max_size);
+        Some(out)
     }
 }
 
@@ -193,21 +216,28 @@ impl<D: Disk> raft::Storage for PartitionStore<D> {
         if low < first {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
-        let mut meta = self.meta.borrow_mut();
+        let meta = self.meta.borrow_mut();
         assert!(
             high <= meta.stable_last + 1,
             "raft asked for entries up to {high}, stable last is {}",
             meta.stable_last
         );
+        let max_size = max_size.into();
         if low >= meta.recent_first() {
             let lo = (low - meta.recent_first()) as usize;
             let hi = (high - meta.recent_first()) as usize;
             let mut out: Vec<Entry> = meta.recent.range(lo..hi).cloned().collect();
-            raft::util::limit_size(&mut out, max_size.into());
+            raft::util::limit_size(&mut out, max_size);
             return Ok(out);
         }
+        drop(meta);
+        if let Some(out) = self.take_fetched(low, high, max_size) {
+            return Ok(out);
+        }
+        let mut meta = self.meta.borrow_mut();
         if context.can_async() {
-            meta.fetches_wanted.push((low, high));
+            let max = max_size.unwrap_or(u64::MAX);
+            meta.fetches_wanted.push((low, high, max, context));
             return Err(raft::Error::Store(StorageError::LogTemporarilyUnavailable));
         }
         Err(raft::Error::Store(StorageError::Unavailable))
@@ -448,6 +478,32 @@ impl<D: Disk> PartitionReplica<D> {
         }
         assert_eq!(self.raw.raft.raft_log.last_index(), entry.index.0);
         Ok((Some(entry.index), proposed.appended))
+    }
+
+    /// Reads the older entries raft-rs asked for (a lagging follower's catch-up, below the
+    /// entries kept in memory) from the log, and tells raft-rs they are there: its retry
+    /// takes them, and the next [`advance`](Self::advance) sends them. Returns whether it
+    /// read anything. Memory: at most `FETCHED_RUNS_MAX` runs of one message's worth each.
+    pub async fn fetch_wanted(&mut self) -> Result<bool> {
+        let wanted = std::mem::take(&mut self.store.meta.borrow_mut().fetches_wanted);
+        let mut any = false;
+        for (low, high, max_bytes, context) in wanted {
+            let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+            let entries = self.store.read_entries(low, high, max_bytes).await?;
+            if entries.is_empty() {
+                continue;
+            }
+            {
+                let mut meta = self.store.meta.borrow_mut();
+                if meta.fetched.len() >= FETCHED_RUNS_MAX {
+                    let _ = meta.fetched.pop_front();
+                }
+                meta.fetched.push_back(entries);
+            }
+            self.raw.on_entries_fetched(context);
+            any = true;
+        }
+        Ok(any)
     }
 
     /// Drains raft's `Ready` (see the module documentation for the order). `send_early`

@@ -154,6 +154,10 @@ impl Cluster {
                     moved = true;
                     replica.step(m).expect("step");
                 }
+                // A lagging follower's entries below those kept in memory come from the log.
+                if self.exec.run_until(replica.fetch_wanted()).expect("fetch") {
+                    moved = true;
+                }
                 let mut out = Vec::new();
                 let progress = self
                     .exec
@@ -318,4 +322,47 @@ fn three_voters_replicate_and_a_new_leader_overwrites_an_uncommitted_suffix() {
             "node {id}"
         );
     }
+}
+
+#[test]
+fn a_follower_far_behind_catches_up_from_the_leaders_log() {
+    let mut c = Cluster::new(3);
+    c.elect(1);
+    // Node 3 is away while more than the in-memory window of entries is committed, so the
+    // leader must read most of them back from its log for node 3.
+    c.nodes[2].up = false;
+    let values_per_batch = 200;
+    let value_bytes = 1000;
+    let window = shoal_consensus::RECENT_ENTRIES_BYTES_MAX;
+    let batches = window / (values_per_batch * value_bytes) + 8;
+    for tag in 0..batches as u64 {
+        let values: Vec<Vec<u8>> = (0..values_per_batch)
+            .map(|i| format!("#{tag}:{i}:{}", "x".repeat(value_bytes)).into_bytes())
+            .collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        let replica = c.nodes[0].replica.as_mut().expect("up");
+        let placed = c
+            .exec
+            .run_until(replica.propose(build_batch(&refs, 1_700_000_000_000)))
+            .expect("propose");
+        assert!(placed.0.is_some());
+        c.settle();
+    }
+    let leader_log = c.node(1).log().clone();
+    let expected = visible(&mut c.exec, &leader_log);
+    assert_eq!(expected.len(), batches);
+    c.nodes[2].up = true;
+    // The leader's heartbeats find node 3 behind; it probes, then streams from its log.
+    for _ in 0..20 {
+        let _ = c.node(1).tick();
+        c.settle();
+    }
+    let follower_log = c.node(3).log().clone();
+    assert_eq!(follower_log.last_index(), leader_log.last_index());
+    // The follower serves the same batches once it knows the commit.
+    let follower = visible(&mut c.exec, &follower_log);
+    assert_eq!(
+        follower, expected,
+        "the follower holds every committed batch"
+    );
 }

@@ -299,6 +299,11 @@ impl GroupDriver {
             }
             self.advance().await?;
         }
+        // A lagging follower's entries older than those kept in memory: read from the log,
+        // then sent by one more advance.
+        if self.replica.fetch_wanted().await? {
+            self.advance().await?;
+        }
         self.answer_waiters();
         self.report_leadership();
         Ok(())
