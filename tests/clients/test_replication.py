@@ -317,3 +317,31 @@ def test_a_follower_away_under_load_catches_up_from_the_log_and_rejoins_the_isr(
     assert wait_leader(admin, "away")[0] == follower, "the caught-up follower never led"
     records, high = read_all(bootstrap(c), "away")
     check_read_back(w.acked, records)
+
+
+def test_sigterm_hands_leadership_to_an_in_sync_follower(replicated_nodes):
+    c, procs, start = replicated_nodes
+    admin = create_replicated(c, "handoff")
+    leader, _, _ = wait_leader(admin, "handoff")
+    wait_for("all three in sync",
+             lambda: (partition_view(admin, "handoff") or [0, 0, []])[2] == [0, 1, 2],
+             timeout=30)
+    w = Writer(bootstrap(c), "handoff").start()
+    time.sleep(1)
+    before = len(w.acked)
+    stopped_at = time.monotonic()
+    rc, clean = procs[leader].stop(grace=20)
+    assert clean and rc == 0, procs[leader].log_tail()
+    log = procs[leader].log_text()
+    assert "handing leadership away" in log, "the leader did not hand off before stopping"
+    rest = [n for n in range(3) if n != leader]
+    survivors = AdminClient({"bootstrap.servers": bootstrap(c, rest)})
+    new, _, _ = wait_leader(survivors, "handoff", not_node=leader, timeout=30)
+    moved_s = time.monotonic() - stopped_at
+    wait_for("writes through the new leader", lambda: len(w.acked) > before + 100, timeout=30)
+    start(leader)
+    w.finish()
+    assert not w.errors, w.errors[:5]
+    records, _ = read_all(bootstrap(c), "handoff")
+    check_read_back(w.acked, records)
+    print(f"hand-off: leader {leader} -> {new}, new leader in metadata {moved_s:.2f}s after SIGTERM")

@@ -428,6 +428,12 @@ impl<D: Disk> PartitionReplica<D> {
         self.raw.raft.raft_log.last_index()
     }
 
+    /// Leader only: hands leadership to `id` (raft-rs's leader transfer: `id` is brought up to
+    /// date, then told to campaign at once; proposals are refused meanwhile).
+    pub fn transfer_leader(&mut self, id: u64) {
+        self.raw.transfer_leader(id);
+    }
+
     /// Tells raft-rs a message to `id` could not be sent (it probes again instead of
     /// streaming appends into the void).
     pub fn report_unreachable(&mut self, id: u64) {

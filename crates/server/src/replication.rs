@@ -65,6 +65,8 @@ pub(crate) const REPLICA_LAG_TIME_MAX_MS: u64 = 10_000;
 const HISTORY_POINTS_MAX: usize = 16_384;
 /// A leader whose report is not in the applied metadata yet sends it again after this long.
 const LEADER_REPORT_RETRY_MS: u64 = 1_000;
+/// A clean shutdown waits this long at most for each group it leads to hand leadership away.
+pub(crate) const TRANSFER_TIMEOUT_MS: u64 = 3_000;
 /// Raft messages between core 0 and the other cores in flight at most, per core.
 pub(crate) const RAFT_FORWARDS_INFLIGHT_MAX: usize = 1024;
 
@@ -89,6 +91,9 @@ pub(crate) enum GroupCmd {
     },
     /// Stop the task (the partition is dropped or the broker stops); answered when stopped.
     Stop(oneshot::Sender<()>),
+    /// A leader hands leadership to its most caught-up in-sync follower (a clean shutdown);
+    /// answered once it no longer leads, or after `TRANSFER_TIMEOUT_MS`.
+    HandOff(oneshot::Sender<()>),
 }
 
 /// What other tasks of the core read of a group, refreshed after every round.
@@ -137,6 +142,20 @@ impl GroupHandle {
         not_leader(self.status.leader_node.get())
     }
 
+    /// Hands leadership away if this replica leads; returns once it does not (or after
+    /// `TRANSFER_TIMEOUT_MS`).
+    pub(crate) async fn hand_off(&self) {
+        if !self.status.leader.get() {
+            return;
+        }
+        let (done, handed) = oneshot::channel();
+        let mut inbox = self.inbox.borrow().clone();
+        if inbox.send(GroupCmd::HandOff(done)).await.is_ok() {
+            let timeout = glommio::timer::sleep(Duration::from_millis(TRANSFER_TIMEOUT_MS));
+            let _ = select(handed, Box::pin(timeout)).await;
+        }
+    }
+
     /// Stops the group's task and waits for it.
     pub(crate) async fn stop(&self) {
         let (done, stopped) = oneshot::channel();
@@ -181,6 +200,7 @@ pub(crate) fn start(
     group: u64,
     replica: PartitionReplica<GlommioDisk>,
     peers: BTreeMap<u64, Peer>,
+    preferred: bool,
 ) -> Rc<GroupHandle> {
     let (sender, receiver) = mpsc::channel(GROUP_INBOX_MAX);
     let status = Rc::new(GroupStatus::default());
@@ -202,10 +222,11 @@ pub(crate) fn start(
         status,
         waiters: Vec::new(),
         history: VecDeque::new(),
+        hand_offs: Vec::new(),
         reported: None,
         last_term: 0,
     };
-    glommio::spawn_local(driver.run(receiver)).detach();
+    glommio::spawn_local(driver.run(receiver, preferred)).detach();
     handle
 }
 
@@ -219,6 +240,8 @@ struct GroupDriver {
     peers: BTreeMap<u64, Peer>,
     status: Rc<GroupStatus>,
     waiters: Vec<Waiter>,
+    /// Clean shutdowns waiting for this replica to stop leading.
+    hand_offs: Vec<oneshot::Sender<()>>,
     /// On the leader: its last index over the last `REPLICA_LAG_TIME_MAX_MS` (for the ISR).
     history: VecDeque<(Instant, u64)>,
     /// The (term, ISR) last reported to the controller, and when.
@@ -227,7 +250,17 @@ struct GroupDriver {
 }
 
 impl GroupDriver {
-    async fn run(mut self, mut inbox: mpsc::Receiver<GroupCmd>) {
+    /// `preferred`: this replica is the partition's first (placement balanced those across
+    /// nodes and cores), so a new group campaigns here at once instead of waiting for a
+    /// random election timeout somewhere.
+    async fn run(mut self, mut inbox: mpsc::Receiver<GroupCmd>, preferred: bool) {
+        if preferred && self.replica.term() == 0 && self.replica.campaign().is_ok() {
+            if let Err(error) = self.advance().await {
+                self.fail(&error);
+                self.status.stopped.set(true);
+                return;
+            }
+        }
         let mut tick = Box::pin(glommio::timer::sleep(Duration::from_millis(GROUP_TICK_MS)));
         let mut stopped_by: Option<oneshot::Sender<()>> = None;
         loop {
@@ -287,6 +320,7 @@ impl GroupDriver {
                 }
                 GroupCmd::Propose { batch, acks, reply } => proposals.push((batch, acks, reply)),
                 GroupCmd::Stop(done) => *stopped_by = Some(done),
+                GroupCmd::HandOff(done) => self.hand_off(done),
             }
         }
         if ticked {
@@ -306,7 +340,38 @@ impl GroupDriver {
         }
         self.answer_waiters();
         self.report_leadership();
+        if !self.replica.is_leader() {
+            for done in self.hand_offs.drain(..) {
+                let _ = done.send(());
+            }
+        }
         Ok(())
+    }
+
+    /// Starts a leader transfer to the in-sync follower with the most entries.
+    fn hand_off(&mut self, done: oneshot::Sender<()>) {
+        if !self.replica.is_leader() {
+            let _ = done.send(());
+            return;
+        }
+        let in_sync = self.status.in_sync.borrow().clone();
+        let me = raft_id(self.me);
+        let target = self
+            .replica
+            .followers()
+            .into_iter()
+            .filter(|&(id, _, _)| id != me && in_sync.contains(&node_of(id).0))
+            .max_by_key(|&(id, matched, _)| (matched, std::cmp::Reverse(id)));
+        match target {
+            Some((id, _, _)) => {
+                tracing::info!(tp = %self.tp, to = %node_of(id), "handing leadership away");
+                self.replica.transfer_leader(id);
+                self.hand_offs.push(done);
+            }
+            None => {
+                let _ = done.send(());
+            }
+        }
     }
 
     async fn propose(

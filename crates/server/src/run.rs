@@ -168,6 +168,17 @@ pub(crate) async fn run_core(
     tracing::info!(core = shard.id, "stopping: no new connections, draining");
     drop(accept);
     drop(listener);
+    if shard.id == 0 {
+        // Every core's leaders hand their partitions away while the node-to-node transport
+        // (core 0's) still runs; only then does it stop.
+        let cores: Vec<usize> = (0..shard.cores).collect();
+        futures::future::join_all(
+            cores
+                .into_iter()
+                .map(|core| shard.control(core, |shard| async move { shard.hand_off_all().await })),
+        )
+        .await;
+    }
     shard.stopping.set(true);
     cluster_stopping.set(true);
     glommio::timer::sleep(Duration::from_millis(DRAIN_MS)).await;

@@ -278,6 +278,7 @@ impl Shard {
         let flusher = log.clone();
         glommio::spawn_local(async move { flusher.run_flusher().await }).detach();
         let state_dir = raft_state_dir(&dir);
+        let preferred = replicas.first().map(|&(node, _)| node) == Some(self.config.node_id);
         let replica = shoal_consensus::PartitionReplica::open(
             self.ctx.disk.clone(),
             log.clone(),
@@ -287,8 +288,15 @@ impl Shard {
         )
         .await
         .map_err(|e| format!("{tp}: opening the raft state: {e}"))?;
-        let handle =
-            crate::replication::start(self.clone(), tp.clone(), meta.id, group, replica, peers);
+        let handle = crate::replication::start(
+            self.clone(),
+            tp.clone(),
+            meta.id,
+            group,
+            replica,
+            peers,
+            preferred,
+        );
         let _ = self.groups_by_id.borrow_mut().insert(group, handle.clone());
         let _ = self.groups.borrow_mut().insert(tp.clone(), handle);
         Ok(log)
@@ -820,7 +828,15 @@ impl Shard {
         }
     }
 
-    /// Syncs and closes every log (clean shutdown).
+    /// Leaders of this core hand their partitions away (all at once, a few seconds at most),
+    /// so clients move to a follower that is already up to date instead of waiting for
+    /// an election timeout. Run by a clean shutdown before the transport stops.
+    pub(crate) async fn hand_off_all(&self) {
+        let handles: Vec<_> = self.groups.borrow().values().cloned().collect();
+        futures::future::join_all(handles.iter().map(|h| h.hand_off())).await;
+    }
+
+    /// Stops every partition group, then syncs and closes every log (clean shutdown).
     pub(crate) async fn close_all(&self) {
         let groups: Vec<_> = self.groups.borrow().keys().cloned().collect();
         for tp in groups {
