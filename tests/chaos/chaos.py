@@ -4,6 +4,7 @@ every operation recorded, then the history checked.
 
     tests/chaos/run.sh chaos.py --time 60 --seed 7                # one node, every fault kind
     tests/chaos/run.sh chaos.py --time 1800 --faults kill,pause --consume subscribe
+    tests/chaos/run.sh chaos.py --nodes 3 --time 60 --every-kind   # three nodes, cluster faults
 
 Phases: warm-up (clients only), faults (one at a time, at random intervals), heal (every
 fault undone, the broker answering), recovery (clients only), final read (every key from the
@@ -12,6 +13,11 @@ status is 0 only if it found no anomaly beyond those Kafka allows by design.
 
 Everything is bounded: the phases' times, the operations per worker (--max-ops), and the
 final read's timeout. Traffic goes to loopback only. The broker is started and stopped here.
+
+With --nodes 3 (root, `ip` and `nft`): three nodes, each in its own network namespace on a
+bridge (tests/clients/netns.py), the topic of replication factor 3 (one Raft group per
+partition), the clients bootstrapped with all three, and the cluster faults (nemesis.py). The
+namespaces, the bridge and every node are removed at the end, also on an error or Ctrl-C.
 """
 
 import argparse
@@ -33,11 +39,15 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 import checker  # noqa: E402
 import nemesis as nemesis_mod  # noqa: E402
+import cluster as cluster_mod  # noqa: E402
+import conftest  # noqa: E402
 from conftest import Broker  # noqa: E402  (the client tests' broker process wrapper)
+import netns  # noqa: E402  (tests/clients/netns.py)
 from history import HistoryReader, HistoryWriter  # noqa: E402
 from workload import Config, Processes, Values, Worker, final_read, key_of  # noqa: E402
 
 FILL_FS_MIB = 512
+DEFAULT_FAULTS = "kill,term,pause,fill"
 
 
 def parse_args(argv=None):
@@ -46,8 +56,13 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=float, default=5.0, help="seconds before the first fault")
     p.add_argument("--recovery", type=float, default=10.0, help="seconds after the heal")
     p.add_argument("--seed", type=int, default=None, help="random seed (printed when chosen)")
-    p.add_argument("--faults", default="kill,term,pause,fill",
-                   help="comma-separated kinds: " + ",".join(nemesis_mod.KINDS))
+    p.add_argument("--nodes", type=int, choices=(1, 3), default=1,
+                   help="1: one broker on loopback; 3: three nodes in network namespaces, "
+                        "the topic replicated on all three (needs root, ip, nft)")
+    p.add_argument("--faults", default=None,
+                   help="comma-separated kinds; one node: " + ",".join(nemesis_mod.KINDS) +
+                        f" (default {DEFAULT_FAULTS}); three nodes: " +
+                        ",".join(nemesis_mod.CLUSTER_KINDS) + " (default all)")
     p.add_argument("--every-kind", action="store_true",
                    help="inject each requested kind at least once (kinds first, then random)")
     p.add_argument("--interval", type=float, nargs=2, default=[2.0, 6.0],
@@ -83,12 +98,12 @@ class LoopFs:
         subprocess.run(["umount", "-l", self.mount], check=False)
 
 
-def create_topic(bootstrap, topic, partitions):
+def create_topic(bootstrap, topic, partitions, replication_factor=1):
     admin = AdminClient({"bootstrap.servers": bootstrap})
     # 1 MiB segments (the smallest Kafka allows): they roll every few seconds under the
     # workload, so a full disk is met by a new segment file and not only by appends into
     # space a segment reserved ahead.
-    new = NewTopic(topic, num_partitions=partitions, replication_factor=1,
+    new = NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor,
                    config={"segment.bytes": str(1 << 20)})
     futs = admin.create_topics([new],
                                operation_timeout=15, request_timeout=15)
@@ -99,44 +114,71 @@ def create_topic(bootstrap, topic, partitions):
 def run(args):
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
     rng = random.Random(seed)
+    allowed_kinds = nemesis_mod.KINDS if args.nodes == 1 else nemesis_mod.CLUSTER_KINDS
+    if args.faults is None:
+        args.faults = DEFAULT_FAULTS if args.nodes == 1 else ",".join(nemesis_mod.CLUSTER_KINDS)
     kinds = [k for k in args.faults.split(",") if k]
-    unknown = set(kinds) - set(nemesis_mod.KINDS)
+    unknown = set(kinds) - set(allowed_kinds)
     if unknown:
-        raise SystemExit(f"unknown fault kinds {sorted(unknown)}")
+        raise SystemExit(f"fault kinds {sorted(unknown)} unknown with --nodes {args.nodes} "
+                         f"(known: {','.join(allowed_kinds)})")
+    if args.nodes == 3:
+        ok, reason = netns.available()
+        if not ok:
+            raise SystemExit(f"--nodes 3 needs network namespaces: {reason}")
     out = args.out or tempfile.mkdtemp(prefix="shoal-chaos-")
     os.makedirs(out, exist_ok=True)
     print(f"chaos: seed {seed} (rerun with --seed {seed}), output in {out}", flush=True)
 
-    kwargs = {"cores": args.cores}
-    if args.bin:
-        kwargs["binary"] = os.path.abspath(args.bin)
-    broker = Broker(os.path.join(out, "broker"), **kwargs)
-    loopfs = None
-    if "fill" in kinds:
-        if os.geteuid() != 0 or shutil.which("mkfs.ext4") is None:
-            print("!!!!!! chaos: SKIPPED the fill fault: it needs root and mkfs.ext4 !!!!!!",
-                  flush=True)
-            kinds.remove("fill")
-        else:
-            # Only the data dir is on the small file system: the broker's log stays readable
-            # after the run (and writing it never fails for want of space).
-            loopfs = LoopFs(out, args.fill_fs_mib)
-            broker.data_dir = os.path.join(loopfs.mount, "data")
-            os.makedirs(broker.data_dir, exist_ok=True)
+    binary = os.path.abspath(args.bin) if args.bin else None
+    broker = cluster = loopfs = None
+    if args.nodes == 1:
+        broker = Broker(os.path.join(out, "broker"), cores=args.cores,
+                        **({"binary": binary} if binary else {}))
+        if "fill" in kinds:
+            if os.geteuid() != 0 or shutil.which("mkfs.ext4") is None:
+                print("!!!!!! chaos: SKIPPED the fill fault: it needs root and mkfs.ext4 !!!!!!",
+                      flush=True)
+                kinds.remove("fill")
+            else:
+                # Only the data dir is on the small file system: the broker's log stays
+                # readable after the run (and writing it never fails for want of space).
+                loopfs = LoopFs(out, args.fill_fs_mib)
+                broker.data_dir = os.path.join(loopfs.mount, "data")
+                os.makedirs(broker.data_dir, exist_ok=True)
+    else:
+        cluster = cluster_mod.ShoalCluster(out, binary or conftest.SHOAL_BIN, cores=args.cores,
+                                           n=args.nodes)
     history_path = os.path.join(out, "history.jsonl")
     history = HistoryWriter(history_path)
     stop = threading.Event()
     workers = []
-    nem = nemesis_mod.Nemesis(broker, history, random.Random(rng.random()),
-                              fill_dir=broker.data_dir if loopfs else None)
+    nem_rng = random.Random(rng.random())
+    keys = [key_of(p) for p in range(args.keys)]
+    if cluster is None:
+        nem = nemesis_mod.Nemesis(broker, history, nem_rng,
+                                  fill_dir=broker.data_dir if loopfs else None)
+    else:
+        nem = nemesis_mod.ClusterNemesis(cluster, history, nem_rng, keys)
     phases = {}
     try:
-        broker.start()
         topic = f"chaos-{seed}"
-        create_topic(broker.bootstrap, topic, args.keys)
-        cfg = Config(broker.bootstrap, topic, [key_of(p) for p in range(args.keys)],
-                     mode=args.mode, consume=args.consume, max_ops=args.max_ops,
-                     client_log=os.path.join(out, "clients.log"))
+        if cluster is None:
+            broker.start()
+            bootstrap = broker.bootstrap
+            create_topic(bootstrap, topic, args.keys)
+        else:
+            print(f"chaos: starting {args.nodes} nodes in network namespaces", flush=True)
+            cluster.up()
+            bootstrap = cluster.bootstrap
+            create_topic(bootstrap, topic, args.keys, replication_factor=args.nodes)
+        cfg = Config(bootstrap, topic, keys, mode=args.mode, consume=args.consume,
+                     max_ops=args.max_ops, client_log=os.path.join(out, "clients.log"))
+        if cluster is not None:
+            cluster.logger, cluster.topic, cluster.partitions = cfg.logger, topic, args.keys
+            views = cluster.wait_leaders(full_isr=True)
+            print(f"chaos: topic {topic} on {bootstrap}, leaders "
+                  f"{ {key_of(p): v[0] for p, v in sorted(views.items())} }", flush=True)
         values, processes = Values(cfg.keys), Processes()
         for i in range(args.workers):
             w = Worker(i, cfg, history, values, processes, random.Random(rng.random()), stop)
@@ -173,23 +215,47 @@ def run(args):
         phases["done"] = time.time()
     finally:
         stop.set()
+        # On an error, let the workers finish their operation (at most the op timeout) before
+        # the history closes under them.
+        deadline = time.monotonic() + 15
+        for w in workers:
+            w.join(timeout=max(0.0, deadline - time.monotonic()))
         history.close()
-        broker.stop()
-        broker.force_kill()
+        if broker is not None:
+            broker.stop()
+            broker.force_kill()
         if loopfs is not None:
             loopfs.close()
+        if cluster is not None:
+            # Every node and namespace goes, whatever happened; a teardown that fails is
+            # reported, and raised unless an error is already on its way out.
+            pending = sys.exc_info()[1]
+            try:
+                if cluster.net is not None and cluster.net._is_up:
+                    with open(os.path.join(out, "cluster-views.json"), "w") as f:
+                        json.dump(cluster.views(), f, indent=1)  # for the post-mortem
+            except Exception as e:
+                print(f"chaos: no cluster views: {e}", flush=True)
+            try:
+                cluster.down()
+            except Exception as e:
+                print(f"!!!!!! chaos: cluster teardown failed: {e}", flush=True)
+                if pending is None:
+                    raise
 
     result = checker.check(HistoryReader(history_path))
     allowed = {a for a in args.allow.split(",") if a}
     summary = {
         "seed": seed,
         "history": history_path,
+        "nodes": args.nodes,
         "mode": args.mode,
         "consume": args.consume,
         "faults": nem.counts,
         "restart_s_max": round(max(nem.restart_s), 2) if nem.restart_s else None,
         "high_watermarks": ends,
         "phases": {k: round(v - phases["warmup"], 1) for k, v in phases.items()},
+        "broker_logs": [broker.log_path] if cluster is None else cluster.log_paths(),
         "checker": result.to_json(),
     }
     with open(os.path.join(out, "results.json"), "w") as f:
@@ -205,6 +271,10 @@ def run(args):
           f"{summary['restart_s_max']}s; high watermarks {ends}")
     bad = {a: n for a, n in result.anomaly_counts().items()
            if n and a not in allowed and a not in result.allowed_kinds()}
+    if cluster is not None and not bad and os.environ.get("SHOAL_KEEP_DATA") != "1":
+        # Over 1 GiB a node is preallocated; the history and the logs stay. With an anomaly
+        # (or SHOAL_KEEP_DATA=1) the data dirs stay too.
+        cluster.drop_data()
     return bad, summary
 
 

@@ -1,7 +1,7 @@
 """Faults injected into real broker processes, one at a time, each recorded in the history as
 events of the process "nemesis" (type "info") when it begins and when it is healed.
 
-Kinds (one node; the cluster kinds come with the netns cluster runs):
+Kinds of one node (`Nemesis`):
   kill   SIGKILL, then a restart on the same data dir after a random pause
   term   SIGTERM (a clean shutdown), then a restart
   powercut  SIGUSR2 to a broker built with `--features fault-switches`: every write not yet
@@ -11,6 +11,17 @@ Kinds (one node; the cluster kinds come with the netns cluster runs):
   fill   the data file system is filled to the last block, the broker killed and restarted on
          the full disk, and the space freed after a while (needs root: the runner loop-mounts
          a small file system for the data dir)
+
+Kinds of a three-node cluster (`ClusterNemesis`, `chaos.py --nodes 3`; the leader is the one
+Metadata names for a random key's partition):
+  kill-leader       SIGKILL the leader, restart it after a random pause
+  kill-any          SIGKILL a random node, restart it after a random pause
+  pause-leader      SIGSTOP the leader for a random time, then SIGCONT
+  partition-leader  isolate the leader's namespace (nftables drops everything on its eth0,
+                    from the other nodes and from the clients), heal after a random time
+  rolling-restart   SIGTERM each node in turn (it must stop cleanly), restarted, and the next
+                    one only once it answers and every partition has a leader and a full ISR
+                    again
 """
 
 import os
@@ -25,6 +36,8 @@ import time
 RESTART_TIMEOUT_S = 60.0
 
 KINDS = ("kill", "term", "pause", "fill", "powercut")
+CLUSTER_KINDS = ("kill-leader", "kill-any", "pause-leader", "partition-leader",
+                 "rolling-restart")
 
 
 class Nemesis:
@@ -150,25 +163,136 @@ class Nemesis:
     def dump_stuck_broker(self):
         """A broker that does not answer: its threads' kernel stacks and a gdb backtrace go
         to the run's directory, before the harness kills it."""
-        pid = self.broker.pid
-        if pid is None or not self.broker.running():
+        if self.broker.pid is None or not self.broker.running():
             return
-        out = os.path.join(os.path.dirname(self.broker.log_path), f"stuck-{pid}.txt")
-        with open(out, "w") as f:
-            for task in sorted(os.listdir(f"/proc/{pid}/task")):
-                for what in ("comm", "wchan", "stack"):
-                    try:
-                        with open(f"/proc/{pid}/task/{task}/{what}") as src:
-                            f.write(f"--- task {task} {what}\n{src.read()}\n")
-                    except OSError as e:
-                        f.write(f"--- task {task} {what}: {e}\n")
-            f.flush()
-            if shutil.which("gdb"):
-                subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt"],
-                               stdout=f, stderr=subprocess.STDOUT, timeout=60, check=False)
-        print(f"chaos: the broker did not answer; its stacks are in {out}", flush=True)
+        dump_stacks(self.broker.pid, os.path.dirname(self.broker.log_path))
 
     def heal(self):
         """Leaves the broker running and answering (the start of the recovery phase)."""
         if not self.broker.running():
             self._restart()
+
+
+def dump_stacks(pid, out_dir):
+    """The kernel stacks of a process's threads and a gdb backtrace, to out_dir/stuck-<pid>.txt."""
+    out = os.path.join(out_dir, f"stuck-{pid}.txt")
+    with open(out, "w") as f:
+        for task in sorted(os.listdir(f"/proc/{pid}/task")):
+            for what in ("comm", "wchan", "stack"):
+                try:
+                    with open(f"/proc/{pid}/task/{task}/{what}") as src:
+                        f.write(f"--- task {task} {what}\n{src.read()}\n")
+                except OSError as e:
+                    f.write(f"--- task {task} {what}: {e}\n")
+        f.flush()
+        if shutil.which("gdb"):
+            subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "thread apply all bt"],
+                           stdout=f, stderr=subprocess.STDOUT, timeout=60, check=False)
+    print(f"chaos: the broker did not answer; its stacks are in {out}", flush=True)
+
+
+class ClusterNemesis:
+    """The cluster faults on a `cluster.ShoalCluster` whose topic is created. One at a time:
+    each fault is healed (the node restarted and answering, the network whole) before
+    `inject` returns. The events name the node id (`node`) and, for the leader kinds, the key
+    whose partition's leader was chosen."""
+
+    def __init__(self, cluster, history, rng, keys):
+        self.cluster = cluster
+        self.history = history
+        self.rng = rng
+        self.keys = list(keys)  # key -> partition: workload.partition_of
+        self.counts = {}
+
+    @property
+    def restart_s(self):
+        return self.cluster.restart_s
+
+    def available(self):
+        return list(CLUSTER_KINDS)
+
+    def _event(self, f, **value):
+        self.history.nemesis(f, value)
+
+    def inject(self, kind):
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        getattr(self, "_" + kind.replace("-", "_"))()
+
+    def _leader(self):
+        """(node id, key) of a random key's partition, as Metadata names it now."""
+        key = self.rng.choice(self.keys)
+        return self.cluster.leader_of(int(key[1:])), key
+
+    def _restart(self, node):
+        try:
+            p = self.cluster.start(node)
+        except Exception:
+            p = self.cluster.procs[node]
+            if p.running():
+                dump_stacks(p.pid, os.path.dirname(p.log_path))
+            raise
+        self._event("start", node=node, pid=p.pid, generation=p.generation)
+
+    def _kill9(self, node, **why):
+        p = self.cluster.procs[node]
+        self._event("kill", node=node, pid=p.pid, **why)
+        p.kill()
+        time.sleep(self.rng.uniform(0.1, 2.0))
+        self._restart(node)
+
+    def _kill_leader(self):
+        node, key = self._leader()
+        self._kill9(node, leader_of=key)
+
+    def _kill_any(self):
+        self._kill9(self.rng.randrange(self.cluster.n))
+
+    def _pause_leader(self):
+        node, key = self._leader()
+        p = self.cluster.procs[node]
+        pause_s = self.rng.uniform(1.0, 4.0)
+        self._event("stop", node=node, pid=p.pid, leader_of=key, seconds=round(pause_s, 2))
+        p.pause()
+        try:
+            time.sleep(pause_s)
+        finally:
+            p.resume()
+        self._event("cont", node=node, pid=p.pid)
+
+    def _partition_leader(self):
+        node, key = self._leader()
+        hold_s = self.rng.uniform(3.0, 8.0)
+        self._event("partition", node=node, isolated=[node], leader_of=key,
+                    seconds=round(hold_s, 2))
+        self.cluster.net.isolate(node + 1)
+        try:
+            time.sleep(hold_s)
+        finally:
+            self.cluster.net.heal()
+        self._event("heal", node=node)
+
+    def _rolling_restart(self):
+        order = list(range(self.cluster.n))
+        self.rng.shuffle(order)
+        for node in order:
+            p = self.cluster.procs[node]
+            self._event("term", node=node, pid=p.pid, rolling=True)
+            rc, clean = p.stop()
+            if clean is not True or rc != 0:
+                raise RuntimeError(f"node {node} did not stop cleanly on SIGTERM (rc {rc}, "
+                                   f"clean {clean}); its log: {p.log_path}")
+            self._restart(node)
+            # As an operator would: the next node only once every partition is led and has
+            # all its replicas in sync again (as far as Metadata tells).
+            views = self.cluster.wait_leaders(full_isr=True)
+            self._event("leaders", node=node,
+                        leaders={str(k): v[0] for k, v in sorted(views.items())})
+
+    def heal(self):
+        """Every node running and answering, the network whole, every partition led."""
+        self.cluster.net.heal()
+        for node, p in self.cluster.procs.items():
+            p.resume()
+            if not p.running():
+                self._restart(node)
+        self.cluster.wait_leaders()

@@ -1,7 +1,10 @@
-"""The fault suite's short runs against a real broker (one node), as CI runs them.
+"""The fault suite's short runs against real brokers, as CI runs them.
 
 - Every fault kind at least once, idempotent acks=all producers, assign and subscribe
   consumers: no anomaly beyond those Kafka allows.
+- Three nodes in network namespaces, the topic replicated on all three, every cluster fault
+  kind at least once (leader kills, pauses, isolation, a rolling restart): no anomaly. Skipped,
+  loudly, where network namespaces are unavailable (not root, no `ip`/`nft`).
 - Simulated power cuts (a broker built with the `fault-switches` feature, no switch on):
   nothing acknowledged is lost.
 - Mutation evidence: a broker built with the `fault-switches` feature, one switch at a time,
@@ -16,6 +19,8 @@ import subprocess
 import pytest
 
 import chaos
+import netns
+import nemesis
 
 SEED = int(os.environ.get("SHOAL_CHAOS_SEED", str(random.randrange(1 << 31))))
 FAULT_BIN = os.environ.get("SHOAL_FAULT_BIN")
@@ -42,6 +47,30 @@ def test_every_fault_kind_no_anomaly(tmp_path, consume):
     assert expected <= set(summary["faults"]), f"faults injected: {summary['faults']}"
     # The run did work around the faults: a run that acknowledged nothing checks nothing.
     assert acknowledged(summary) >= 200, summary["checker"]["summary"]
+
+
+def test_cluster_faults_no_anomaly(tmp_path):
+    """Three replicated nodes: leaders killed, paused and cut off, any node killed, a rolling
+    restart; idempotent acks=all producers must lose and duplicate nothing."""
+    ok, reason = netns.available()
+    if not ok:
+        pytest.skip(f"SKIPPED LOUDLY: no network namespaces here ({reason}): the cluster "
+                    f"faults not run")
+    bad, summary = run(tmp_path, "--nodes", "3", "--time", "60", "--every-kind")
+    print(summary)
+    # Known gap (issue 15): consumer-group offsets live on the coordinator's node only, so a
+    # coordinator moved off a fenced node starts without them and a committed offset goes
+    # back. Everything else (lost, duplicated or reordered records, ...) fails the test.
+    known = {a: n for a, n in bad.items() if a.startswith("committed-offset-regression")}
+    unexpected = {a: n for a, n in bad.items() if a not in known}
+    assert not unexpected, (f"anomalies {unexpected} (seed {SEED}, history "
+                            f"{summary['history']}, broker logs {summary['broker_logs']})")
+    assert set(nemesis.CLUSTER_KINDS) <= set(summary["faults"]), \
+        f"faults injected: {summary['faults']}"
+    assert acknowledged(summary) >= 200, summary["checker"]["summary"]
+    if known:
+        pytest.xfail(f"known gap: group offsets are not replicated yet, a coordinator move "
+                     f"loses them: {known} (seed {SEED}, history {summary['history']})")
 
 
 def test_power_cuts_lose_nothing_acknowledged(tmp_path):

@@ -31,6 +31,10 @@ DEFINITE_SEND_FAILURES = {
 }
 
 
+class CommitTimeout(Exception):
+    pass
+
+
 def key_of(partition):
     return f"k{partition}"
 
@@ -308,11 +312,41 @@ class Worker(threading.Thread):
         extra = {"errors": errors + ([failed] if failed else [])} if errors or failed else {}
         self.history.complete(self.process, "ok", "poll", [["poll", seen]], **extra)
 
+    def _commit_bounded(self):
+        """consumer.commit(asynchronous=False), but at most op_timeout_s: librdkafka waits for
+        a synchronous commit's result without a deadline, so a group coordinator that does not
+        come back (seen with three nodes) would hang the worker for good. The call runs in a
+        thread of its own; when it is late the consumer is abandoned, not closed (closing it
+        under a running commit is not safe): CommitTimeout."""
+        consumer, box = self.consumer, {}
+
+        def call():
+            try:
+                box["done"] = consumer.commit(asynchronous=False)
+            except BaseException as e:  # handed to the worker below
+                box["error"] = e
+
+        t = threading.Thread(target=call, name=f"{self.name}-commit", daemon=True)
+        t.start()
+        t.join(self.cfg.op_timeout_s)
+        if t.is_alive():
+            self.consumer = None
+            raise CommitTimeout()
+        if "error" in box:
+            raise box["error"]
+        return box["done"]
+
     def commit(self):
         group = self._group()
         self.history.invoke(self.process, "commit", {}, group=group)
         try:
-            done = self.consumer.commit(asynchronous=False)
+            done = self._commit_bounded()
+        except CommitTimeout:
+            # It may still land: unknown, and the process is retired, as after any info.
+            self.history.complete(self.process, "info", "commit", {}, group=group,
+                                  error="op timeout")
+            self._new_process()
+            return
         except KafkaException as e:
             err = e.args[0] if e.args else None
             # Nothing to commit: the request was never sent.

@@ -57,6 +57,9 @@ const HEARTBEAT_TICKS: u64 = 5;
 /// A broker not heard from for this long is fenced (Kafka's `broker.session.timeout.ms` is
 /// 9 s; a shorter session moves leadership sooner after a crash).
 const SESSION_TIMEOUT_MS: u64 = 6000;
+/// A leader whose liveness check (every tick, `TICK_MS`) comes this late after the previous
+/// one takes the gap as its own stall, not every broker's.
+const LEADER_STALL_MS: u64 = SESSION_TIMEOUT_MS / 3;
 /// Heartbeats remembered for timing their answers.
 const HEARTBEATS_TIMED_MAX: usize = 16;
 /// The leader places group coordinators (where none is live) at most this often, in ticks.
@@ -252,6 +255,7 @@ pub(crate) async fn start(
         heartbeats_sent: std::collections::VecDeque::new(),
         pending: std::collections::BTreeMap::new(),
         proposals_made: 0,
+        liveness_checked_ms: 0,
     };
     glommio::spawn_local(async move {
         if let Err(error) = driver.run(inbox_receiver, stopping).await {
@@ -313,6 +317,8 @@ struct Driver {
         futures::channel::oneshot::Sender<Result<Applied, ProposeError>>,
     >,
     proposals_made: u64,
+    /// When `lead_liveness` last ran (ms since start): a long gap is the leader's own stall.
+    liveness_checked_ms: u64,
 }
 
 impl Driver {
@@ -512,6 +518,21 @@ impl Driver {
         }
         if self.liveness.is_some() {
             self.add_learners();
+        }
+        // A leader whose own loop stalled (a slow controller-log sync on a loaded disk, a
+        // SIGSTOP) heard nobody meanwhile through no fault of theirs: sessions restart instead
+        // of every broker, this one included, being fenced at once.
+        let stalled_ms = now_ms.saturating_sub(self.liveness_checked_ms);
+        let first_check = self.liveness_checked_ms == 0;
+        self.liveness_checked_ms = now_ms.max(1);
+        if !first_check && stalled_ms > LEADER_STALL_MS {
+            if let Some(liveness) = self.liveness.as_mut() {
+                tracing::warn!(
+                    stalled_ms,
+                    "the controller leader's loop stalled: broker sessions restart"
+                );
+                liveness.on_become_leader(&self.state.borrow(), now_ms);
+            }
         }
         let Some(liveness) = self.liveness.as_mut() else {
             return;

@@ -310,7 +310,7 @@ impl Config {
             node_id: parse("node_id", None, "0")?.parse()?,
             auto_create_topics: parse("auto_create_topics", None, "true")?.parse()?,
             default_partitions: parse("default_partitions", None, "1")?.parse()?,
-            default_replication_factor: parse("default_replication_factor", None, "1")?.parse()?,
+            default_replication_factor: parse("default_replication_factor", None, "3")?.parse()?,
             request_bytes_max: parse("request_bytes_max", None, "104857600")?.parse()?,
             requests_inflight_per_connection_max: parse(
                 "requests_inflight_per_connection_max",

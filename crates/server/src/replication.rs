@@ -56,8 +56,8 @@ const COMMANDS_PER_ROUND_MAX: usize = 1024;
 /// Produce requests waiting for one group's commit at most; beyond, new ones are refused
 /// (REQUEST_TIMED_OUT, retriable) instead of queueing without bound.
 const WAITERS_MAX: usize = 8192;
-/// A follower that has not caught up with the leader's last entry for this long leaves the
-/// ISR (Kafka's `replica.lag.time.max.ms`, whose default is 30 s; shorter here, so that
+/// A follower that has not caught up with what the leader held this long ago, or has not
+/// been heard from for this long, leaves the ISR (Kafka's `replica.lag.time.max.ms`, whose default is 30 s; shorter here, so that
 /// `min.insync.replicas` notices a dead follower sooner).
 pub(crate) const REPLICA_LAG_TIME_MAX_MS: u64 = 10_000;
 /// Points of the leader's index history kept at most (older ones are dropped first, which
@@ -223,6 +223,7 @@ pub(crate) fn start(
         waiters: Vec::new(),
         history: VecDeque::new(),
         hand_offs: Vec::new(),
+        heard: HashMap::new(),
         reported: None,
         last_term: 0,
     };
@@ -240,6 +241,8 @@ struct GroupDriver {
     peers: BTreeMap<u64, Peer>,
     status: Rc<GroupStatus>,
     waiters: Vec<Waiter>,
+    /// On the leader: when each follower was last heard from (for the ISR).
+    heard: HashMap<u64, Instant>,
     /// Clean shutdowns waiting for this replica to stop leading.
     hand_offs: Vec<oneshot::Sender<()>>,
     /// On the leader: its last index over the last `REPLICA_LAG_TIME_MAX_MS` (for the ISR).
@@ -450,6 +453,8 @@ impl GroupDriver {
         self.status.commit.set(self.replica.commit_index());
         if leader && term != self.last_term {
             self.history.clear();
+            let now = Instant::now();
+            self.heard = self.peers.keys().map(|&id| (id, now)).collect();
             tracing::info!(tp = %self.tp, term, "leading the partition");
         }
         self.last_term = term;
@@ -473,15 +478,23 @@ impl GroupDriver {
             }
             let target = self.history.front().map_or(last, |&(_, l)| l);
             let me = raft_id(self.me);
-            let matched: HashMap<u64, u64> = self
-                .replica
-                .followers()
-                .into_iter()
-                .map(|(id, matched, _)| (id, matched))
-                .collect();
+            let mut matched: HashMap<u64, u64> = HashMap::new();
+            for (id, at, active) in self.replica.followers() {
+                let _ = matched.insert(id, at);
+                // raft-rs clears `recent_active` every election timeout and sets it on each
+                // message from the follower: a follower that went quiet (an idle partition
+                // with a dead follower) leaves the ISR too, as Kafka's stop fetching does.
+                if active {
+                    let _ = self.heard.insert(id, now);
+                }
+            }
             let mut in_sync = vec![self.me.0];
             for &id in self.peers.keys().filter(|&&id| id != me) {
-                if matched.get(&id).is_some_and(|&m| m >= target) {
+                let heard = self
+                    .heard
+                    .get(&id)
+                    .is_some_and(|&at| now.duration_since(at) <= lag);
+                if heard && matched.get(&id).is_some_and(|&m| m >= target) {
                     in_sync.push(node_of(id).0);
                 }
             }

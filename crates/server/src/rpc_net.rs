@@ -458,17 +458,21 @@ async fn outbound(
                 return;
             }
         };
-        loop {
-            let mut frame = Vec::new();
-            if let Err(error) = encode_frame(&header, &pending, &mut frame) {
-                tracing::warn!(peer = %addr, %error, "frame not sent");
-            } else if let Err(error) = stream.write_all(&frame).await {
-                tracing::debug!(peer = %addr, %error, "write failed; reconnecting");
-                break;
-            } else {
-                stats
-                    .bytes_out
-                    .set(stats.bytes_out.get() + frame.len() as u64);
+        'connection: loop {
+            // What is queued goes out in as few frames as the frame limit allows (Raft
+            // appends of many partitions can add up to more than one frame).
+            for envelopes in frames_of(std::mem::take(&mut pending)) {
+                let mut frame = Vec::new();
+                if let Err(error) = encode_frame(&header, &envelopes, &mut frame) {
+                    tracing::warn!(peer = %addr, %error, "frame not sent");
+                } else if let Err(error) = stream.write_all(&frame).await {
+                    tracing::debug!(peer = %addr, %error, "write failed; reconnecting");
+                    break 'connection;
+                } else {
+                    stats
+                        .bytes_out
+                        .set(stats.bytes_out.get() + frame.len() as u64);
+                }
             }
             match batches.next().await {
                 Some(batch) => pending = batch,
@@ -476,6 +480,25 @@ async fn outbound(
             }
         }
     }
+}
+
+/// Splits envelopes, in order, into runs that each fit one frame (`FRAME_BYTES_MAX`). An
+/// envelope too large for any frame goes alone (the encoder refuses it and says so).
+fn frames_of(envelopes: Vec<Envelope>) -> Vec<Vec<Envelope>> {
+    let budget = shoal_rpc::FRAME_BYTES_MAX - shoal_rpc::FRAME_HEADER_BYTES;
+    let mut frames: Vec<Vec<Envelope>> = Vec::new();
+    let mut bytes = 0;
+    for envelope in envelopes {
+        let size = shoal_rpc::ENVELOPE_HEADER_BYTES + envelope.body.len();
+        let fits = frames.last().is_some_and(|f| !f.is_empty()) && bytes + size <= budget;
+        if !fits {
+            frames.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        frames.last_mut().expect("pushed").push(envelope);
+    }
+    frames
 }
 
 async fn connect(addr: &str) -> std::io::Result<TcpStream> {
@@ -487,3 +510,54 @@ async fn connect(addr: &str) -> std::io::Result<TcpStream> {
 
 /// Who may talk to this node: decided per frame, so nodes that register later are let in.
 pub(crate) type KnownNodes = Rc<dyn Fn(NodeId) -> bool>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(bytes: usize) -> Envelope {
+        Envelope {
+            target_core: ShardId(0),
+            kind: MessageKind::RAFT,
+            body: Bytes::from(vec![0u8; bytes]),
+        }
+    }
+
+    #[test]
+    fn queued_envelopes_are_split_into_frames_within_the_limit() {
+        let big = shoal_rpc::FRAME_BYTES_MAX / 3;
+        let sizes = [big, big, big, 10, big, 7];
+        let frames = frames_of(sizes.iter().map(|&b| envelope(b)).collect());
+        let budget = shoal_rpc::FRAME_BYTES_MAX - shoal_rpc::FRAME_HEADER_BYTES;
+        let mut seen = Vec::new();
+        for frame in &frames {
+            let bytes: usize = frame
+                .iter()
+                .map(|e| shoal_rpc::ENVELOPE_HEADER_BYTES + e.body.len())
+                .sum();
+            assert!(bytes <= budget, "a frame of {bytes} bytes");
+            assert!(!frame.is_empty());
+            seen.extend(frame.iter().map(|e| e.body.len()));
+        }
+        assert_eq!(seen, sizes, "every envelope, in order");
+        assert_eq!(frames.len(), 2, "two of a third each, then the rest");
+        let mut out = Vec::new();
+        for frame in &frames {
+            let header = FrameHeader {
+                cluster_id: ClusterId([1; 16]),
+                source_node: NodeId(0),
+                source_incarnation: Incarnation(1),
+                destination_node: NodeId(1),
+            };
+            out.clear();
+            encode_frame(&header, frame, &mut out).expect("fits a frame");
+        }
+        // One envelope larger than any frame goes alone (the encoder then refuses it).
+        let alone = frames_of(vec![
+            envelope(5),
+            envelope(shoal_rpc::FRAME_BYTES_MAX),
+            envelope(5),
+        ]);
+        assert_eq!(alone.len(), 3);
+    }
+}
