@@ -159,19 +159,20 @@ impl Cluster for ShardCluster {
         .await
     }
 
-    /// A replicated partition's ISR as its leader last reported it (the leader itself at
-    /// least); 1 for a partition of one replica.
+    /// 1 for a partition of one replica. A replicated partition's leader checks
+    /// `min.insync.replicas` against its own ISR on the owner core (`Shard::local_append`),
+    /// not here against the metadata's copy, which may lag in either direction.
     fn in_sync_replicas(&self, tp: &TopicPartition) -> i32 {
         let snapshot = self.0.snapshot();
-        let Some(meta) = snapshot.topics.get(&tp.topic) else {
-            return 1;
-        };
-        let index = tp.partition as usize;
-        if !meta.is_replicated(index) {
-            return 1;
+        let replicated = snapshot
+            .topics
+            .get(&tp.topic)
+            .is_some_and(|meta| meta.is_replicated(tp.partition as usize));
+        if replicated {
+            i32::MAX
+        } else {
+            1
         }
-        let reported = meta.isr.get(index).map_or(0, Vec::len);
-        i32::try_from(reported.max(1)).unwrap_or(i32::MAX)
     }
 
     async fn delete_topics(&self, names: Vec<String>) -> Vec<Result<(), ApiError>> {

@@ -421,6 +421,23 @@ impl Shard {
             ));
         }
         if let Some(group) = self.group(tp) {
+            // The leader's own ISR decides (the one it reports; the metadata copy may lag).
+            if acks == Acks::All && group.status.leader.get() {
+                let snapshot = self.snapshot();
+                let min = snapshot.topics.get(&tp.topic).map_or(1, |meta| {
+                    topic_config::produce_policy(&meta.configs).min_insync_replicas
+                });
+                let in_sync = i32::try_from(group.status.in_sync.borrow().len()).unwrap_or(0);
+                if in_sync < min {
+                    return Err(ApiError::with_message(
+                        ResponseError::NotEnoughReplicas,
+                        format!(
+                            "the {in_sync} in-sync replica(s) cannot satisfy \
+                             min.insync.replicas={min}"
+                        ),
+                    ));
+                }
+            }
             return group.propose(batch, acks).await;
         }
         let appended = self.log(tp)?.append(batch, acks.wait()).await;
