@@ -631,21 +631,11 @@ fn send(shard: &Rc<Shard>, group: u64, peers: &BTreeMap<u64, Peer>, messages: Ve
         }
         return;
     }
-    if !shard.take_raft_forward() {
-        return;
-    }
-    let sender = shard.clone();
-    glommio::spawn_local(async move {
-        let _ = sender
-            .control(0, move |shard| async move {
-                for (node, core, bytes) in out {
-                    shard.rpc_send_raft(node, core, group, bytes);
-                }
-            })
-            .await;
-        sender.give_raft_forward();
-    })
-    .detach();
+    shard.forward_raft(0, move |shard| async move {
+        for (node, core, bytes) in out {
+            shard.rpc_send_raft(node, core, group, bytes);
+        }
+    });
 }
 
 impl Shard {
@@ -656,20 +646,27 @@ impl Shard {
         }
     }
 
-    /// Takes one of this core's Raft forwards in flight; `false` (the message is dropped) when
-    /// `RAFT_FORWARDS_INFLIGHT_MAX` are.
-    pub(crate) fn take_raft_forward(&self) -> bool {
+    /// Runs `work` (Raft traffic) on `core` as a control-lane job, without waiting for it.
+    /// At most `RAFT_FORWARDS_INFLIGHT_MAX` of this core's are in flight; beyond, the work is
+    /// dropped (Raft resends what matters).
+    fn forward_raft<W, F>(self: &Rc<Self>, core: usize, work: W)
+    where
+        W: FnOnce(Rc<Shard>) -> F + Send + 'static,
+        F: std::future::Future<Output = ()> + 'static,
+    {
         let inflight = self.raft_forwards.get();
         if inflight >= RAFT_FORWARDS_INFLIGHT_MAX {
-            return false;
+            return;
         }
         self.raft_forwards.set(inflight + 1);
-        true
-    }
-
-    pub(crate) fn give_raft_forward(&self) {
-        self.raft_forwards
-            .set(self.raft_forwards.get().saturating_sub(1));
+        let shard = self.clone();
+        glommio::spawn_local(async move {
+            let _ = shard.control(core, work).await;
+            shard
+                .raft_forwards
+                .set(shard.raft_forwards.get().saturating_sub(1));
+        })
+        .detach();
     }
 
     /// Core 0: a partition group's Raft message from `from`, for this node's core `core`.
@@ -689,19 +686,9 @@ impl Shard {
             self.deliver_raft(from, group, &bytes);
             return;
         }
-        if !self.take_raft_forward() {
-            return;
-        }
-        let shard = self.clone();
-        glommio::spawn_local(async move {
-            let _ = shard
-                .control(core, move |shard| async move {
-                    shard.deliver_raft(from, group, &bytes);
-                })
-                .await;
-            shard.give_raft_forward();
-        })
-        .detach();
+        self.forward_raft(core, move |shard| async move {
+            shard.deliver_raft(from, group, &bytes);
+        });
     }
 
     /// Steps the group `group` of this core with a message from node `from`.
