@@ -88,25 +88,31 @@ def test_power_cuts_lose_nothing_acknowledged(tmp_path):
 
 
 MUTATIONS = [
-    # switch, faults that expose it, the anomalies any one of which shows it
-    ("ack-before-sync", "powercut", {"lost-write", "inconsistent-offsets", "unseen"}),
-    ("no-idempotent-dedup", "kill,pause", {"duplicate"}),
+    # switch, faults that expose it, the anomalies any one of which shows it, runner arguments
+    ("ack-before-sync", "powercut", {"lost-write", "inconsistent-offsets", "unseen"}, ()),
+    ("no-idempotent-dedup", "kill,pause", {"duplicate"}, ()),
     # A consumer that read a batch the cut then took back either sees another value at its
     # offset later, or (when the producer's retry rewrote the same value there) is reset by
     # OFFSET_OUT_OF_RANGE to an earlier offset than it had read: a nonmonotonic poll.
+    # One key, so every producer writes the one partition: with a partition per producer, its
+    # idempotent retries often rewrite exactly the lost batches at the same offsets before
+    # the consumer comes back, and the history is then indistinguishable from a correct one
+    # (CI saw 23 cuts and no anomaly with 6 keys, seed 18754894; 2 keys missed it too, seed
+    # 222). With every producer on it, the lost batches come back in another order.
     ("serve-above-hwm", "powercut", {"lost-write", "inconsistent-offsets", "nonmonotonic-poll",
-                                     "poll-skip"}),
+                                     "poll-skip"}, ("--keys", "1")),
 ]
 
 
-@pytest.mark.parametrize("switch,faults,expected", MUTATIONS, ids=[m[0] for m in MUTATIONS])
-def test_mutation_is_reported(tmp_path, monkeypatch, switch, faults, expected):
+@pytest.mark.parametrize("switch,faults,expected,extra", MUTATIONS,
+                         ids=[m[0] for m in MUTATIONS])
+def test_mutation_is_reported(tmp_path, monkeypatch, switch, faults, expected, extra):
     if not FAULT_BIN:
         pytest.skip("SKIPPED LOUDLY: no SHOAL_FAULT_BIN (a broker built with "
                     "--features fault-switches): mutation evidence not run")
     monkeypatch.setenv("SHOAL_FAULT_SWITCHES", switch)
     bad, summary = run(tmp_path, "--bin", FAULT_BIN, "--time", "40", "--faults", faults,
-                       "--interval", "0.5", "1.5")
+                       "--interval", "0.5", "1.5", *extra)
     print(summary)
     found = set(bad)
     assert found & expected, (f"switch {switch}: expected one of {sorted(expected)}, "
