@@ -24,13 +24,15 @@ import nemesis
 
 SEED = int(os.environ.get("SHOAL_CHAOS_SEED", str(random.randrange(1 << 31))))
 FAULT_BIN = os.environ.get("SHOAL_FAULT_BIN")
+# Runs a mutation gets to show its anomaly (see test_mutation_is_reported).
+MUTATION_ATTEMPTS = 3
 
 
-def run(tmp_path, *extra, env=None, monkeypatch=None):
+def run(tmp_path, *extra, env=None, monkeypatch=None, seed=SEED):
     if env:
         for k, v in env.items():
             monkeypatch.setenv(k, v)
-    args = chaos.parse_args(["--seed", str(SEED), "--out", str(tmp_path), *extra])
+    args = chaos.parse_args(["--seed", str(seed), "--out", str(tmp_path), *extra])
     return chaos.run(args)
 
 
@@ -51,26 +53,20 @@ def test_every_fault_kind_no_anomaly(tmp_path, consume):
 
 def test_cluster_faults_no_anomaly(tmp_path):
     """Three replicated nodes: leaders killed, paused and cut off, any node killed, a rolling
-    restart; idempotent acks=all producers must lose and duplicate nothing."""
+    restart; idempotent acks=all producers must lose and duplicate nothing, and a group's
+    committed offsets must never go back (they are replicated: a coordinator that moves
+    starts from every acknowledged commit)."""
     ok, reason = netns.available()
     if not ok:
         pytest.skip(f"SKIPPED LOUDLY: no network namespaces here ({reason}): the cluster "
                     f"faults not run")
     bad, summary = run(tmp_path, "--nodes", "3", "--time", "60", "--every-kind")
     print(summary)
-    # Known gap (issue 15): consumer-group offsets live on the coordinator's node only, so a
-    # coordinator moved off a fenced node starts without them and a committed offset goes
-    # back. Everything else (lost, duplicated or reordered records, ...) fails the test.
-    known = {a: n for a, n in bad.items() if a.startswith("committed-offset-regression")}
-    unexpected = {a: n for a, n in bad.items() if a not in known}
-    assert not unexpected, (f"anomalies {unexpected} (seed {SEED}, history "
-                            f"{summary['history']}, broker logs {summary['broker_logs']})")
+    assert not bad, (f"anomalies {bad} (seed {SEED}, history {summary['history']}, broker "
+                     f"logs {summary['broker_logs']})")
     assert set(nemesis.CLUSTER_KINDS) <= set(summary["faults"]), \
         f"faults injected: {summary['faults']}"
     assert acknowledged(summary) >= 200, summary["checker"]["summary"]
-    if known:
-        pytest.xfail(f"known gap: group offsets are not replicated yet, a coordinator move "
-                     f"loses them: {known} (seed {SEED}, history {summary['history']})")
 
 
 def test_power_cuts_lose_nothing_acknowledged(tmp_path):
@@ -111,12 +107,21 @@ def test_mutation_is_reported(tmp_path, monkeypatch, switch, faults, expected, e
         pytest.skip("SKIPPED LOUDLY: no SHOAL_FAULT_BIN (a broker built with "
                     "--features fault-switches): mutation evidence not run")
     monkeypatch.setenv("SHOAL_FAULT_SWITCHES", switch)
-    bad, summary = run(tmp_path, "--bin", FAULT_BIN, "--time", "40", "--faults", faults,
-                       "--interval", "0.5", "1.5", *extra)
-    print(summary)
-    found = set(bad)
-    assert found & expected, (f"switch {switch}: expected one of {sorted(expected)}, "
-                              f"the checker found {bad} (seed {SEED})")
+    # Exposure is a matter of timing (a cut must land while a consumer holds what it takes
+    # back): a loaded machine makes fewer cuts in the same time (CI once saw 15 instead of
+    # about 23, and neither power-cut mutation showed). Up to MUTATION_ATTEMPTS runs, each
+    # with its own seed; one run that reports the anomaly is the evidence.
+    tried = []
+    for attempt in range(MUTATION_ATTEMPTS):
+        seed = SEED + attempt
+        bad, summary = run(tmp_path / f"attempt{attempt}", "--bin", FAULT_BIN, "--time", "40",
+                           "--faults", faults, "--interval", "0.5", "1.5", *extra, seed=seed)
+        print(summary)
+        if set(bad) & expected:
+            return
+        tried.append((seed, bad, summary["faults"]))
+    pytest.fail(f"switch {switch}: expected one of {sorted(expected)}; the checker found "
+                f"none in {len(tried)} runs (seed, anomalies, faults): {tried}")
 
 
 def test_release_build_refuses_fault_switches(tmp_path):

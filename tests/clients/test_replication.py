@@ -14,6 +14,10 @@ answered once a majority has the batch fdatasync'ed.
     acknowledges nothing meanwhile; after the heal it drops its unreplicated suffix and
     catches up (every replica's log ends up the same).
 
+  * kill -9 a consumer group's coordinator (the leader of its partition of the internal
+    offsets topic), twice: the coordinator that takes over on another node answers the last
+    acknowledged commit.
+
 Nodes run with two cores, so Raft traffic crosses the core mesh as well as the network.
 `SHOAL_REPLICATION_KILLS` sets the number of leader kills (default 6 here; 20 for the record
 in the issue's note).
@@ -21,6 +25,8 @@ in the issue's note).
 
 import os
 import random
+import socket
+import struct
 import threading
 import time
 
@@ -361,8 +367,9 @@ def test_min_insync_replicas_refuses_acks_all_when_the_isr_is_too_small(replicat
     leader, _, _ = wait_leader(admin, "minisr")
 
     def isr():
+        # None when no broker answered (one is being killed): not an ISR without anyone.
         got = partition_view(admin, "minisr")
-        return got[2] if got else []
+        return got[2] if got else None
     wait_for("all three in sync", lambda: isr() == [0, 1, 2], timeout=30)
 
     def produce_one(acks):
@@ -376,10 +383,107 @@ def test_min_insync_replicas_refuses_acks_all_when_the_isr_is_too_small(replicat
     assert produce_one("all") is None
     follower = next(n for n in range(3) if n != leader)
     procs[follower].kill()
-    wait_for("the dead follower leaves the ISR", lambda: follower not in isr(), timeout=40)
+    wait_for("the dead follower leaves the ISR",
+             lambda: (lambda got: got is not None and follower not in got)(isr()), timeout=40)
     err = produce_one("all")
     assert err is not None and err.code() == KafkaError.NOT_ENOUGH_REPLICAS, err
     assert produce_one("1") is None, "acks=1 does not need the ISR"
     start(follower)
     wait_for("the follower back in the ISR", lambda: isr() == [0, 1, 2], timeout=60)
     assert produce_one("all") is None
+
+
+def find_coordinator(c, node, group):
+    """FindCoordinator v1 asked of `node` (raw protocol: librdkafka's admin API aborts the
+    process when brokers die under it): the coordinator's node id, or None on an error."""
+    name = group.encode()
+    body = (struct.pack(">hhi", 10, 1, 1) + struct.pack(">h", 4) + b"test"
+            + struct.pack(">h", len(name)) + name + b"\x00")
+    try:
+        with socket.create_connection((c.addr(node + 1), 9092), timeout=5) as sock:
+            sock.sendall(struct.pack(">i", len(body)) + body)
+            size = struct.unpack(">i", _read_exactly(sock, 4))[0]
+            reply = _read_exactly(sock, size)
+    except OSError:
+        return None
+    error = struct.unpack(">h", reply[8:10])[0]
+    message_len = struct.unpack(">h", reply[10:12])[0]
+    at = 12 + max(message_len, 0)
+    return struct.unpack(">i", reply[at:at + 4])[0] if error == 0 else None
+
+
+def _read_exactly(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise OSError("closed")
+        data += chunk
+    return data
+
+
+def wait_coordinator(c, nodes, group, not_node=None):
+    """A coordinator of `group` other than `not_node` that every node of `nodes` names."""
+    def found():
+        named = {find_coordinator(c, n, group) for n in nodes}
+        node = named.pop() if len(named) == 1 else None
+        return None if node is None or node == not_node else [node]
+    return wait_for(f"a coordinator of {group}" +
+                    (f" other than {not_node}" if not_node is not None else ""), found,
+                    timeout=60)[0]
+
+
+def committed_offset(servers, topic, group, timeout=60):
+    """The group's committed offset of `topic`-0, asked until a coordinator answers."""
+    def ask():
+        consumer = Consumer({"bootstrap.servers": servers, "group.id": group,
+                             "enable.auto.commit": False})
+        try:
+            got = consumer.committed([TopicPartition(topic, 0)], timeout=10)
+            return got[0].offset if got and got[0].error is None else None
+        except KafkaException:
+            return None
+        finally:
+            consumer.close()
+    return wait_for(f"{group}'s committed offset", ask, timeout=timeout)
+
+
+def commit(servers, topic, group, offset):
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        def committed():
+            try:
+                consumer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+                return True
+            except KafkaException:
+                return None
+        wait_for(f"commit of {offset}", committed, timeout=60)
+    finally:
+        consumer.close()
+
+
+def test_committed_offsets_survive_their_coordinators_node(replicated_nodes):
+    """Group offsets are replicated (partition of the internal offsets topic, RF 3): kill -9
+    the coordinator's node, and the coordinator that takes over (another node) answers every
+    commit it acknowledged; twice, the first victim restarted in between."""
+    c, procs, start = replicated_nodes
+    admin = create_replicated(c, "tracked")
+    wait_leader(admin, "tracked")
+    group = "moves"
+    commit(bootstrap(c), "tracked", group, 7)
+    assert committed_offset(bootstrap(c), "tracked", group) == 7
+    victims = []
+    for offset in (7, 11):
+        if offset == 11:
+            commit(bootstrap(c), "tracked", group, 11)
+        victim = wait_coordinator(c, range(3), group)
+        procs[victim].kill()
+        rest = [n for n in range(3) if n != victim]
+        took_over = wait_coordinator(c, rest, group, not_node=victim)
+        victims.append((victim, took_over))
+        assert committed_offset(bootstrap(c, rest), "tracked", group) == offset
+        start(victim)
+    # Nothing stale came back with the restarted nodes.
+    assert committed_offset(bootstrap(c), "tracked", group) == 11
+    print(f"coordinators killed, and who took over: {victims}")

@@ -858,6 +858,29 @@ impl Coordinator {
         Ok(results)
     }
 
+    /// Drops every group `keep` refuses (their coordination moved to another node): waiting
+    /// joins and syncs get NOT_COORDINATOR (the member finds the new coordinator), and their
+    /// records not yet taken are discarded (the new coordinator's log is the truth).
+    pub fn unload(&mut self, keep: impl Fn(&str) -> bool) -> usize {
+        let gone: Vec<String> = self.groups.keys().filter(|id| !keep(id)).cloned().collect();
+        for id in &gone {
+            if let Some(mut group) = self.groups.remove(id) {
+                for member in group.members.values_mut() {
+                    member.fail_waiters(ResponseError::NotCoordinator);
+                }
+            }
+        }
+        self.records.retain(|record| keep(record.group()));
+        gone.len()
+    }
+
+    /// Takes in the groups of `other` (state replayed aside from a log), replacing any of the
+    /// same id; `other`'s unpersisted records are dropped (replay makes none).
+    pub fn absorb(&mut self, other: Coordinator) {
+        debug_assert!(other.records.is_empty(), "replay makes no records");
+        self.groups.extend(other.groups);
+    }
+
     /// Session and rebalance timeouts. Call about every 100 ms-1 s.
     pub fn tick(&mut self, now_ms: i64) {
         let initial_delay = self.config.initial_rebalance_delay_ms;

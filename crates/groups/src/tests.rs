@@ -476,3 +476,37 @@ fn partition_for_matches_java_hash() {
     assert_eq!(partition_for("test", 50), 48);
     assert!(partition_for("", 16) < 16);
 }
+
+#[test]
+fn unload_drops_only_refused_groups_and_fails_their_waiters() {
+    let mut c = Coordinator::new(config());
+    let a = single_member(&mut c);
+    // A second member waits in a rebalance of GROUP when coordination moves away.
+    let mut b_join = waiting(c.join(join_req("", None, &["range"]), 10));
+    let req = CommitRequest {
+        group_id: "other".into(),
+        generation: -1,
+        member_id: String::new(),
+        instance_id: None,
+        retention_ms: -1,
+        offsets: vec![(
+            Tp {
+                topic: "t".into(),
+                partition: 0,
+            },
+            5,
+            -1,
+            None,
+        )],
+    };
+    let per = c.validate_commit(&req, 0).expect("simple commit");
+    c.apply_commit(&req, &per, 0, true);
+    assert_eq!(c.unload(|group| group != GROUP), 1);
+    assert_eq!(done(&mut b_join).error, Some(ResponseError::NotCoordinator));
+    // Gone: no member, no records of it left to persist; the other group kept its offset.
+    assert_eq!(hb(&mut c, &a, 1, 20), Err(ResponseError::UnknownMemberId));
+    assert!(c.take_records().iter().all(|r| r.group() != GROUP));
+    let fetched = c.fetch_offsets("other", None);
+    assert_eq!(fetched[0].1.as_ref().map(|o| o.offset), Some(5));
+    assert!(c.list().iter().all(|g| g.group_id != GROUP));
+}

@@ -63,7 +63,7 @@ const LEADER_STALL_MS: u64 = SESSION_TIMEOUT_MS / 3;
 /// Heartbeats remembered for timing their answers.
 const HEARTBEATS_TIMED_MAX: usize = 16;
 /// The leader places group coordinators (where none is live) at most this often, in ticks.
-const GROUP_PLACEMENT_TICKS: u64 = 20;
+const OFFSETS_TOPIC_TICKS: u64 = 20;
 pub(crate) const CONTROLLER_DIR: &str = "controller";
 
 /// Longest a metadata change waits to be committed and applied here before the request gets a
@@ -542,14 +542,46 @@ impl Driver {
             tracing::warn!(node = %node, broker_epoch, "broker missed its heartbeats: fencing it");
             self.propose(&Record::FenceBroker { node, broker_epoch });
         }
-        // Group partitions without a live coordinator get one. Spaced out, so that a
-        // placement is applied before the next is planned (two plans from one state are the
-        // same record, but one made after a broker joined could move groups again).
-        if self.ticks.is_multiple_of(GROUP_PLACEMENT_TICKS) {
-            let planned = shoal_controller::plan_group_placement(&self.state.borrow());
-            if let Ok(Some(record)) = planned {
+        // The replicated group partitions (see `groups.rs`), once enough brokers are live to
+        // hold them. Spaced out, so that one creation is applied before the next is planned
+        // (a second one would be refused anyway: the topic exists).
+        if self.ticks.is_multiple_of(OFFSETS_TOPIC_TICKS) {
+            self.create_offsets_topic();
+        }
+    }
+
+    /// Proposes the offsets topic if it does not exist yet and `replicas` brokers are live:
+    /// `OFFSETS_TOPIC_REPLICATION_FACTOR`, or one per seed in a smaller cluster. As Kafka's
+    /// `offsets.topic.replication.factor`, it is not lowered to the brokers live now: groups
+    /// wait (COORDINATOR_NOT_AVAILABLE) rather than keep fewer copies forever.
+    fn create_offsets_topic(&mut self) {
+        use crate::groups::{GROUP_PARTITIONS, OFFSETS_TOPIC, OFFSETS_TOPIC_REPLICATION_FACTOR};
+        let planned = {
+            let state = self.state.borrow();
+            let replicas = OFFSETS_TOPIC_REPLICATION_FACTOR
+                .min(self.seeds.len())
+                .max(1);
+            if state.topic(OFFSETS_TOPIC).is_some() || state.live_brokers().count() < replicas {
+                return;
+            }
+            // Offsets expire by the group rules (offsets.retention.minutes), never by age.
+            let configs = [("retention.ms".to_string(), "-1".to_string())].into();
+            shoal_controller::plan_create_topic(
+                &state,
+                OFFSETS_TOPIC,
+                i32::try_from(GROUP_PARTITIONS).expect("16 fits"),
+                i16::try_from(replicas).unwrap_or(i16::MAX),
+                configs,
+                *uuid::Uuid::new_v4().as_bytes(),
+            )
+        };
+        match planned {
+            Ok(record) => {
+                tracing::info!(topic = OFFSETS_TOPIC, "creating the group partitions");
                 self.propose(&record);
             }
+            // An unusable random id: the next attempt draws another.
+            Err(error) => tracing::debug!(%error, "offsets topic not created yet"),
         }
     }
 
@@ -869,11 +901,6 @@ impl Driver {
                 fenced: b.fenced,
             })
             .collect();
-        let group_nodes = state
-            .group_coordinators()
-            .iter()
-            .map(|c| c.as_ref().map_or(-1, |r| r.node.0))
-            .collect();
         Snapshot {
             version: 0, // set from the current version when adopted
             cluster_id: state.cluster_id().to_string(),
@@ -881,7 +908,6 @@ impl Driver {
             producer_ids_reserved_until: 0,
             node: me,
             brokers,
-            group_nodes,
         }
     }
 

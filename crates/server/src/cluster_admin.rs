@@ -135,6 +135,10 @@ impl Shard {
     ) -> Vec<Result<(), ApiError>> {
         let mut results = Vec::with_capacity(names.len());
         for name in names {
+            if let Err(error) = refuse_hidden(&name) {
+                results.push(Err(error));
+                continue;
+            }
             let planned = plan_delete_topic(&cluster.state.borrow(), &name);
             results.push(propose_planned(cluster, planned).await);
         }
@@ -149,6 +153,10 @@ impl Shard {
     ) -> Vec<Result<(), ApiError>> {
         let mut results = Vec::with_capacity(topics.len());
         for (name, count) in topics {
+            if let Err(error) = refuse_hidden(&name) {
+                results.push(Err(error));
+                continue;
+            }
             let planned = plan_create_partitions(&cluster.state.borrow(), &name, count);
             let outcome = if validate_only {
                 planned.map(drop).map_err(|e| plan_error(&e))
@@ -183,6 +191,7 @@ impl Shard {
         change: ConfigChange,
         validate_only: bool,
     ) -> Result<(), ApiError> {
+        refuse_hidden(name)?;
         let current = cluster
             .state
             .borrow()
@@ -305,4 +314,16 @@ pub(crate) fn apply_error(error: &ApplyError) -> ApiError {
         _ => ResponseError::InvalidRequest,
     };
     ApiError::with_message(code, error.to_string())
+}
+
+/// Clients cannot delete, grow or reconfigure the internal offsets topic: to them it does not
+/// exist.
+fn refuse_hidden(name: &str) -> Result<(), ApiError> {
+    if crate::cluster_impl::is_hidden(name) {
+        return Err(ApiError::with_message(
+            ResponseError::UnknownTopicOrPartition,
+            format!("topic {name} does not exist"),
+        ));
+    }
+    Ok(())
 }

@@ -113,13 +113,17 @@ impl Cluster for ShardCluster {
             .collect()
     }
 
+    /// A cluster's coordinator of a group is the leader of its partition of the offsets topic
+    /// (as reported; None before the topic exists or a leader is known: clients retry on
+    /// COORDINATOR_NOT_AVAILABLE).
     fn group_coordinator(&self, group_id: &str) -> Option<BrokerInfo> {
-        let snapshot = self.0.snapshot();
-        if snapshot.group_nodes.is_empty() {
+        if self.0.config.cluster.is_none() {
             return Some(self.broker());
         }
+        let snapshot = self.0.snapshot();
         let partition = crate::groups::partition_of(group_id) as usize;
-        let node = *snapshot.group_nodes.get(partition)?;
+        let meta = snapshot.topics.get(crate::groups::OFFSETS_TOPIC)?;
+        let node = *meta.nodes.get(partition)?;
         self.brokers().into_iter().find(|b| b.node_id == node)
     }
 
@@ -128,11 +132,15 @@ impl Cluster for ShardCluster {
         snapshot
             .topics
             .iter()
+            .filter(|(name, _)| !is_hidden(name))
             .map(|(name, meta)| topic_info(&snapshot, name, meta, &self.0.health))
             .collect()
     }
 
     fn topic(&self, name: &str) -> Option<TopicInfo> {
+        if is_hidden(name) {
+            return None;
+        }
         let snapshot = self.0.snapshot();
         snapshot
             .topics
@@ -445,21 +453,27 @@ impl Cluster for ShardCluster {
     }
 
     async fn group(&self, group_id: &str, op: shoal_groups::GroupOp) -> shoal_groups::GroupReply {
-        let coordinator = self.group_coordinator(group_id).map(|b| b.node_id);
-        if coordinator != Some(self.0.config.node_id) {
-            // Another node coordinates the group (or none does right now): the client asks
-            // FindCoordinator again.
-            return shoal_groups::GroupReply::failed(
-                &op,
-                kafka_protocol::error::ResponseError::NotCoordinator,
-            );
-        }
-        let core = crate::groups::core_of(group_id, self.0.cores);
+        let core = if self.0.config.cluster.is_some() {
+            // The core of this node's replica decides by its own leadership (fresher than
+            // the reported leader); no replica here: the client asks FindCoordinator again.
+            match crate::groups::replica_core(&self.0.snapshot(), group_id) {
+                Some(core) => core,
+                None => {
+                    return shoal_groups::GroupReply::failed(
+                        &op,
+                        kafka_protocol::error::ResponseError::NotCoordinator,
+                    )
+                }
+            }
+        } else {
+            crate::groups::core_of(group_id, self.0.cores)
+        };
+        let group_id = group_id.to_string();
         // Group operations change coordinator state (a commit, a join): they complete even if
         // the member's connection drops, as Kafka's coordinator applies them regardless.
         let failed_as = op.clone();
         self.0
-            .complete(core, move |_| crate::groups::serve(op))
+            .complete(core, move |_| crate::groups::serve(group_id, op))
             .await
             .unwrap_or_else(|why| {
                 let error = unanswered(Owner::Coordinator, why);
@@ -485,4 +499,10 @@ impl Cluster for ShardCluster {
             .flatten()
             .collect()
     }
+}
+
+/// Internal topics clients never see or touch (Kafka lists `__consumer_offsets` as internal;
+/// Shoal's clients name groups, never its partitions).
+pub(crate) fn is_hidden(topic: &str) -> bool {
+    topic == crate::groups::OFFSETS_TOPIC
 }

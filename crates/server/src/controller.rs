@@ -487,10 +487,7 @@ impl Shard {
         let current = self.snapshot();
         next.version = current.version;
         next.producer_ids_reserved_until = current.producer_ids_reserved_until;
-        if next.topics == current.topics
-            && next.brokers == current.brokers
-            && next.group_nodes == current.group_nodes
-        {
+        if next.topics == current.topics && next.brokers == current.brokers {
             return;
         }
         let mut removed = Vec::new();

@@ -8,6 +8,19 @@
 //! core replays its partitions (latest record per key wins) into its `Coordinator`. Offset
 //! commits are acknowledged only after their records are synced.
 //!
+//! In a cluster the group partitions are replicated instead: partition `p` is partition `p`
+//! of the internal topic [`OFFSETS_TOPIC`], which the controller leader creates (replication
+//! factor [`OFFSETS_TOPIC_REPLICATION_FACTOR`], capped by the seeds) once that many brokers
+//! are live, placed and replicated as any topic's partitions (Raft groups, one per
+//! partition). The replica that leads partition `p` coordinates its groups, on the core that
+//! owns that replica: when it starts leading it waits until everything in its log is
+//! committed (its term's first entry is), replays the log into its `Coordinator` and only then
+//! serves (COORDINATOR_LOAD_IN_PROGRESS meanwhile); when it stops leading it drops those groups
+//! (NOT_COORDINATOR). Records are proposed as acks=all batches, so an offset commit is
+//! acknowledged once a majority has it synced, and a new coordinator on another node starts
+//! from every acknowledged commit. The topic is hidden from clients (they name groups, not
+//! its partitions).
+//!
 //! The state lives in a thread-local (one per core's executor thread), next to the `Shard`.
 
 use std::cell::RefCell;
@@ -20,6 +33,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::RecordBatchDecoder;
 use shoal_groups::{Coordinator, GroupOp, GroupReply, Handled, Record};
 use shoal_io::{Clock, SystemClock};
+use shoal_kafka::cluster::{Acks, TopicPartition};
 use shoal_model::Offset;
 use shoal_storage::{Log, LogConfig, Wait};
 
@@ -31,6 +45,15 @@ pub(crate) const GROUP_PARTITIONS: u32 = 16;
 // The controller places a coordinator for each of these.
 const _: () = assert!(GROUP_PARTITIONS == shoal_controller::limits::GROUP_PARTITIONS);
 pub(crate) const GROUPS_DIR: &str = "__consumer_offsets";
+/// A cluster's replicated group partitions: partition `p` of this internal topic holds the
+/// records of group partition `p` (Kafka's name and layout).
+pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Kafka's `offsets.topic.replication.factor` default; a cluster of fewer seeds (controller
+/// voters) gets one replica per seed.
+pub(crate) const OFFSETS_TOPIC_REPLICATION_FACTOR: usize = 3;
+/// How often a replicated group partition that started leading checks whether its whole log
+/// is committed yet (it loads its groups then).
+const LOAD_POLL_MS: u64 = 20;
 /// Session and rebalance timers.
 const TICK_MS: u64 = 100;
 /// Offset retention checks (Kafka `offsets.retention.check.interval.ms` is 10 minutes).
@@ -39,14 +62,28 @@ const EXPIRE_EVERY_TICKS: u64 = 600;
 const REPLAY_READ_BYTES: usize = 1 << 20;
 
 struct Groups {
+    shard: Rc<Shard>,
     coordinator: RefCell<Coordinator>,
+    /// A one-node broker's group partitions of this core (empty in a cluster).
     logs: RefCell<BTreeMap<u32, Log<GlommioDisk>>>,
+    /// A cluster node: the replicated group partitions of this core whose groups are in
+    /// `coordinator` (or being loaded into it), with the term they were loaded in.
+    loaded: RefCell<BTreeMap<u32, Loaded>>,
     /// The data disk's reserve: a group log that finds the disk full releases it.
     disk: std::sync::Arc<crate::disk_guard::DiskGuard>,
     /// How the group logs are configured (to reopen one).
     config: LogConfig,
     /// Offset commits appended but not yet applied to `coordinator` (compaction waits for 0).
     commits_in_flight: std::cell::Cell<usize>,
+}
+
+/// A replicated group partition this core leads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Loaded {
+    /// Waiting for its log to be committed, or replaying it.
+    Loading { term: u64 },
+    /// Its groups are in the coordinator: it serves them.
+    Ready { term: u64 },
 }
 
 /// How often group logs that went offline on a full disk are reopened (in timer ticks).
@@ -88,10 +125,43 @@ pub(crate) fn core_of(group_id: &str, cores: usize) -> usize {
     partition_of(group_id) as usize % cores
 }
 
+/// A cluster node: the core holding this node's replica of `group_id`'s partition of the
+/// offsets topic (None: no replica here, or no offsets topic yet).
+pub(crate) fn replica_core(snapshot: &crate::metadata::Snapshot, group_id: &str) -> Option<usize> {
+    let partition = partition_of(group_id) as usize;
+    let meta = snapshot.topics.get(OFFSETS_TOPIC)?;
+    snapshot
+        .is_local(meta, partition)
+        .then(|| meta.owners.get(partition).copied())
+        .flatten()
+}
+
+fn offsets_tp(partition: u32) -> TopicPartition {
+    TopicPartition {
+        topic: OFFSETS_TOPIC.to_string(),
+        partition: i32::try_from(partition).expect("group partitions fit an i32"),
+    }
+}
+
+/// The term in which this core's replica of group partition `partition` leads (None: it does
+/// not lead, or is not here). A partition of one replica leads in its leader epoch while open.
+fn leading_term(shard: &Shard, partition: u32) -> Option<u64> {
+    let tp = offsets_tp(partition);
+    if let Some(group) = shard.group(&tp) {
+        let status = &group.status;
+        return (status.leader.get() && !status.stopped.get()).then(|| status.term.get());
+    }
+    let snapshot = shard.snapshot();
+    let here = snapshot.owner(&tp.topic, tp.partition) == Some(shard.id);
+    (here && shard.any_log(&tp).is_ok())
+        .then(|| u64::try_from(snapshot.leader_epoch(&tp.topic, tp.partition).0).unwrap_or(0))
+}
+
 /// Opens and replays this core's group partitions, then starts the timers.
 pub(crate) async fn start(shard: Rc<Shard>) {
     let mut coordinator = Coordinator::new(shoal_groups::Config::default());
     let mut logs = BTreeMap::new();
+    let replicated = shard.config.cluster.is_some();
     let config = LogConfig {
         // Offsets expire by the group rules, never by segment age.
         retention_ms: None,
@@ -99,7 +169,10 @@ pub(crate) async fn start(shard: Rc<Shard>) {
         segment_bytes_max: (compact_bytes() / 4).max(64 << 10),
         ..LogConfig::default()
     };
-    for partition in (0..GROUP_PARTITIONS).filter(|p| *p as usize % shard.cores == shard.id) {
+    // A cluster node's group partitions are replicas of the offsets topic, opened with the
+    // other partitions and loaded when they lead (`follow_leadership`).
+    let plain = (0..GROUP_PARTITIONS).filter(|_| !replicated);
+    for partition in plain.filter(|p| *p as usize % shard.cores == shard.id) {
         let dir = partition_dir(&shard, partition);
         let log = match Log::open(shard.ctx.clone(), dir, config.clone()).await {
             Ok(log) => log,
@@ -120,8 +193,10 @@ pub(crate) async fn start(shard: Rc<Shard>) {
         let _ = logs.insert(partition, log);
     }
     let groups = Rc::new(Groups {
+        shard: shard.clone(),
         coordinator: RefCell::new(coordinator),
         logs: RefCell::new(logs),
+        loaded: RefCell::new(BTreeMap::new()),
         disk: shard.disk.clone(),
         config: config.clone(),
         commits_in_flight: std::cell::Cell::new(0),
@@ -222,6 +297,9 @@ async fn timers(shard: Rc<Shard>, groups: Rc<Groups>) {
         if let Err(error) = persist(&groups, records).await {
             tracing::warn!(?error, "persisting group state");
         }
+        if shard.config.cluster.is_some() {
+            follow_leadership(&groups);
+        }
         if tick.is_multiple_of(COMPACT_EVERY_TICKS) {
             compact(&groups).await;
         }
@@ -231,12 +309,112 @@ async fn timers(shard: Rc<Shard>, groups: Rc<Groups>) {
     }
 }
 
+/// A cluster node: starts loading the replicated group partitions this core began to lead
+/// (in a new term), and drops the groups of those it no longer leads.
+fn follow_leadership(groups: &Rc<Groups>) {
+    let shard = &groups.shard;
+    for partition in 0..GROUP_PARTITIONS {
+        let term = leading_term(shard, partition);
+        let current = groups.loaded.borrow().get(&partition).copied();
+        let current_term = match current {
+            Some(Loaded::Loading { term } | Loaded::Ready { term }) => Some(term),
+            None => None,
+        };
+        if current_term == term {
+            continue;
+        }
+        if current.is_some() {
+            unload(groups, partition);
+        }
+        if let Some(term) = term {
+            let _ = groups
+                .loaded
+                .borrow_mut()
+                .insert(partition, Loaded::Loading { term });
+            glommio::spawn_local(load(groups.clone(), partition, term)).detach();
+        }
+    }
+}
+
+fn unload(groups: &Groups, partition: u32) {
+    let _ = groups.loaded.borrow_mut().remove(&partition);
+    let dropped = groups
+        .coordinator
+        .borrow_mut()
+        .unload(|group| partition_of(group) != partition);
+    tracing::info!(
+        partition,
+        groups = dropped,
+        "no longer coordinating a group partition"
+    );
+}
+
+/// Loads a group partition this core leads in `term`: once every entry of its log is
+/// committed (the term's first entry commits only after every earlier one, so what it then
+/// holds is everything any coordinator acknowledged), replays it. Gives up if leadership
+/// moves meanwhile (`follow_leadership` then starts over).
+async fn load(groups: Rc<Groups>, partition: u32, term: u64) {
+    let tp = offsets_tp(partition);
+    let still = |groups: &Groups| {
+        groups.loaded.borrow().get(&partition) == Some(&Loaded::Loading { term })
+            && leading_term(&groups.shard, partition) == Some(term)
+    };
+    let log = loop {
+        if !still(&groups) {
+            return;
+        }
+        if let Ok(log) = groups.shard.any_log(&tp) {
+            let offsets = log.offsets();
+            if offsets.high_watermark >= offsets.log_end {
+                break log;
+            }
+        }
+        glommio::timer::sleep(Duration::from_millis(LOAD_POLL_MS)).await;
+    };
+    let mut replayed = Coordinator::new(groups.coordinator.borrow().config().clone());
+    let records = replay(&log, &mut replayed).await;
+    if !still(&groups) {
+        return;
+    }
+    // Replayed aside and moved in without an await: no request of this partition ran
+    // meanwhile (they wait for Ready), and the other partitions' groups are untouched. A
+    // commit that was in flight when this core last stopped leading may have left a stale
+    // group of this partition behind: the log replaces it.
+    let mut coordinator = groups.coordinator.borrow_mut();
+    let _ = coordinator.unload(|group| partition_of(group) != partition);
+    coordinator.absorb(replayed);
+    drop(coordinator);
+    let _ = groups
+        .loaded
+        .borrow_mut()
+        .insert(partition, Loaded::Ready { term });
+    tracing::info!(partition, term, records, "coordinating a group partition");
+}
+
+/// A cluster node: whether this core serves `group_id` now (Err: the code to answer).
+fn ready_for(groups: &Groups, group_id: &str) -> Result<(), ResponseError> {
+    if groups.shard.config.cluster.is_none() {
+        return Ok(());
+    }
+    let partition = partition_of(group_id);
+    let term = leading_term(&groups.shard, partition);
+    match (groups.loaded.borrow().get(&partition), term) {
+        (Some(Loaded::Ready { term: loaded }), Some(term)) if *loaded == term => Ok(()),
+        (Some(Loaded::Loading { .. }), Some(_)) => Err(ResponseError::CoordinatorLoadInProgress),
+        // Leading but not seen by the timer yet: loading starts within a tick.
+        (_, Some(_)) => Err(ResponseError::CoordinatorLoadInProgress),
+        (_, None) => Err(ResponseError::NotCoordinator),
+    }
+}
+
 /// Keeps the internal logs bounded (latest record per key wins on replay, so the live state
 /// supersedes everything before it). The snapshot is taken and appended without an await in
 /// between, so every change made after it lands after it in the log; commits that are appended
 /// but not yet applied to the state would be missing from the snapshot, so compaction waits
 /// until there are none.
 async fn compact(groups: &Groups) {
+    // Only a one-node broker's plain logs: a replicated partition's prefix cannot be deleted
+    // on one replica without a snapshot to send a follower that needs it (not built yet).
     let logs: Vec<(u32, Log<GlommioDisk>)> = groups
         .logs
         .borrow()
@@ -295,6 +473,32 @@ async fn persist(groups: &Groups, records: Vec<Record>) -> Result<(), ResponseEr
             .push(record.encode());
     }
     let now = now_ms();
+    if groups.shard.config.cluster.is_some() {
+        let appends = by_partition
+            .into_iter()
+            .map(|(partition, values)| async move {
+                let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+                let batch = shoal_storage::build_batch(&values, now);
+                let tp = offsets_tp(partition);
+                // acks=all: acknowledged once a majority of the partition's replicas synced it.
+                let appended = groups.shard.local_append(&tp, batch, Acks::All).await;
+                appended.map_err(|error| {
+                    tracing::warn!(
+                        partition,
+                        ?error,
+                        "replicated group partition append failed"
+                    );
+                    match error.code {
+                        ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+                        _ => ResponseError::CoordinatorNotAvailable,
+                    }
+                })
+            });
+        for result in futures::future::join_all(appends).await {
+            let _ = result?;
+        }
+        return Ok(());
+    }
     let appends: Vec<_> = by_partition
         .into_iter()
         .map(|(partition, values)| {
@@ -323,10 +527,13 @@ async fn persist(groups: &Groups, records: Vec<Record>) -> Result<(), ResponseEr
 }
 
 /// Runs a group operation on this core (the group's coordinator).
-pub(crate) async fn serve(op: GroupOp) -> GroupReply {
+pub(crate) async fn serve(group_id: String, op: GroupOp) -> GroupReply {
     let Some(groups) = groups() else {
         return GroupReply::failed(&op, ResponseError::CoordinatorLoadInProgress);
     };
+    if let Err(error) = ready_for(&groups, &group_id) {
+        return GroupReply::failed(&op, error);
+    }
     let now = now_ms();
     if let GroupOp::Commit(req) = op {
         let validated = groups.coordinator.borrow_mut().validate_commit(&req, now);
@@ -343,7 +550,13 @@ pub(crate) async fn serve(op: GroupOp) -> GroupReply {
         groups
             .commits_in_flight
             .set(groups.commits_in_flight.get() + 1);
-        let persisted = persist(&groups, records).await;
+        let mut persisted = persist(&groups, records).await;
+        if persisted.is_ok() {
+            // Leadership may have moved while the records replicated: they are committed
+            // (the new coordinator has them), but this core must not keep the group.
+            persisted =
+                ready_for(&groups, &req.group_id).map_err(|_| ResponseError::NotCoordinator);
+        }
         if persisted.is_ok() {
             groups
                 .coordinator

@@ -29,10 +29,6 @@ pub(crate) struct Snapshot {
     /// only broker is this one).
     #[serde(default)]
     pub(crate) brokers: Vec<BrokerMeta>,
-    /// A cluster node: the node coordinating each group partition (-1: none yet; empty on a
-    /// one-node cluster, which coordinates every group itself).
-    #[serde(default)]
-    pub(crate) group_nodes: Vec<i32>,
 }
 
 /// A broker of the cluster, as the controller's metadata has it.
@@ -213,7 +209,6 @@ pub(crate) fn load_or_init(
                 producer_ids_reserved_until: 0,
                 node: 0,
                 brokers: Vec::new(),
-                group_nodes: Vec::new(),
                 version: 1,
                 cluster_id: cluster_id
                     .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string),

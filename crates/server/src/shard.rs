@@ -870,6 +870,9 @@ impl Shard {
 
 /// Resolves an owner for a partition or says why there is none.
 pub(crate) fn owner_of(snapshot: &Snapshot, tp: &TopicPartition) -> Result<usize, ApiError> {
+    if crate::cluster_impl::is_hidden(&tp.topic) {
+        return Err(ApiError::new(ResponseError::UnknownTopicOrPartition));
+    }
     match snapshot.locate(&tp.topic, tp.partition) {
         crate::metadata::Location::Local(core) => Ok(core),
         // Clients refresh their metadata on this code and go to the partition's node.
