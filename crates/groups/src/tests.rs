@@ -89,6 +89,26 @@ fn hb(c: &mut Coordinator, member: &str, generation: i32, now: i64) -> GroupResu
 }
 
 /// One member joins and syncs: generation 1, Stable.
+/// A commit of `offset` for partition 0 of topic `t`.
+fn commit_req(group_id: &str, generation: i32, member_id: &str, offset: i64) -> CommitRequest {
+    CommitRequest {
+        group_id: group_id.into(),
+        generation,
+        member_id: member_id.into(),
+        instance_id: None,
+        retention_ms: -1,
+        offsets: vec![(
+            Tp {
+                topic: "t".into(),
+                partition: 0,
+            },
+            offset,
+            -1,
+            None,
+        )],
+    }
+}
+
 fn single_member(c: &mut Coordinator) -> String {
     let r = ready(c.join(join_req("", None, &["range"]), 0));
     assert_eq!(r.error, None);
@@ -128,22 +148,7 @@ fn second_member_triggers_rebalance_and_both_get_assignments() {
         Err(ResponseError::RebalanceInProgress)
     );
     // A commit with the old generation is still accepted while preparing.
-    let commit = CommitRequest {
-        group_id: GROUP.into(),
-        generation: 1,
-        member_id: a.clone(),
-        instance_id: None,
-        retention_ms: -1,
-        offsets: vec![(
-            Tp {
-                topic: "t".into(),
-                partition: 0,
-            },
-            5,
-            -1,
-            None,
-        )],
-    };
+    let commit = commit_req(GROUP, 1, &a, 5);
     assert!(c.validate_commit(&commit, 20).is_ok());
     let ra = ready(c.join(join_req(&a, None, &["range"]), 30));
     let rb = done(&mut b_join);
@@ -402,22 +407,7 @@ fn offsets_of_empty_group_expire_after_retention_then_group_is_removed() {
         ..config()
     });
     let a = single_member(&mut c);
-    let req = CommitRequest {
-        group_id: GROUP.into(),
-        generation: 1,
-        member_id: a.clone(),
-        instance_id: None,
-        retention_ms: -1,
-        offsets: vec![(
-            Tp {
-                topic: "t".into(),
-                partition: 0,
-            },
-            1,
-            -1,
-            None,
-        )],
-    };
+    let req = commit_req(GROUP, 1, &a, 1);
     let per = c.validate_commit(&req, 0).expect("member commit");
     c.apply_commit(&req, &per, 0, false);
     c.expire(5_000);
@@ -483,22 +473,7 @@ fn unload_drops_only_refused_groups_and_fails_their_waiters() {
     let a = single_member(&mut c);
     // A second member waits in a rebalance of GROUP when coordination moves away.
     let mut b_join = waiting(c.join(join_req("", None, &["range"]), 10));
-    let req = CommitRequest {
-        group_id: "other".into(),
-        generation: -1,
-        member_id: String::new(),
-        instance_id: None,
-        retention_ms: -1,
-        offsets: vec![(
-            Tp {
-                topic: "t".into(),
-                partition: 0,
-            },
-            5,
-            -1,
-            None,
-        )],
-    };
+    let req = commit_req("other", -1, "", 5);
     let per = c.validate_commit(&req, 0).expect("simple commit");
     c.apply_commit(&req, &per, 0, true);
     assert_eq!(c.unload(|group| group != GROUP), 1);

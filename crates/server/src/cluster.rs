@@ -62,7 +62,7 @@ const SESSION_TIMEOUT_MS: u64 = 6000;
 const LEADER_STALL_MS: u64 = SESSION_TIMEOUT_MS / 3;
 /// Heartbeats remembered for timing their answers.
 const HEARTBEATS_TIMED_MAX: usize = 16;
-/// The leader places group coordinators (where none is live) at most this often, in ticks.
+/// The leader checks whether the offsets topic is to be created at most this often, in ticks.
 const OFFSETS_TOPIC_TICKS: u64 = 20;
 pub(crate) const CONTROLLER_DIR: &str = "controller";
 

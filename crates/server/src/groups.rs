@@ -42,7 +42,8 @@ use crate::shard::Shard;
 
 /// Internal partitions groups are hashed onto (fixed: changing it moves groups).
 pub(crate) const GROUP_PARTITIONS: u32 = 16;
-// The controller places a coordinator for each of these.
+// The controller's state keeps one entry per group partition, and a cluster's offsets topic
+// has this many partitions.
 const _: () = assert!(GROUP_PARTITIONS == shoal_controller::limits::GROUP_PARTITIONS);
 pub(crate) const GROUPS_DIR: &str = "__consumer_offsets";
 /// A cluster's replicated group partitions: partition `p` of this internal topic holds the
@@ -400,8 +401,7 @@ fn ready_for(groups: &Groups, group_id: &str) -> Result<(), ResponseError> {
     let term = leading_term(&groups.shard, partition);
     match (groups.loaded.borrow().get(&partition), term) {
         (Some(Loaded::Ready { term: loaded }), Some(term)) if *loaded == term => Ok(()),
-        (Some(Loaded::Loading { .. }), Some(_)) => Err(ResponseError::CoordinatorLoadInProgress),
-        // Leading but not seen by the timer yet: loading starts within a tick.
+        // Loading, or leading but not seen by the timer yet (loading starts within a tick).
         (_, Some(_)) => Err(ResponseError::CoordinatorLoadInProgress),
         (_, None) => Err(ResponseError::NotCoordinator),
     }
