@@ -300,6 +300,11 @@ pub trait Cluster {
     fn auto_create_topics(&self) -> bool;
     /// The broker's wall clock, in ms since the epoch (timestamp checks, LogAppendTime).
     fn now_ms(&self) -> i64;
+    /// This core's fetch sessions (KIP-227); `None`: every fetch is sessionless. Borrowed
+    /// only between awaits.
+    fn fetch_sessions(&self) -> Option<&std::cell::RefCell<crate::fetch_session::FetchSessions>> {
+        None
+    }
     /// In-sync replicas of a partition (1 on a single node), for `min.insync.replicas`.
     fn in_sync_replicas(&self, tp: &TopicPartition) -> i32 {
         let _ = tp;

@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod codec;
 pub mod error_map;
+pub mod fetch_session;
 pub mod handlers;
 pub mod records;
 pub mod topic_name;

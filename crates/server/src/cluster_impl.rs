@@ -156,6 +156,12 @@ impl Cluster for ShardCluster {
         shoal_io::Clock::now_ms(&shoal_io::SystemClock)
     }
 
+    fn fetch_sessions(
+        &self,
+    ) -> Option<&std::cell::RefCell<shoal_kafka::fetch_session::FetchSessions>> {
+        Some(&self.0.fetch_sessions)
+    }
+
     async fn create_topics(
         &self,
         topics: Vec<NewTopic>,

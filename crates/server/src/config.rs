@@ -77,6 +77,12 @@ pub(crate) struct Config {
     /// Disk space kept for metadata and offsets when partitions fill the data disk (the ballast
     /// file; at most an eighth of the file system; 0: none).
     pub(crate) disk_reserve_bytes: u64,
+    /// Fetch sessions (KIP-227) kept at once across the broker, split per core (Kafka's
+    /// `max.incremental.fetch.session.cache.slots`); 0: every fetch is sessionless.
+    pub(crate) fetch_sessions_max: usize,
+    /// A new fetch session may take the slot of one idle this long (Kafka's
+    /// `min.incremental.fetch.session.eviction.ms`).
+    pub(crate) fetch_session_eviction_ms: i64,
     /// The node's rack (Kafka `broker.rack`), reported in Metadata and used for placement.
     pub(crate) rack: Option<String>,
     /// Cluster settings; `None`: a one-node cluster, exactly as before clusters existed.
@@ -235,6 +241,8 @@ pub(crate) const KEYS: &[&str] = &[
     "requests_inflight_bytes_max",
     "connections_max",
     "disk_reserve_bytes",
+    "fetch_sessions_max",
+    "fetch_session_eviction_ms",
     "rack",
     "rpc_addr",
     "advertised_rpc_addr",
@@ -322,6 +330,9 @@ impl Config {
                 .parse()?,
             connections_max: parse("connections_max", None, "10000")?.parse()?,
             disk_reserve_bytes: parse("disk_reserve_bytes", None, "1073741824")?.parse()?,
+            fetch_sessions_max: parse("fetch_sessions_max", None, "1000")?.parse()?,
+            fetch_session_eviction_ms: parse("fetch_session_eviction_ms", None, "120000")?
+                .parse()?,
             rack: values.get("rack").cloned().filter(|r| !r.is_empty()),
             cluster: None,
         };

@@ -91,7 +91,19 @@ pub(crate) struct CoreMetrics {
     pub(crate) pool_budget_bytes: AtomicU64,
     pub(crate) cache_used_bytes: AtomicU64,
     pub(crate) partitions: AtomicU64,
+    /// This core's fetch sessions (KIP-227), copied from its cache once a second.
+    pub(crate) fetch_sessions: AtomicU64,
+    /// Fetches by kind, as the session cache served them: full (a session opened or asked
+    /// for), incremental, sessionless, refused with a session error.
+    pub(crate) fetches: [AtomicU64; FETCH_KINDS.len()],
+    pub(crate) fetch_sessions_opened: AtomicU64,
+    pub(crate) fetch_sessions_evicted: AtomicU64,
+    /// Full fetches that asked for a session and got none: the cache was full.
+    pub(crate) fetch_sessions_refused: AtomicU64,
 }
+
+/// The `kind` label of `shoal_fetch_requests_total`, in the order of `CoreMetrics::fetches`.
+pub(crate) const FETCH_KINDS: [&str; 4] = ["full", "incremental", "sessionless", "session_error"];
 
 impl CoreMetrics {
     pub(crate) fn new() -> CoreMetrics {
@@ -109,6 +121,11 @@ impl CoreMetrics {
             pool_budget_bytes: AtomicU64::new(0),
             cache_used_bytes: AtomicU64::new(0),
             partitions: AtomicU64::new(0),
+            fetch_sessions: AtomicU64::new(0),
+            fetches: Default::default(),
+            fetch_sessions_opened: AtomicU64::new(0),
+            fetch_sessions_evicted: AtomicU64::new(0),
+            fetch_sessions_refused: AtomicU64::new(0),
         }
     }
 
@@ -119,6 +136,31 @@ impl CoreMetrics {
         let _ = self.requests[slot].fetch_add(1, Ordering::Relaxed);
         self.request_latency[slot].record_us(started.elapsed().as_micros() as u64);
     }
+
+    /// Copies the counts of this core's fetch-session cache.
+    pub(crate) fn record_fetch_sessions(
+        &self,
+        sessions: &shoal_kafka::fetch_session::FetchSessions,
+    ) {
+        let counts = sessions.counts();
+        let kinds = [
+            counts.full,
+            counts.incremental,
+            counts.sessionless,
+            counts.errors,
+        ];
+        for (slot, count) in self.fetches.iter().zip(kinds) {
+            slot.store(count, Ordering::Relaxed);
+        }
+        self.fetch_sessions
+            .store(sessions.len() as u64, Ordering::Relaxed);
+        self.fetch_sessions_opened
+            .store(counts.opened, Ordering::Relaxed);
+        self.fetch_sessions_evicted
+            .store(counts.evicted, Ordering::Relaxed);
+        self.fetch_sessions_refused
+            .store(counts.refused, Ordering::Relaxed);
+    }
 }
 
 /// A per-core series: name, Prometheus type, how to read it.
@@ -127,7 +169,7 @@ type Series = (&'static str, &'static str, fn(&CoreMetrics) -> u64);
 /// Renders every core's metrics.
 pub(crate) fn render(cores: &[Arc<CoreMetrics>]) -> String {
     let mut out = String::new();
-    let gauges: [Series; 10] = [
+    let gauges: [Series; 14] = [
         ("shoal_bytes_in_total", "counter", |m| {
             m.bytes_in.load(Ordering::Relaxed)
         }),
@@ -155,6 +197,18 @@ pub(crate) fn render(cores: &[Arc<CoreMetrics>]) -> String {
         ("shoal_partitions", "gauge", |m| {
             m.partitions.load(Ordering::Relaxed)
         }),
+        ("shoal_fetch_sessions", "gauge", |m| {
+            m.fetch_sessions.load(Ordering::Relaxed)
+        }),
+        ("shoal_fetch_sessions_opened_total", "counter", |m| {
+            m.fetch_sessions_opened.load(Ordering::Relaxed)
+        }),
+        ("shoal_fetch_sessions_evicted_total", "counter", |m| {
+            m.fetch_sessions_evicted.load(Ordering::Relaxed)
+        }),
+        ("shoal_fetch_sessions_refused_total", "counter", |m| {
+            m.fetch_sessions_refused.load(Ordering::Relaxed)
+        }),
         ("shoal_requests_total_all", "counter", |m| {
             m.requests.iter().map(|r| r.load(Ordering::Relaxed)).sum()
         }),
@@ -180,6 +234,16 @@ pub(crate) fn render(cores: &[Arc<CoreMetrics>]) -> String {
                     api_name(key)
                 ));
             }
+        }
+    }
+    out.push_str("# TYPE shoal_fetch_requests_total counter\n");
+    for core in cores {
+        let shard = core.shard.load(Ordering::Relaxed);
+        for (kind, count) in FETCH_KINDS.iter().zip(&core.fetches) {
+            out.push_str(&format!(
+                "shoal_fetch_requests_total{{core=\"{shard}\",kind=\"{kind}\"}} {}\n",
+                count.load(Ordering::Relaxed)
+            ));
         }
     }
     out.push_str("# TYPE shoal_request_latency_seconds histogram\n");

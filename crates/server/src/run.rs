@@ -212,6 +212,7 @@ async fn update_gauges(shard: Rc<Shard>, pool: BufferPool, cache: BatchCache) {
             .filter(|&(t, p)| t.owners[p] == shard.id && snapshot.is_local(t, p))
             .count();
         metrics.partitions.store(owned as u64, Ordering::Relaxed);
+        metrics.record_fetch_sessions(&shard.fetch_sessions.borrow());
         glommio::timer::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -86,6 +86,8 @@ pub(crate) struct Shard {
     pub(crate) raft_forwards: Cell<usize>,
     /// Core 0 of a cluster node: the node-to-node transport.
     pub(crate) rpc: RefCell<Option<Rc<crate::rpc_net::RpcNet>>>,
+    /// The fetch sessions (KIP-227) of the connections this core serves.
+    pub(crate) fetch_sessions: RefCell<shoal_kafka::fetch_session::FetchSessions>,
 }
 
 impl Shard {
@@ -102,13 +104,25 @@ impl Shard {
         shared: Shared,
     ) -> Shard {
         let request_bytes = config.request_bytes_per_core();
+        let (id, cores) = (senders.peer_id(), senders.nr_consumers());
+        let fetch_sessions = shoal_kafka::fetch_session::FetchSessions::new(
+            config.fetch_sessions_max.div_ceil(cores),
+            config.fetch_session_eviction_ms,
+            id as u32,
+            cores as u32,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+                ^ (id as u64).rotate_left(32),
+        );
         Shard {
+            fetch_sessions: RefCell::new(fetch_sessions),
             next_producer_id: Cell::new(snapshot.producer_ids_reserved_until),
             producer_id_block: Cell::new((0, 0)),
             producer_id_blocks: glommio::sync::Semaphore::new(1),
             metrics,
-            id: senders.peer_id(),
-            cores: senders.nr_consumers(),
+            id,
+            cores,
             config,
             meta: RefCell::new(snapshot),
             logs: RefCell::new(HashMap::new()),

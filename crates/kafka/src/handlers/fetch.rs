@@ -9,9 +9,11 @@
 //! is capped at the broker's `FETCH_BYTES_MAX` (Kafka's `fetch.max.bytes`, 55 MiB), which also
 //! bounds what one fetch can hold in memory.
 //!
-//! Fetch sessions (KIP-227) are not kept: the response carries session id 0, which tells the
-//! client to send full requests. There are no transactions, so the last stable offset is the
-//! high watermark and `isolation_level` changes nothing.
+//! Fetch sessions (KIP-227, v7+): see `fetch_session.rs`. A full fetch answers every partition
+//! asked; an incremental one reads every partition of the session and answers those that
+//! changed. Without a session cache (`Cluster::fetch_sessions` gives none) every fetch is
+//! sessionless (session id 0: the client sends full requests). There are no transactions, so
+//! the last stable offset is the high watermark and `isolation_level` changes nothing.
 
 use std::time::Instant;
 
@@ -25,11 +27,14 @@ use shoal_storage::ReadBatches;
 
 use super::{check_leader_epoch, topic_name};
 use crate::cluster::{ApiError, Cluster, TopicPartition};
+use crate::fetch_session::{CachedPartition, Plan, ReadSummary, Requested, SESSION_ID_NONE};
 
 /// Cap on `max_wait_ms`, so a bogus request cannot park a handler for hours.
 const FETCH_WAIT_MS_MAX: u64 = 30_000;
 /// Kafka's broker `fetch.max.bytes` default: the most one fetch response carries.
 pub const FETCH_BYTES_MAX: usize = 55 * 1024 * 1024;
+/// The first Fetch version with sessions (KIP-227).
+const SESSIONS_VERSION_MIN: i16 = 7;
 
 struct Wanted {
     tp: TopicPartition,
@@ -37,6 +42,17 @@ struct Wanted {
     max_bytes: usize,
     /// The client's view of the leader epoch; negative: not given.
     current_leader_epoch: i32,
+}
+
+impl Wanted {
+    fn new(tp: TopicPartition, fetch_offset: i64, max_bytes: i32, epoch: i32) -> Wanted {
+        Wanted {
+            tp,
+            offset: Offset(fetch_offset),
+            max_bytes: usize::try_from(max_bytes).unwrap_or(0),
+            current_leader_epoch: epoch,
+        }
+    }
 }
 
 type PartitionResult = Result<ReadBatches, ApiError>;
@@ -53,21 +69,51 @@ pub async fn handle<C: Cluster>(cluster: &C, request: FetchRequest, version: i16
         usize::MAX
     }
     .min(FETCH_BYTES_MAX);
-    let wanted: Vec<Wanted> = request
+    let requested: Vec<Requested> = request
         .topics
         .iter()
         .flat_map(|topic| {
-            topic.partitions.iter().map(move |p| Wanted {
+            topic.partitions.iter().map(move |p| Requested {
                 tp: TopicPartition {
                     topic: topic.topic.0.to_string(),
                     partition: p.partition,
                 },
-                offset: Offset(p.fetch_offset),
-                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes,
                 current_leader_epoch: p.current_leader_epoch,
             })
         })
         .collect();
+    let plan = plan(cluster, &request, version, &requested);
+    let wanted: Vec<Wanted> = match &plan {
+        Plan::Error(code) => {
+            return FetchResponse::default()
+                .with_error_code(code.code())
+                .with_session_id(SESSION_ID_NONE);
+        }
+        Plan::Sessionless | Plan::Full => requested
+            .iter()
+            .map(|r| {
+                Wanted::new(
+                    r.tp.clone(),
+                    r.fetch_offset,
+                    r.max_bytes,
+                    r.current_leader_epoch,
+                )
+            })
+            .collect(),
+        Plan::Incremental { partitions, .. } => partitions
+            .iter()
+            .map(|(tp, c)| {
+                Wanted::new(
+                    tp.clone(),
+                    c.fetch_offset,
+                    c.max_bytes,
+                    c.current_leader_epoch,
+                )
+            })
+            .collect(),
+    };
     let mut results = read_all(cluster, &wanted, max_bytes).await;
     loop {
         let available: usize = results
@@ -92,7 +138,108 @@ pub async fn handle<C: Cluster>(cluster: &C, request: FetchRequest, version: i16
             .await;
         results = read_all(cluster, &wanted, max_bytes).await;
     }
-    build_response(&request, results, version)
+    let answered: Vec<(TopicPartition, PartitionResult)> =
+        wanted.into_iter().map(|w| w.tp).zip(results).collect();
+    match plan {
+        Plan::Error(_) | Plan::Sessionless => build_response(answered, SESSION_ID_NONE, version),
+        Plan::Full => {
+            let session_id = match cluster.fetch_sessions() {
+                Some(sessions) => {
+                    let partitions = answered
+                        .iter()
+                        .zip(&requested)
+                        .map(|((tp, result), asked)| {
+                            let mut view = CachedPartition::from_request(asked);
+                            let _ = view.must_respond(&summary(result));
+                            (tp.clone(), view)
+                        })
+                        .collect();
+                    sessions.borrow_mut().open(partitions, cluster.now_ms())
+                }
+                None => SESSION_ID_NONE,
+            };
+            build_response(answered, session_id, version)
+        }
+        Plan::Incremental {
+            session_id,
+            partitions,
+        } => {
+            let mut views = Vec::with_capacity(partitions.len());
+            let mut had_records = Vec::new();
+            let mut changed = Vec::new();
+            for ((tp, mut view), (_, result)) in partitions.into_iter().zip(answered) {
+                let read = summary(&result);
+                if view.must_respond(&read) {
+                    if read.records_bytes > 0 {
+                        had_records.push(tp.clone());
+                    }
+                    changed.push((tp.clone(), result));
+                }
+                views.push((tp, view));
+            }
+            if let Some(sessions) = cluster.fetch_sessions() {
+                sessions
+                    .borrow_mut()
+                    .answered(session_id, views, &had_records);
+            }
+            build_response(changed, session_id, version)
+        }
+    }
+}
+
+/// How this request is served: sessionless below v7 or without a session cache; else as the
+/// cache decides (which applies the request's changes to its session).
+fn plan<C: Cluster>(
+    cluster: &C,
+    request: &FetchRequest,
+    version: i16,
+    requested: &[Requested],
+) -> Plan {
+    let sessions = match cluster.fetch_sessions() {
+        Some(sessions) if version >= SESSIONS_VERSION_MIN => sessions,
+        _ => return Plan::Sessionless,
+    };
+    let epoch = request.session_epoch;
+    let forgotten: Vec<TopicPartition> = request
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .map(move |&partition| TopicPartition {
+                    topic: topic.topic.0.to_string(),
+                    partition,
+                })
+        })
+        .collect();
+    sessions.borrow_mut().plan(
+        request.session_id,
+        epoch,
+        requested,
+        &forgotten,
+        cluster.now_ms(),
+    )
+}
+
+fn summary(result: &PartitionResult) -> ReadSummary {
+    match result {
+        Ok(read) => ReadSummary {
+            error: false,
+            records_bytes: batch_bytes(read),
+            high_watermark: read.high_watermark.0,
+            log_start_offset: read.log_start.0,
+            // No transactions: the last stable offset is the high watermark.
+            last_stable_offset: read.high_watermark.0,
+        },
+        Err(_) => ReadSummary {
+            error: true,
+            records_bytes: 0,
+            high_watermark: -1,
+            log_start_offset: -1,
+            last_stable_offset: -1,
+        },
+    }
 }
 
 fn batch_bytes(read: &ReadBatches) -> usize {
@@ -119,8 +266,8 @@ async fn read_all<C: Cluster>(
         }
     });
     let mut results = join_all(reads).await;
-    // Enforce the response-wide limit in request order; the first non-empty partition keeps at
-    // least one batch.
+    // Enforce the response-wide limit in request (or session) order; the first non-empty
+    // partition keeps at least one batch.
     let mut total = 0usize;
     for result in results.iter_mut().flatten() {
         let mut kept = 0;
@@ -136,30 +283,28 @@ async fn read_all<C: Cluster>(
     results
 }
 
+/// The response: partitions grouped by topic, in the order given (runs of one topic form one
+/// topic entry, as the order of a session may interleave topics).
 fn build_response(
-    request: &FetchRequest,
-    results: Vec<PartitionResult>,
+    answered: Vec<(TopicPartition, PartitionResult)>,
+    session_id: i32,
     version: i16,
 ) -> FetchResponse {
-    let mut results = results.into_iter();
-    let topics = request
-        .topics
-        .iter()
-        .map(|topic| {
-            let partitions = topic
-                .partitions
-                .iter()
-                .zip(results.by_ref())
-                .map(|(requested, result)| {
-                    partition_data(result, version).with_partition_index(requested.partition)
-                })
-                .collect();
-            FetchableTopicResponse::default()
-                .with_topic(topic_name(&topic.topic.0))
-                .with_partitions(partitions)
-        })
-        .collect();
-    FetchResponse::default().with_responses(topics)
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut current: Option<String> = None;
+    for (tp, result) in answered {
+        let data = partition_data(result, version).with_partition_index(tp.partition);
+        if current.as_deref() != Some(tp.topic.as_str()) {
+            topics.push(FetchableTopicResponse::default().with_topic(topic_name(&tp.topic)));
+            current = Some(tp.topic);
+        }
+        if let Some(topic) = topics.last_mut() {
+            topic.partitions.push(data);
+        }
+    }
+    FetchResponse::default()
+        .with_session_id(session_id)
+        .with_responses(topics)
 }
 
 fn partition_data(result: PartitionResult, version: i16) -> PartitionData {

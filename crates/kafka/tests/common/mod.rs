@@ -128,6 +128,8 @@ pub struct Fake {
     /// completes, as a real one waits for its sync, so concurrent appends overlap).
     pub appends_in_flight: std::cell::Cell<usize>,
     pub appends_in_flight_max: std::cell::Cell<usize>,
+    /// Fetch sessions (KIP-227); `None`: every fetch is sessionless.
+    pub sessions: Option<RefCell<shoal_kafka::fetch_session::FetchSessions>>,
 }
 
 /// A future that is pending once (waking itself), then ready.
@@ -157,7 +159,25 @@ impl Fake {
             appends_in_flight_max: std::cell::Cell::new(0),
             topics: RefCell::new(BTreeMap::new()),
             auto_create: false,
+            sessions: None,
         }
+    }
+
+    /// The same, keeping up to `slots` fetch sessions (core 0 of 1, eviction after 1 s).
+    pub fn with_sessions(mut self, slots: usize) -> Fake {
+        self.sessions = Some(RefCell::new(
+            shoal_kafka::fetch_session::FetchSessions::new(slots, 1_000, 0, 1, 7),
+        ));
+        self
+    }
+
+    /// Appends a real batch (2 records) to a partition and moves its high watermark to the end.
+    pub fn append_to(&self, topic: &str, partition: usize) {
+        let mut topics = self.topics.borrow_mut();
+        let log = &mut topics.get_mut(topic).expect("topic").logs[partition];
+        let appended = log.append(real_batch(0, 5000).to_vec());
+        assert!(appended.is_ok(), "a real batch appends");
+        log.high_watermark = log.end();
     }
 
     /// A fake with topic `name` of `partitions` partitions, each holding `batches` batches
@@ -252,6 +272,10 @@ impl Cluster for Fake {
 
     fn now_ms(&self) -> i64 {
         NOW_MS
+    }
+
+    fn fetch_sessions(&self) -> Option<&RefCell<shoal_kafka::fetch_session::FetchSessions>> {
+        self.sessions.as_ref()
     }
 
     async fn create_topics(
