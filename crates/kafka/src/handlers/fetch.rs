@@ -36,25 +36,6 @@ pub const FETCH_BYTES_MAX: usize = 55 * 1024 * 1024;
 /// The first Fetch version with sessions (KIP-227).
 const SESSIONS_VERSION_MIN: i16 = 7;
 
-struct Wanted {
-    tp: TopicPartition,
-    offset: Offset,
-    max_bytes: usize,
-    /// The client's view of the leader epoch; negative: not given.
-    current_leader_epoch: i32,
-}
-
-impl Wanted {
-    fn new(tp: TopicPartition, fetch_offset: i64, max_bytes: i32, epoch: i32) -> Wanted {
-        Wanted {
-            tp,
-            offset: Offset(fetch_offset),
-            max_bytes: usize::try_from(max_bytes).unwrap_or(0),
-            current_leader_epoch: epoch,
-        }
-    }
-}
-
 type PartitionResult = Result<ReadBatches, ApiError>;
 
 pub async fn handle<C: Cluster>(cluster: &C, request: FetchRequest, version: i16) -> FetchResponse {
@@ -85,36 +66,30 @@ pub async fn handle<C: Cluster>(cluster: &C, request: FetchRequest, version: i16
         })
         .collect();
     let plan = plan(cluster, &request, version, &requested);
-    let wanted: Vec<Wanted> = match &plan {
+    // Sessionless and full fetches read what the request names; an incremental one reads
+    // every partition of its session, as the session last heard of it.
+    let session_reads: Vec<Requested>;
+    let wanted: &[Requested] = match &plan {
         Plan::Error(code) => {
             return FetchResponse::default()
                 .with_error_code(code.code())
                 .with_session_id(SESSION_ID_NONE);
         }
-        Plan::Sessionless | Plan::Full => requested
-            .iter()
-            .map(|r| {
-                Wanted::new(
-                    r.tp.clone(),
-                    r.fetch_offset,
-                    r.max_bytes,
-                    r.current_leader_epoch,
-                )
-            })
-            .collect(),
-        Plan::Incremental { partitions, .. } => partitions
-            .iter()
-            .map(|(tp, c)| {
-                Wanted::new(
-                    tp.clone(),
-                    c.fetch_offset,
-                    c.max_bytes,
-                    c.current_leader_epoch,
-                )
-            })
-            .collect(),
+        Plan::Sessionless | Plan::Full => &requested,
+        Plan::Incremental { partitions, .. } => {
+            session_reads = partitions
+                .iter()
+                .map(|(tp, cached)| Requested {
+                    tp: tp.clone(),
+                    fetch_offset: cached.fetch_offset,
+                    max_bytes: cached.max_bytes,
+                    current_leader_epoch: cached.current_leader_epoch,
+                })
+                .collect();
+            &session_reads
+        }
     };
-    let mut results = read_all(cluster, &wanted, max_bytes).await;
+    let mut results = read_all(cluster, wanted, max_bytes).await;
     loop {
         let available: usize = results
             .iter()
@@ -132,14 +107,17 @@ pub async fn handle<C: Cluster>(cluster: &C, request: FetchRequest, version: i16
         {
             break;
         }
-        let watches = wanted.iter().map(|w| (w.tp.clone(), w.offset)).collect();
+        let watches = wanted
+            .iter()
+            .map(|w| (w.tp.clone(), Offset(w.fetch_offset)))
+            .collect();
         cluster
             .wait_for_data(watches, max_wait_ms - waited_ms)
             .await;
-        results = read_all(cluster, &wanted, max_bytes).await;
+        results = read_all(cluster, wanted, max_bytes).await;
     }
     let answered: Vec<(TopicPartition, PartitionResult)> =
-        wanted.into_iter().map(|w| w.tp).zip(results).collect();
+        wanted.iter().map(|w| w.tp.clone()).zip(results).collect();
     match plan {
         Plan::Error(_) | Plan::Sessionless => build_response(answered, SESSION_ID_NONE, version),
         Plan::Full => {
@@ -248,14 +226,18 @@ fn batch_bytes(read: &ReadBatches) -> usize {
 
 async fn read_all<C: Cluster>(
     cluster: &C,
-    wanted: &[Wanted],
+    wanted: &[Requested],
     max_bytes: usize,
 ) -> Vec<PartitionResult> {
     let reads = wanted.iter().map(|w| async move {
         match cluster.topic(&w.tp.topic) {
             Some(topic) if (0..topic.partitions).contains(&w.tp.partition) => {
                 let read = cluster
-                    .read(&w.tp, w.offset, w.max_bytes.min(max_bytes))
+                    .read(
+                        &w.tp,
+                        Offset(w.fetch_offset),
+                        usize::try_from(w.max_bytes).unwrap_or(0).min(max_bytes),
+                    )
                     .await?;
                 if w.current_leader_epoch >= 0 {
                     check_leader_epoch(w.current_leader_epoch, read.leader_epoch)?;
