@@ -76,6 +76,30 @@ def fill(bootstrap, topics, value_bytes=64 * 1024, limit_mib=2 * FS_MIB):
     return acked, failed
 
 
+def space_report(broker, mount):
+    """What holds the disk, for a failed wait: free space, the data directory's largest
+    files, and files the broker keeps open after they were deleted."""
+    st = os.statvfs(mount)
+    lines = [f"free {st.f_bavail * st.f_frsize >> 20} MiB of {st.f_blocks * st.f_frsize >> 20} MiB"]
+    sizes = []
+    for root, _, files in os.walk(broker.data_dir):
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                sizes.append((os.stat(path).st_blocks * 512, path))
+            except OSError:
+                pass
+    sizes.sort(reverse=True)
+    lines += [f"  {size >> 20} MiB {path}" for size, path in sizes[:10]]
+    fd_dir = f"/proc/{broker.pid}/fd"
+    try:
+        deleted = [os.readlink(os.path.join(fd_dir, fd)) for fd in os.listdir(fd_dir)]
+    except OSError as e:
+        deleted = [f"cannot list {fd_dir}: {e}"]
+    lines += [f"  open, deleted: {link}" for link in deleted if "(deleted)" in link]
+    return "\n".join(lines)
+
+
 def commit(bootstrap, group, topic, offset):
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
@@ -123,7 +147,12 @@ def test_a_full_disk_keeps_metadata_offsets_and_reads_working(small_fs):
         # DeleteTopics frees space; produce resumes by itself.
         admin = admin_client(broker.bootstrap)
         admin.delete_topics([fill_a], operation_timeout=15, request_timeout=15)[fill_a].result(15)
-        wait_for(lambda: metric(broker, "shoal_disk_full") == 0, 30, what="reserve taken again")
+        try:
+            wait_for(lambda: metric(broker, "shoal_disk_full") == 0, 30,
+                     what="reserve taken again")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{space_report(broker, small_fs)}\n"
+                                 f"{broker.stderr_tail(80)}") from None
         assert produce_one(broker.bootstrap, keep) is None
 
         # The partition that went offline on the full disk is back without a restart, with

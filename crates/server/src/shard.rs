@@ -198,12 +198,17 @@ impl Shard {
             }
             let dir = partition_dir(&self.config.data_dir, topic, partition);
             let snapshot = self.snapshot();
+            let topic_id = snapshot.topics.get(topic).map(|meta| meta.id);
             let replicated = snapshot
                 .topics
                 .get(topic)
                 .is_some_and(|meta| meta.is_replicated(partition as usize));
             if replicated {
                 match self.open_replicated(&tp, dir, config.clone()).await {
+                    Ok(log) if !self.still_mine(&tp, topic_id) => {
+                        self.stop_group(&tp).await;
+                        self.discard_opened(&tp, log).await;
+                    }
                     Ok(log) => {
                         self.health.set_online(&tp);
                         let _ = self.flush_timers.borrow_mut().remove(&tp);
@@ -225,6 +230,7 @@ impl Shard {
             }
             let epoch = snapshot.leader_epoch(topic, partition);
             match self.open_log(&tp, dir, config.clone(), epoch).await {
+                Ok(log) if !self.still_mine(&tp, topic_id) => self.discard_opened(&tp, log).await,
                 Ok(log) => {
                     let flusher = log.clone();
                     glommio::spawn_local(async move { flusher.run_flusher().await }).detach();
@@ -235,6 +241,37 @@ impl Shard {
                 }
                 Err(error) => self.record_offline(&tp, &error),
             }
+        }
+    }
+
+    /// Whether a partition whose log was just opened is still this core's, in the same topic
+    /// (opening awaits recovery, which can take seconds: a DeleteTopics or a move can land
+    /// meanwhile, and finds nothing to close because the log is not in the map yet).
+    fn still_mine(&self, tp: &TopicPartition, topic_id: Option<[u8; 16]>) -> bool {
+        let snapshot = self.snapshot();
+        let same_topic = snapshot.topics.get(&tp.topic).map(|meta| meta.id) == topic_id;
+        same_topic && snapshot.owner(&tp.topic, tp.partition) == Some(self.id)
+    }
+
+    /// Closes a log opened for a partition that is no longer this core's (see `still_mine`):
+    /// keeping it would hold its files open, and a deleted topic's disk space with them.
+    /// A deleted topic's files, which the delete removed while the log was opening (recovery
+    /// may have written some again), go too.
+    async fn discard_opened(&self, tp: &TopicPartition, log: Log<GlommioDisk>) {
+        tracing::info!(%tp, "partition left this core while its log was opening; closing it");
+        if let Err(error) = log.close().await {
+            tracing::warn!(%tp, %error, "closing a log that is no longer this core's");
+        }
+        if self.snapshot().topics.contains_key(&tp.topic) {
+            return; // a topic of the same name again: its files are its own
+        }
+        let dir = partition_dir(&self.config.data_dir, &tp.topic, tp.partition);
+        let dirs = [raft_state_dir(&dir), dir];
+        let removed = glommio::executor()
+            .spawn_blocking(move || dirs.iter().try_for_each(remove_dir_if_present))
+            .await;
+        if let Err(error) = removed {
+            tracing::warn!(%tp, %error, "removing a deleted partition's files");
         }
     }
 
