@@ -37,6 +37,9 @@ pub fn storage_error(error: &Error) -> ApiError {
         Error::EntriesRefused { .. } | Error::WrongMode { .. } => ResponseError::UnknownServerError,
         // A partition directory of the other mode: the partition cannot be served.
         Error::ModeMismatch { .. } => ResponseError::KafkaStorageError,
+        // A failed log cleaning (the log is unchanged); the broker's cleaner task logs it,
+        // never a client request's answer.
+        Error::CompactionFailed { .. } => ResponseError::KafkaStorageError,
     };
     ApiError::with_message(code, error.to_string())
 }

@@ -459,6 +459,8 @@ impl Disk for SimDisk {
     }
 
     async fn remove(&self, path: &Path) -> io::Result<()> {
+        // Directory changes are separate steps a crash can fall between, as opens are.
+        yield_once().await;
         let mut state = self.state.borrow_mut();
         let (dir, name) = split(path)?;
         let dir = state.dirs.get_mut(&dir).ok_or_else(|| os_error(ENOENT))?;
@@ -469,6 +471,7 @@ impl Disk for SimDisk {
     }
 
     async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        yield_once().await;
         let mut state = self.state.borrow_mut();
         let (from_dir, from_name) = split(from)?;
         let (to_dir, to_name) = split(to)?;

@@ -111,6 +111,22 @@ impl BatchCache {
         self.remove_from(log, Offset(i64::MIN));
     }
 
+    /// Drops every entry of `log` whose batch starts in `[from, to)` (a cleaned range, whose
+    /// stored batches changed).
+    pub(crate) fn remove_range(&self, log: LogUid, from: Offset, to: Offset) {
+        let mut inner = self.inner.borrow_mut();
+        let keys: Vec<_> = inner
+            .entries
+            .range((log, from)..(log, to))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in keys {
+            if let Some(removed) = inner.entries.remove(&key) {
+                inner.used_bytes -= removed.bytes.len();
+            }
+        }
+    }
+
     /// Drops every entry of `log` whose batch starts at or after `from` (a suffix truncation).
     /// Keys left in the age queue are stale and skipped; one that names an offset the log
     /// assigns again may evict the new entry early (a later cache miss, never a wrong batch:

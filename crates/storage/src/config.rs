@@ -62,6 +62,9 @@ pub struct LogConfig {
     pub write_chunk_bytes: usize,
     /// Kafka `producer.id.expiration.ms`: idempotent producer state idle this long is dropped.
     pub producer_id_expiration_ms: i64,
+    /// `cleanup.policy` includes `compact`: its settings (`None`: delete only). See
+    /// `compact.rs`; retention applies as well when the policy also includes `delete`.
+    pub compaction: Option<crate::compact::CompactionConfig>,
 }
 
 /// Kafka's default for both `segment.ms` and `retention.ms`: 7 days.
@@ -87,6 +90,7 @@ impl Default for LogConfig {
             recycled_segments_max: 2,
             write_chunk_bytes: WRITE_CHUNK_BYTES_DEFAULT,
             producer_id_expiration_ms: 24 * 3600 * 1000,
+            compaction: None,
         }
     }
 }

@@ -88,6 +88,16 @@ pub enum Error {
     /// bug; Kafka `UNKNOWN_SERVER_ERROR`.
     #[error("{op} is not an operation of a {} log", if *.replicated { "replicated" } else { "plain" })]
     WrongMode { op: &'static str, replicated: bool },
+    /// A log cleaning (`cleanup.policy=compact`) failed before its commit point: its cleaned
+    /// copy was dropped and the log is unchanged and online (a failed write is not retried;
+    /// the next cleaning starts again). Never from a client request; Kafka
+    /// `KAFKA_STORAGE_ERROR` should one reach a client.
+    #[error("log cleaning failed to {op} {}: {detail}", .path.display())]
+    CompactionFailed {
+        op: String,
+        path: PathBuf,
+        detail: String,
+    },
 }
 
 /// Why [`Error::EntriesRefused`] refused.

@@ -19,6 +19,7 @@
 
 mod batch;
 mod cache;
+mod compact;
 mod config;
 mod epochs;
 mod error;
@@ -84,6 +85,9 @@ pub use batch::{
     validate as validate_batch, BatchDefect, BatchHeader,
 };
 pub use cache::BatchCache;
+pub use compact::{
+    Compacted, CompactionConfig, CompactionReport, Dirtiness, Throttle as CompactionThrottle,
+};
 pub use config::{Durability, Fallocation, LogConfig};
 pub use error::{EntriesRefused, Error, OfflineKind, OfflineReason, Result, TruncationRefused};
 pub use log::{Appended, Guarantee, Log, LogOffsets, LogStats, ReadBatches, Wait};
@@ -91,4 +95,5 @@ pub use pool::BufferPool;
 pub use producers::{ProducerInfo, BATCHES_PER_PRODUCER};
 pub use recovery::LogContext;
 pub use replicated::{AppendedEntries, EntryId, EntryKind, Proposed, StoredEntry};
+pub use shoal_compaction::{CleanStats, OffsetMap};
 pub use truncate::Truncated;

@@ -180,6 +180,8 @@ pub(crate) struct State<F: DmaFile> {
     pub(crate) closed: bool,
     pub(crate) producers: ProducerStates,
     pub(crate) stats: LogStats,
+    /// The cleaner's checkpoint and whether the log was ever compacted (`compact.rs`).
+    pub(crate) compaction: crate::compact::CompactionState,
 }
 
 impl<F: DmaFile> State<F> {

@@ -197,6 +197,15 @@ impl ProducerStates {
     }
 
     /// Forgets producers idle for `idle_ms_max` (Kafka `producer.id.expiration.ms`).
+    /// The last offset of producer `id`'s last batch, if the producer is known: the cleaner
+    /// keeps that batch even when it empties it, so the state rebuilds from the log.
+    pub(crate) fn last_offset_of(&self, id: i64) -> Option<Offset> {
+        self.producers
+            .get(&id)
+            .and_then(|p| p.batches.back())
+            .map(|b| b.last_offset)
+    }
+
     pub(crate) fn expire(&mut self, now_ms: i64, idle_ms_max: i64) {
         self.producers
             .retain(|_, p| now_ms - p.last_append_ms < idle_ms_max);

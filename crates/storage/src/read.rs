@@ -52,6 +52,8 @@ pub(crate) struct DiskPlan<F> {
     pub(crate) stem: String,
     pub(crate) pos: u64,
     pub(crate) end_bytes: u64,
+    /// The base offset of the segment after this one, if it starts past the read's offset.
+    pub(crate) next_base: Option<Offset>,
 }
 
 impl<D: Disk> Log<D> {
@@ -142,7 +144,29 @@ impl<D: Disk> Log<D> {
     ) -> Result<()> {
         // Counted until it returns, so a truncation never shortens a file under this read.
         let _reading = DiskRead::start(self);
-        let plan = self.plan_disk_read(from);
+        let mut from = from;
+        loop {
+            let plan = self.plan_disk_read(from);
+            let next_base = plan.next_base;
+            self.read_segment(plan, from, hwm, max_bytes, out).await?;
+            // A compacted segment may end before the next one starts (its last offsets were
+            // cleaned out): a read from there continues in the next segment, as Kafka's does.
+            match next_base {
+                Some(base) if out.is_empty() && base < hwm => from = base,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// [`Log::read_from_disk`] within one segment.
+    async fn read_segment(
+        &self,
+        plan: DiskPlan<D::File>,
+        from: Offset,
+        hwm: Offset,
+        max_bytes: usize,
+        out: &mut Vec<Bytes>,
+    ) -> Result<()> {
         let mut pos = plan.pos;
         let mut total = 0usize;
         while pos < plan.end_bytes && (total < max_bytes || out.is_empty()) {
@@ -189,11 +213,14 @@ impl<D: Disk> Log<D> {
         let state = self.inner.state.borrow();
         // The last segment starting at or before `from`: in a replicated log, of those that
         // start at `from` (earlier ones hold internal entries only), the one holding its data.
+        // In a compacted log the log start may lie in a gap before the first segment (an
+        // emptied segment was removed): a read from there starts in the first segment.
         let (&key, segment) = state
             .segments
             .range(..=SegmentKey::up_to(from))
             .next_back()
-            .expect("offsets within the log belong to a segment");
+            .or_else(|| state.segments.iter().next())
+            .expect("a log always has an active segment");
         let is_active = key == state.active().key();
         let end_bytes = if is_active {
             state.writer.written_bytes
@@ -201,11 +228,18 @@ impl<D: Disk> Log<D> {
             segment.size_bytes
         };
         let pos = segment.index.lookup(from).map_or(0, |(_, pos)| pos);
+        let next_base = state
+            .segments
+            .range(key..)
+            .nth(1)
+            .map(|(next, _)| next.base)
+            .filter(|&base| base > from);
         DiskPlan {
             file: segment.file.clone(),
             stem: segment.stem(),
             pos,
             end_bytes,
+            next_base,
         }
     }
 

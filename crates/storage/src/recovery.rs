@@ -35,6 +35,10 @@ use shoal_model::{Offset, RaftIndex, Term, TimestampMs};
 
 use crate::batch;
 use crate::cache::BatchCache;
+use crate::compact::{
+    complete_swap, read_compaction_state, CompactionState, PendingCompaction, CLEANED_SUFFIX,
+    COMPACTION_INTENT_FILE,
+};
 use crate::config::LogConfig;
 use crate::error::{Error, OfflineReason, Result};
 use crate::index::{self, IndexCheckpoint, SparseIndex};
@@ -123,7 +127,7 @@ impl<D: Disk> Log<D> {
             .list(&dir)
             .await
             .map_err(|e| io("list directory", &dir, e))?;
-        let mut bases: Vec<SegmentName> = names.iter().filter_map(|n| parse_log_name(n)).collect();
+        let bases: Vec<SegmentName> = names.iter().filter_map(|n| parse_log_name(n)).collect();
         // Before anything is changed: a directory of the other mode is left as it is.
         check_mode(&dir, &bases, replicated)?;
         for name in names.iter().filter(|n| n.ends_with(TMP_SUFFIX)) {
@@ -143,6 +147,17 @@ impl<D: Disk> Log<D> {
         forget_recycled(&*disk, &dir.join(RECYCLE_DIR))
             .await
             .map_err(|e| io("clear recycled segments", &dir.join(RECYCLE_DIR), e))?;
+        let compaction = finish_compaction(&*disk, &dir, &names).await?;
+        let mut bases: Vec<SegmentName> = if compaction.relist {
+            let names = disk
+                .list(&dir)
+                .await
+                .map_err(|e| io("list directory", &dir, e))?;
+            names.iter().filter_map(|n| parse_log_name(n)).collect()
+        } else {
+            bases
+        };
+        let compaction = compaction.state;
         let lso_path = dir.join(LOG_START_FILE);
         let lso_bytes = read_small_file(&*disk, &lso_path)
             .await
@@ -168,11 +183,18 @@ impl<D: Disk> Log<D> {
         let mut tail = None;
         for (i, &name) in bases.iter().enumerate() {
             if let Some(expected) = expected_next {
-                check_continues(&dir, name, expected)?;
+                check_continues(&dir, name, expected, compaction.marker_written)?;
             }
             let is_last = Some(i) == last_index;
-            let (segment, tail_bytes) =
-                recover_segment(&*disk, &dir, name, is_last, now_ms).await?;
+            let (segment, tail_bytes) = recover_segment(
+                &*disk,
+                &dir,
+                name,
+                is_last,
+                now_ms,
+                compaction.marker_written,
+            )
+            .await?;
             expected_next = Some((segment.next_offset, segment.next_index()));
             if is_last {
                 tail = Some(tail_bytes);
@@ -213,6 +235,7 @@ impl<D: Disk> Log<D> {
             tail,
         )
         .await?;
+        log.inner.state.borrow_mut().compaction = compaction;
         log.delete_segments_below_start().await?;
         match pending {
             // Rebuilds the producer state too, for the log as cut.
@@ -261,6 +284,7 @@ impl<D: Disk> Log<D> {
                 closed: false,
                 producers: Default::default(),
                 stats: LogStats::default(),
+                compaction: CompactionState::default(),
             }),
             placement: FifoSemaphore::new(1),
             progress: Event::default(),
@@ -346,9 +370,15 @@ fn check_continues(
     dir: &Path,
     name: SegmentName,
     expected: (Offset, Option<RaftIndex>),
+    gaps_allowed: bool,
 ) -> Result<()> {
     let (next_offset, next_index) = expected;
-    let detail = if name.base != next_offset {
+    let offset_fits = if gaps_allowed {
+        name.base >= next_offset
+    } else {
+        name.base == next_offset
+    };
+    let detail = if !offset_fits {
         format!(
             "segment starts at {} but the previous one ends at {next_offset}",
             name.base
@@ -375,6 +405,7 @@ async fn recover_segment<D: Disk>(
     name: SegmentName,
     is_last: bool,
     now_ms: i64,
+    gaps_allowed: bool,
 ) -> Result<(Segment<D::File>, (Vec<u8>, u64))> {
     let (base, term, first_index) = (name.base, name.term, name.index);
     let replicated = first_index.is_some();
@@ -442,7 +473,12 @@ async fn recover_segment<D: Disk>(
         }
     };
     let interval = shoal_model::constants::INDEX_INTERVAL_BYTES_DEFAULT;
-    let scan = scan_segment(&file, &path, start, file_bytes, term, &mut index, interval).await?;
+    let rules = ScanRules {
+        term,
+        interval,
+        gaps_allowed,
+    };
+    let scan = scan_segment(&file, &path, start, file_bytes, rules, &mut index).await?;
     if let Some((pos, why)) = &scan.stopped {
         // Bytes below this were synced: all of a sealed segment; for the active one, what the
         // last index checkpoint or the newest sync trailer (`trailer.rs`) recorded.
@@ -684,6 +720,94 @@ async fn load_index<D: Disk>(
     Some((index, checkpoint))
 }
 
+/// What a scan checks batches against.
+#[derive(Clone, Copy)]
+struct ScanRules {
+    /// The segment's term.
+    term: Term,
+    /// Index interval in bytes.
+    interval: u64,
+    /// The log was compacted (`compact.rs`): offsets may have gaps.
+    gaps_allowed: bool,
+}
+
+/// What `finish_compaction` found.
+struct CompactionAtOpen {
+    state: CompactionState,
+    /// Segment files changed: the directory must be listed again.
+    relist: bool,
+}
+
+/// Completes a cleaning's swap that a crash interrupted after its commit point (the intent
+/// `pending_compaction` exists: its cleaned file was synced before it), or drops the cleaned
+/// file of one interrupted before it. Then reads the cleaner's state.
+async fn finish_compaction<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    names: &[String],
+) -> Result<CompactionAtOpen> {
+    let io = |op: &str, path: PathBuf, e: std::io::Error| {
+        Error::Offline(Rc::new(OfflineReason::from_io(op, path, &e)))
+    };
+    let intent_path = dir.join(COMPACTION_INTENT_FILE);
+    let intent = read_small_file(disk, &intent_path)
+        .await
+        .map_err(|e| io("read compaction intent", intent_path.clone(), e))?;
+    let mut relist = false;
+    match intent.as_deref().map(PendingCompaction::decode) {
+        Some(Some(pending)) => {
+            let mut stems: Vec<SegmentName> = names
+                .iter()
+                .filter_map(|n| parse_log_name(n))
+                .filter(|name| name.base >= pending.first && name.base < pending.end)
+                .collect();
+            stems.sort_by_key(|name| name.key());
+            let first = SegmentName {
+                base: pending.first,
+                term: pending.term,
+                index: None,
+            };
+            if stems.first() != Some(&first) {
+                stems.insert(0, first);
+            }
+            let stems: Vec<String> = stems.iter().map(|name| name.stem()).collect();
+            tracing::warn!(dir = %dir.display(), first = %pending.first, end = %pending.end,
+                "completing a log cleaning's swap interrupted by a crash");
+            complete_swap(disk, dir, &stems)
+                .await
+                .map_err(|e| io("complete compaction swap", dir.to_path_buf(), e))?;
+            disk.remove(&intent_path)
+                .await
+                .map_err(|e| io("remove compaction intent", intent_path.clone(), e))?;
+            relist = true;
+        }
+        Some(None) => {
+            let detail = "the compaction intent file does not decode".to_string();
+            return Err(Error::Offline(Rc::new(OfflineReason::corruption(
+                intent_path,
+                detail,
+            ))));
+        }
+        None => {
+            for name in names.iter().filter(|n| n.ends_with(CLEANED_SUFFIX)) {
+                disk.remove(&dir.join(name))
+                    .await
+                    .map_err(|e| io("remove unfinished cleaned segment", dir.join(name), e))?;
+                relist = true;
+            }
+        }
+    }
+    if relist {
+        disk.sync_dir(dir)
+            .await
+            .map_err(|e| io("sync directory", dir.to_path_buf(), e))?;
+    }
+    let state = read_compaction_state(disk, dir)
+        .await
+        .map_err(|e| io("read compaction state", dir.to_path_buf(), e))?;
+    Ok(CompactionAtOpen { state, relist })
+}
+
 /// Where a scan starts: a batch's position, its offset and (replicated logs) its ordinal in
 /// the segment.
 #[derive(Clone, Copy)]
@@ -696,8 +820,16 @@ struct Cursor {
 /// Why the batch at the cursor does not continue the segment, if it does not: its offset,
 /// and its term (a replicated log's batches carry their segment's term exactly; a plain
 /// log's at most it).
-fn out_of_sequence(header: &batch::BatchHeader, at: Cursor, term: Term) -> Option<String> {
-    if header.base_offset != at.offset {
+fn out_of_sequence(header: &batch::BatchHeader, at: Cursor, rules: ScanRules) -> Option<String> {
+    let term = rules.term;
+    // A compacted log's batches may start past the previous one's end (cleaned-out
+    // offsets), never before it: a recycled file's stale batches carry older offsets.
+    let offset_fits = if rules.gaps_allowed {
+        header.base_offset >= at.offset
+    } else {
+        header.base_offset == at.offset
+    };
+    if !offset_fits {
         return Some(format!(
             "batch base offset {} where {} was expected",
             header.base_offset, at.offset
@@ -732,10 +864,10 @@ async fn scan_segment<F: DmaFile>(
     path: &Path,
     start: Cursor,
     file_bytes: u64,
-    term: Term,
+    rules: ScanRules,
     index: &mut SparseIndex,
-    interval: u64,
 ) -> Result<Scan> {
+    let interval = rules.interval;
     let mut at = start;
     let mut scan = Scan {
         end_bytes: at.pos,
@@ -763,10 +895,8 @@ async fn scan_segment<F: DmaFile>(
                 Some(size) if used == 0 && pos + (size as u64) <= file_bytes => {
                     // A batch larger than one read: read it whole.
                     let whole = file.read_at(pos, size).await.map_err(io)?;
-                    return continue_with(
-                        file, path, whole, at, file_bytes, term, index, interval, scan,
-                    )
-                    .await;
+                    return continue_with(file, path, whole, at, file_bytes, rules, index, scan)
+                        .await;
                 }
                 Some(_) if pos + (used as u64) + (rest.len() as u64) < file_bytes && used > 0 => {
                     break
@@ -783,7 +913,7 @@ async fn scan_segment<F: DmaFile>(
                 Ok(header) => header,
                 Err(defect) => return Ok(stop(scan, at.pos, defect.describe())),
             };
-            if let Some(why) = out_of_sequence(&header, at, term) {
+            if let Some(why) = out_of_sequence(&header, at, rules) {
                 return Ok(stop(scan, at.pos, &why));
             }
             advance(&mut at, &header, index, interval);
@@ -810,27 +940,23 @@ async fn continue_with<F: DmaFile>(
     whole: Vec<u8>,
     at: Cursor,
     file_bytes: u64,
-    term: Term,
+    rules: ScanRules,
     index: &mut SparseIndex,
-    interval: u64,
     scan: Scan,
 ) -> Result<Scan> {
     let header = match batch::validate(&whole) {
-        Ok(header) if out_of_sequence(&header, at, term).is_none() => header,
+        Ok(header) if out_of_sequence(&header, at, rules).is_none() => header,
         Ok(_) => return Ok(stop(scan, at.pos, "large batch out of sequence")),
         Err(defect) => return Ok(stop(scan, at.pos, defect.describe())),
     };
     let mut next = at;
-    advance(&mut next, &header, index, interval);
+    advance(&mut next, &header, index, rules.interval);
     let max_timestamp = if header.internal {
         scan.max_timestamp
     } else {
         scan.max_timestamp.max(Some(header.max_timestamp))
     };
-    let rest = Box::pin(scan_segment(
-        file, path, next, file_bytes, term, index, interval,
-    ))
-    .await?;
+    let rest = Box::pin(scan_segment(file, path, next, file_bytes, rules, index)).await?;
     Ok(Scan {
         max_timestamp: rest.max_timestamp.max(max_timestamp),
         ..rest

@@ -661,6 +661,8 @@ impl<D: Disk> Log<D> {
             stem: segment.stem(),
             pos,
             end_bytes,
+            // Replicated logs are not compacted: an entry read never skips to the next segment.
+            next_base: None,
         };
         (plan, start_index, segment.term)
     }
