@@ -169,6 +169,8 @@ pub struct ProducePolicy {
     pub compression: TopicCompression,
     /// `min.insync.replicas`: acks=all needs this many in-sync replicas.
     pub min_insync_replicas: i32,
+    /// `cleanup.policy` includes `compact`: every record needs a key.
+    pub compacted: bool,
 }
 
 impl Default for ProducePolicy {
@@ -180,6 +182,7 @@ impl Default for ProducePolicy {
             timestamp_after_max_ms: 3_600_000,
             compression: TopicCompression::Producer,
             min_insync_replicas: 1,
+            compacted: false,
         }
     }
 }

@@ -18,8 +18,9 @@
 //!    and the consumer decodes the producer's bytes as sent;
 //! 4. per-record rules, reported KIP-467 style with `record_errors` (the record's index in the
 //!    batch) under INVALID_TIMESTAMP (if any timestamp is at fault) or INVALID_RECORD:
-//!    `message.timestamp.before.max.ms` / `after.max.ms` on CreateTime topics, and a batch
-//!    that claims LogAppendTime where the rules leave it to the broker.
+//!    `message.timestamp.before.max.ms` / `after.max.ms` on CreateTime topics, a batch
+//!    that claims LogAppendTime where the rules leave it to the broker, and on a compacted
+//!    topic a record without a key (every batch is decoded there, as in Kafka).
 //!
 //! Then the rewrites: `compression.type` other than `producer` recompresses a batch whose
 //! codec differs (decode, encode with the topic's codec and level: producer id, epoch,
@@ -145,6 +146,9 @@ pub fn prepare(batch: Vec<u8>, policy: &ProducePolicy, now_ms: i64) -> Result<Pr
     };
     if let Some(timestamps) = &timestamps {
         check_timestamps(&batch, timestamps, policy, now_ms)?;
+    }
+    if policy.compacted {
+        check_keys(&batch)?;
     }
     let mut batch = match target {
         Some(compression) => recompress(&batch, compression)?,
@@ -365,6 +369,31 @@ fn varint_len(value: i64) -> usize {
         len += 1;
     }
     len
+}
+
+/// Kafka's rule for compacted topics: a record without a key could never be cleaned, so it
+/// is refused (INVALID_RECORD, with the records at fault).
+fn check_keys(batch: &[u8]) -> Result<(), Rejected> {
+    let keyless: Vec<(i32, String)> = decode(batch)?
+        .iter()
+        .enumerate()
+        .filter(|(_, record)| record.key.is_none())
+        .map(|(index, _)| {
+            let why = "Compacted topic cannot accept message without key.".to_string();
+            (i32::try_from(index).unwrap_or(i32::MAX), why)
+        })
+        .collect();
+    if keyless.is_empty() {
+        return Ok(());
+    }
+    Err(Rejected {
+        code: ResponseError::InvalidRecord,
+        message: format!(
+            "Compacted topic cannot accept message without key: {} of the batch's records have none",
+            keyless.len()
+        ),
+        record_errors: keyless,
+    })
 }
 
 fn decode(batch: &[u8]) -> Result<Vec<kafka_protocol::records::Record>, Rejected> {

@@ -83,6 +83,15 @@ pub(crate) struct Config {
     /// A new fetch session may take the slot of one idle this long (Kafka's
     /// `min.incremental.fetch.session.eviction.ms`).
     pub(crate) fetch_session_eviction_ms: i64,
+    /// Log compaction: how long a core's cleaner sleeps when no log is due (Kafka's
+    /// `log.cleaner.backoff.ms`).
+    pub(crate) log_cleaner_backoff_ms: u64,
+    /// Log compaction: the key -> offset map's memory across the broker, split per core and
+    /// taken by a core only once it cleans (Kafka's `log.cleaner.dedupe.buffer.size`).
+    pub(crate) log_cleaner_dedupe_buffer_bytes: u64,
+    /// Log compaction: disk bytes per second a core's cleaner reads and writes at most (Kafka's
+    /// `log.cleaner.io.max.bytes.per.second`, split per core); 0: unpaced.
+    pub(crate) log_cleaner_io_bytes_per_second_max: u64,
     /// The node's rack (Kafka `broker.rack`), reported in Metadata and used for placement.
     pub(crate) rack: Option<String>,
     /// Cluster settings; `None`: a one-node cluster, exactly as before clusters existed.
@@ -243,6 +252,9 @@ pub(crate) const KEYS: &[&str] = &[
     "disk_reserve_bytes",
     "fetch_sessions_max",
     "fetch_session_eviction_ms",
+    "log_cleaner_backoff_ms",
+    "log_cleaner_dedupe_buffer_bytes",
+    "log_cleaner_io_bytes_per_second_max",
     "rack",
     "rpc_addr",
     "advertised_rpc_addr",
@@ -333,6 +345,19 @@ impl Config {
             fetch_sessions_max: parse("fetch_sessions_max", None, "1000")?.parse()?,
             fetch_session_eviction_ms: parse("fetch_session_eviction_ms", None, "120000")?
                 .parse()?,
+            log_cleaner_backoff_ms: parse("log_cleaner_backoff_ms", None, "15000")?.parse()?,
+            log_cleaner_dedupe_buffer_bytes: parse(
+                "log_cleaner_dedupe_buffer_bytes",
+                None,
+                "134217728",
+            )?
+            .parse()?,
+            log_cleaner_io_bytes_per_second_max: parse(
+                "log_cleaner_io_bytes_per_second_max",
+                None,
+                "0",
+            )?
+            .parse()?,
             rack: values.get("rack").cloned().filter(|r| !r.is_empty()),
             cluster: None,
         };
@@ -366,6 +391,11 @@ impl Config {
     /// This core's share of `connections_max` (at least one).
     pub(crate) fn connections_per_core(&self) -> usize {
         self.connections_max.div_ceil(self.cores)
+    }
+
+    /// This core's share of `log_cleaner_dedupe_buffer_bytes` (at least 1 MiB).
+    pub(crate) fn cleaner_map_bytes_per_core(&self) -> usize {
+        (self.log_cleaner_dedupe_buffer_bytes / self.cores as u64).max(1 << 20) as usize
     }
 
     pub(crate) fn cache_bytes_per_core(&self) -> usize {

@@ -6,6 +6,7 @@
 //! `README.md` of this crate.
 
 mod admin;
+mod cleaner;
 mod cluster;
 mod cluster_admin;
 mod cluster_impl;

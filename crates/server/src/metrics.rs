@@ -100,6 +100,12 @@ pub(crate) struct CoreMetrics {
     pub(crate) fetch_sessions_evicted: AtomicU64,
     /// Full fetches that asked for a session and got none: the cache was full.
     pub(crate) fetch_sessions_refused: AtomicU64,
+    /// Log compaction (`cleaner.rs`): cleanings done, bytes of segments they read and wrote,
+    /// cleanings that failed or could not run (the map too small).
+    pub(crate) log_cleanings: AtomicU64,
+    pub(crate) log_cleaner_bytes_read: AtomicU64,
+    pub(crate) log_cleaner_bytes_written: AtomicU64,
+    pub(crate) log_cleaner_failures: AtomicU64,
 }
 
 /// The `kind` label of `shoal_fetch_requests_total`, in the order of `CoreMetrics::fetches`.
@@ -126,6 +132,10 @@ impl CoreMetrics {
             fetch_sessions_opened: AtomicU64::new(0),
             fetch_sessions_evicted: AtomicU64::new(0),
             fetch_sessions_refused: AtomicU64::new(0),
+            log_cleanings: AtomicU64::new(0),
+            log_cleaner_bytes_read: AtomicU64::new(0),
+            log_cleaner_bytes_written: AtomicU64::new(0),
+            log_cleaner_failures: AtomicU64::new(0),
         }
     }
 
@@ -169,7 +179,7 @@ type Series = (&'static str, &'static str, fn(&CoreMetrics) -> u64);
 /// Renders every core's metrics.
 pub(crate) fn render(cores: &[Arc<CoreMetrics>]) -> String {
     let mut out = String::new();
-    let gauges: [Series; 14] = [
+    let gauges: [Series; 18] = [
         ("shoal_bytes_in_total", "counter", |m| {
             m.bytes_in.load(Ordering::Relaxed)
         }),
@@ -208,6 +218,18 @@ pub(crate) fn render(cores: &[Arc<CoreMetrics>]) -> String {
         }),
         ("shoal_fetch_sessions_refused_total", "counter", |m| {
             m.fetch_sessions_refused.load(Ordering::Relaxed)
+        }),
+        ("shoal_log_cleanings_total", "counter", |m| {
+            m.log_cleanings.load(Ordering::Relaxed)
+        }),
+        ("shoal_log_cleaner_read_bytes_total", "counter", |m| {
+            m.log_cleaner_bytes_read.load(Ordering::Relaxed)
+        }),
+        ("shoal_log_cleaner_written_bytes_total", "counter", |m| {
+            m.log_cleaner_bytes_written.load(Ordering::Relaxed)
+        }),
+        ("shoal_log_cleaner_failures_total", "counter", |m| {
+            m.log_cleaner_failures.load(Ordering::Relaxed)
         }),
         ("shoal_requests_total_all", "counter", |m| {
             m.requests.iter().map(|r| r.load(Ordering::Relaxed)).sum()

@@ -128,6 +128,7 @@ pub(crate) async fn run_core(
         *shard.cluster.borrow_mut() = Some(handle);
     }
     glommio::spawn_local(shard.clone().housekeeping()).detach();
+    glommio::spawn_local(shard.clone().log_cleaner()).detach();
     let listener = TcpListener::bind(config.kafka_addr)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.kafka_addr))?;
     tracing::info!(core = shard.id, addr = %config.kafka_addr, "serving Kafka");

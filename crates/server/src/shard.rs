@@ -820,6 +820,15 @@ impl Shard {
         drop(permit);
     }
 
+    /// This core's open logs now (the map is not borrowed past the call).
+    pub(crate) fn logs_now(&self) -> Vec<(TopicPartition, Log<GlommioDisk>)> {
+        self.logs
+            .borrow()
+            .iter()
+            .map(|(tp, log)| (tp.clone(), log.clone()))
+            .collect()
+    }
+
     /// Periodic work: sync trailers confirmed every second, index checkpoints every minute,
     /// retention every five.
     pub(crate) async fn housekeeping(self: Rc<Self>) {

@@ -14,7 +14,7 @@ use shoal_kafka::cluster::{
     config_source, config_type, ApiError, ConfigChange, ConfigEntry, ConfigOp, ConfigSynonym,
     ProducePolicy, TimestampType, TopicCompression,
 };
-use shoal_storage::{Durability, LogConfig};
+use shoal_storage::{CompactionConfig, Durability, LogConfig};
 
 /// Kafka's value check of one config.
 #[derive(Clone, Copy)]
@@ -70,7 +70,6 @@ use Check::{AtLeast, Between};
 use Effect::{Honoured, Inert};
 
 const LONG_MAX: &str = "9223372036854775807";
-const COMPACTION: &str = "compaction is not built yet";
 const REPLICATION: &str = "a single node has no followers";
 const TIERED: &str = "no tiered storage";
 
@@ -110,7 +109,7 @@ const SPECS: &[Spec] = &[
         LONG,
         "86400000",
         AtLeast(0),
-        Inert(COMPACTION),
+        Honoured,
     ),
     spec(
         "file.delete.delay.ms",
@@ -151,7 +150,7 @@ const SPECS: &[Spec] = &[
         LONG,
         LONG_MAX,
         AtLeast(1),
-        Inert(COMPACTION),
+        Honoured,
     ),
     spec("max.message.bytes", INT, "16777216", AtLeast(0), Honoured),
     spec(
@@ -180,15 +179,9 @@ const SPECS: &[Spec] = &[
         DOUBLE,
         "0.5",
         Check::BetweenFloat(0.0, 1.0),
-        Inert(COMPACTION),
+        Honoured,
     ),
-    spec(
-        "min.compaction.lag.ms",
-        LONG,
-        "0",
-        AtLeast(0),
-        Inert(COMPACTION),
-    ),
+    spec("min.compaction.lag.ms", LONG, "0", AtLeast(0), Honoured),
     spec("min.insync.replicas", INT, "1", AtLeast(1), Honoured),
     spec(
         "preallocate",
@@ -509,7 +502,7 @@ fn check_throttled(key: &str, value: &str) -> Result<(), ApiError> {
 }
 
 /// Validates a topic's configs: names, values, and the cross-checks Kafka makes; refuses the
-/// values this broker cannot honour (compaction, tiered storage) with the reason.
+/// values this broker cannot honour (tiered storage) with the reason.
 pub(crate) fn validate(configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
     for (key, value) in configs {
         let spec = find(key).ok_or_else(|| {
@@ -542,13 +535,30 @@ pub(crate) fn validate(configs: &BTreeMap<String, String>) -> Result<(), ApiErro
             "Tiered Storage functionality is disabled in the broker. Topic cannot be configured with remote log storage.",
         ));
     }
-    if configs
-        .get("cleanup.policy")
-        .is_some_and(|policy| split_list(policy).iter().any(|p| p == "compact"))
-    {
+    Ok(())
+}
+
+/// Whether the topic's `cleanup.policy` includes `compact`.
+fn compacts(configs: &BTreeMap<String, String>) -> bool {
+    split_list(value(configs, "cleanup.policy"))
+        .iter()
+        .any(|p| p == "compact")
+}
+
+/// Refuses compaction on a replicated topic (replication factor above 1), which storage
+/// cannot clean yet: its Raft indexes are batch ordinals and followers check offset
+/// continuity. Silently keeping every record would be a compaction that claims to work.
+pub(crate) fn refuse_replicated_compaction(
+    configs: &BTreeMap<String, String>,
+    replication_factor: usize,
+) -> Result<(), ApiError> {
+    if replication_factor > 1 && compacts(configs) {
         return Err(ApiError::with_message(
             ResponseError::InvalidConfig,
-            "cleanup.policy=compact is not supported yet: log compaction is not built",
+            format!(
+                "cleanup.policy=compact is not supported yet for a replicated topic \
+                 (replication factor {replication_factor}): only topics with one replica are compacted"
+            ),
         ));
     }
     Ok(())
@@ -579,6 +589,16 @@ pub(crate) fn log_config(configs: &BTreeMap<String, String>) -> Result<LogConfig
         .iter()
         .any(|p| p == "delete");
     let positive = |key: &str| u64::try_from(number(configs, key)).ok().filter(|_| deletes);
+    if compacts(configs) {
+        config.compaction = Some(CompactionConfig {
+            delete_retention_ms: number(configs, "delete.retention.ms"),
+            min_cleanable_dirty_ratio: value(configs, "min.cleanable.dirty.ratio")
+                .parse()
+                .unwrap_or(0.5),
+            min_compaction_lag_ms: number(configs, "min.compaction.lag.ms"),
+            max_compaction_lag_ms: number(configs, "max.compaction.lag.ms"),
+        });
+    }
     config.retention_ms = positive("retention.ms");
     config.retention_bytes = positive("retention.bytes");
     config.segment_bytes_max = number(configs, "segment.bytes") as u64;
@@ -630,6 +650,7 @@ pub(crate) fn produce_policy(configs: &BTreeMap<String, String>) -> ProducePolic
         timestamp_after_max_ms: number(configs, "message.timestamp.after.max.ms"),
         compression,
         min_insync_replicas: number(configs, "min.insync.replicas") as i32,
+        compacted: compacts(configs),
     }
 }
 

@@ -210,13 +210,24 @@ func TestAdminConfigs(t *testing.T) {
 	if r, _ := ar.On(topic, nil); !errors.Is(r.Err, kerr.InvalidConfig) {
 		t.Errorf("segment.bytes=-5: %v, want INVALID_CONFIG", r.Err)
 	}
-	// compact is not served yet: it must be refused, not silently accepted.
+	// An unknown cleanup policy is refused; compact (log compaction) is taken and reported.
+	ar, err = adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "cleanup.policy", Value: sp("shrink")}}, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := ar.On(topic, nil); !errors.Is(r.Err, kerr.InvalidConfig) {
+		t.Errorf("cleanup.policy=shrink: %v, want INVALID_CONFIG", r.Err)
+	}
 	ar, err = adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "cleanup.policy", Value: sp("compact")}}, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, _ := ar.On(topic, nil); r.Err == nil {
-		t.Errorf("cleanup.policy=compact accepted (compaction is not implemented)")
+	if r, _ := ar.On(topic, nil); r.Err != nil {
+		t.Errorf("cleanup.policy=compact: %v %s", r.Err, r.ErrMessage)
+	}
+	rc, _ = adm.DescribeTopicConfigs(ctx, topic)
+	if c, _ := configOf(t, rc, topic, "cleanup.policy"); c.MaybeValue() != "compact" {
+		t.Errorf("cleanup.policy after setting compact: %q", c.MaybeValue())
 	}
 
 	// Legacy AlterConfigs replaces the whole set: max.message.bytes goes back to default.

@@ -223,8 +223,48 @@ fn values_are_refused_as_kafka_refuses_them() {
         why.contains("Tiered Storage functionality is disabled"),
         "{why}"
     );
-    let (_, why) = refused(&[("cleanup.policy", "compact,delete")]).expect_err("compaction");
-    assert!(why.contains("compaction"), "{why}");
+}
+
+#[test]
+fn compaction_configs_reach_the_log_and_the_produce_rules() {
+    let set = configs(&[
+        ("cleanup.policy", "compact,delete"),
+        ("delete.retention.ms", "1000"),
+        ("min.cleanable.dirty.ratio", "0.25"),
+        ("min.compaction.lag.ms", "5"),
+        ("max.compaction.lag.ms", "60000"),
+        ("retention.ms", "2000"),
+    ]);
+    let config = log_config(&set).expect("valid");
+    let compaction = config.compaction.expect("compacted");
+    assert_eq!(compaction.delete_retention_ms, 1000);
+    assert_eq!(compaction.min_cleanable_dirty_ratio, 0.25);
+    assert_eq!(compaction.min_compaction_lag_ms, 5);
+    assert_eq!(compaction.max_compaction_lag_ms, 60000);
+    assert_eq!(
+        config.retention_ms,
+        Some(2000),
+        "compact,delete also deletes"
+    );
+    assert!(super::produce_policy(&set).compacted);
+    let compact_only = log_config(&configs(&[("cleanup.policy", "compact")])).expect("valid");
+    assert_eq!(
+        compact_only.retention_ms, None,
+        "compact alone deletes nothing"
+    );
+    assert!(log_config(&configs(&[]))
+        .expect("valid")
+        .compaction
+        .is_none());
+    assert!(!super::produce_policy(&configs(&[])).compacted);
+    // Replicated topics are refused compaction, with the reason.
+    let compact = configs(&[("cleanup.policy", "compact")]);
+    assert!(super::refuse_replicated_compaction(&compact, 1).is_ok());
+    let refusal = super::refuse_replicated_compaction(&compact, 3).expect_err("replicated");
+    assert!(
+        format!("{refusal:?}").contains("replicated topic"),
+        "{refusal:?}"
+    );
 }
 
 #[test]
@@ -310,8 +350,9 @@ fn incremental_changes_apply_in_order_and_are_validated() {
         )]),
     );
     assert_eq!(
-        compact.map_err(|e| e.code),
-        Err(ResponseError::InvalidConfig)
+        compact.map(|c| c.get("cleanup.policy").cloned()),
+        Ok(Some("delete,compact".to_string())),
+        "APPEND compact to the default policy"
     );
     let replaced = apply_change(
         &current,

@@ -160,9 +160,15 @@ class AdminTest extends ShoalTestBase {
                 new AlterConfigOp(new ConfigEntry("retention.ms", "not-a-number"), AlterConfigOp.OpType.SET)))).all()));
         assertInstanceOf(InvalidConfigurationException.class, failureOf(admin.incrementalAlterConfigs(Map.of(res, List.of(
                 new AlterConfigOp(new ConfigEntry("no.such.config", "1"), AlterConfigOp.OpType.SET)))).all()));
-        // Compaction is not built: cleanup.policy=compact is refused.
+        // An unknown cleanup policy is refused; compact (log compaction) is taken, APPENDed to
+        // the default list, and SUBTRACTed again.
         assertInstanceOf(InvalidConfigurationException.class, failureOf(admin.incrementalAlterConfigs(Map.of(res, List.of(
-                new AlterConfigOp(new ConfigEntry("cleanup.policy", "compact"), AlterConfigOp.OpType.APPEND)))).all()));
+                new AlterConfigOp(new ConfigEntry("cleanup.policy", "shrink"), AlterConfigOp.OpType.SET)))).all()));
+        get(admin.incrementalAlterConfigs(Map.of(res, List.of(
+                new AlterConfigOp(new ConfigEntry("cleanup.policy", "compact"), AlterConfigOp.OpType.APPEND)))).all());
+        assertEquals("delete,compact", topicConfig(topic).get("cleanup.policy").value());
+        get(admin.incrementalAlterConfigs(Map.of(res, List.of(
+                new AlterConfigOp(new ConfigEntry("cleanup.policy", "compact"), AlterConfigOp.OpType.SUBTRACT)))).all());
         assertEquals("604800000", topicConfig(topic).get("retention.ms").value());
         assertEquals("delete", topicConfig(topic).get("cleanup.policy").value());
 

@@ -54,9 +54,9 @@ import org.junit.jupiter.api.io.TempDir;
  * writes and reads back, and purges with DeleteRecords after each commit; the group uses Streams'
  * own assignor over the classic protocol.
  *
- * <p>The store's changelog topic needs {@code cleanup.policy=compact}, which Shoal refuses until
- * compaction exists; the first test therefore runs the store without a changelog, and the second
- * (the full quick start) is disabled until then.
+ * <p>The first test runs the store without a changelog; the second is the full quick start, whose
+ * store is backed by a changelog topic Streams creates with {@code cleanup.policy=compact} (log
+ * compaction), and restores a fresh instance's store from it.
  */
 @Timeout(value = 180, unit = TimeUnit.SECONDS)
 class StreamsWordCountTest extends ShoalTestBase {
@@ -218,7 +218,6 @@ class StreamsWordCountTest extends ShoalTestBase {
     }
 
     @Test
-    @Disabled("the store's changelog topic needs cleanup.policy=compact, refused until compaction lands (issue 17)")
     void wordCountWithAChangelogTopic() throws Exception {
         String appId = unique("wordcount-changelog");
         String in = unique("wcc-in");
@@ -243,6 +242,12 @@ class StreamsWordCountTest extends ShoalTestBase {
             assertEquals(more, readCounts(out, more, Duration.ofSeconds(60)));
         }
         Set<String> topics = admin.listTopics().names().get(30, TimeUnit.SECONDS);
-        assertTrue(topics.contains(appId + "-counts-changelog"), "changelog topic created: " + topics);
+        String changelog = appId + "-counts-changelog";
+        assertTrue(topics.contains(changelog), "changelog topic created: " + topics);
+        org.apache.kafka.common.config.ConfigResource res = new org.apache.kafka.common.config.ConfigResource(
+                org.apache.kafka.common.config.ConfigResource.Type.TOPIC, changelog);
+        String policy = admin.describeConfigs(List.of(res)).all().get(30, TimeUnit.SECONDS)
+                .get(res).get("cleanup.policy").value();
+        assertEquals("compact", policy, "Streams creates its changelog compacted");
     }
 }
