@@ -7,7 +7,9 @@
 //! `min.cleanable.dirty.ratio`; with none due it sleeps `log_cleaner_backoff_ms`. The
 //! key -> offset map (this core's share of `log_cleaner_dedupe_buffer_bytes`) is allocated
 //! the first time the core cleans and reused. Disk traffic is paced to this core's share of
-//! `log_cleaner_io_bytes_per_second_max`.
+//! `log_cleaner_io_bytes_per_second_max`. The task runs in a task queue of its own with a
+//! tenth of the shares of the request queue and a 1 ms slice, and gives way after each batch
+//! (see `benches/RESULTS.md`, "Log compaction", for its effect on produce latency).
 //!
 //! What a cleaning does to the log, and why a crash during one loses nothing, is the storage
 //! crate's (`crates/storage/src/compact.rs`).
@@ -36,16 +38,18 @@ struct Pace {
 
 impl CompactionThrottle for Pace {
     async fn spent(&self, bytes: u64) {
-        if self.bytes_per_second == 0 {
-            return;
-        }
         let spent = self.spent_bytes.get() + bytes;
         self.spent_bytes.set(spent);
-        let due = Duration::from_secs_f64(spent as f64 / self.bytes_per_second as f64);
-        let elapsed = self.started.elapsed();
-        if due > elapsed {
-            glommio::timer::sleep(due - elapsed).await;
+        if self.bytes_per_second > 0 {
+            let due = Duration::from_secs_f64(spent as f64 / self.bytes_per_second as f64);
+            let elapsed = self.started.elapsed();
+            if due > elapsed {
+                glommio::timer::sleep(due - elapsed).await;
+            }
         }
+        // Called after every batch too: the cleaner's queue gives way to the request tasks
+        // once its slice (1 ms) is used.
+        glommio::yield_if_needed().await;
     }
 }
 

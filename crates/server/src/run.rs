@@ -128,7 +128,16 @@ pub(crate) async fn run_core(
         *shard.cluster.borrow_mut() = Some(handle);
     }
     glommio::spawn_local(shard.clone().housekeeping()).detach();
-    glommio::spawn_local(shard.clone().log_cleaner()).detach();
+    // Log compaction is background work: a queue of its own with a tenth of the default
+    // queue's shares, preempted after 1 ms so request tasks wait at most about that long.
+    let cleaner_queue = glommio::executor().create_task_queue(
+        glommio::Shares::Static(100),
+        glommio::Latency::Matters(Duration::from_millis(1)),
+        "log-cleaner",
+    );
+    glommio::spawn_local_into(shard.clone().log_cleaner(), cleaner_queue)
+        .map_err(|e| anyhow::anyhow!("starting the log cleaner: {e}"))?
+        .detach();
     let listener = TcpListener::bind(config.kafka_addr)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.kafka_addr))?;
     tracing::info!(core = shard.id, addr = %config.kafka_addr, "serving Kafka");
