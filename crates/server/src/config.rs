@@ -90,7 +90,7 @@ pub(crate) struct Config {
     /// taken by a core only once it cleans (Kafka's `log.cleaner.dedupe.buffer.size`).
     pub(crate) log_cleaner_dedupe_buffer_bytes: u64,
     /// Log compaction: disk bytes per second a core's cleaner reads and writes at most (Kafka's
-    /// `log.cleaner.io.max.bytes.per.second`, split per core); 0: unpaced.
+    /// `log.cleaner.io.max.bytes.per.second`, split per core); 0: unpaced. Default 100 MiB/s.
     pub(crate) log_cleaner_io_bytes_per_second_max: u64,
     /// The node's rack (Kafka `broker.rack`), reported in Metadata and used for placement.
     pub(crate) rack: Option<String>,
@@ -352,10 +352,13 @@ impl Config {
                 "134217728",
             )?
             .parse()?,
+            // Paced by default (Kafka's default is unpaced): on the benchmark machine an
+            // unpaced cleaning tripled produce p99 on its core, 50 MiB/s per core kept it
+            // within 1.7x (benches/RESULTS.md, "Log compaction").
             log_cleaner_io_bytes_per_second_max: parse(
                 "log_cleaner_io_bytes_per_second_max",
                 None,
-                "0",
+                "104857600",
             )?
             .parse()?,
             rack: values.get("rack").cloned().filter(|r| !r.is_empty()),
