@@ -1,7 +1,9 @@
 //! Log compaction on one core: the cleaner task (`cleanup.policy=compact`).
 //!
 //! Each core cleans only the logs it owns, one cleaning at a time, so a cleaning never
-//! competes with another core's partitions for that core's CPU. Each round it asks every
+//! competes with another core's partitions for that core's CPU. Each round it rolls the
+//! active segment of a log whose oldest record is past `max.compaction.lag.ms` (the active
+//! segment is never cleaned), then asks every
 //! compacted log how dirty it is (`Log::dirtiness`, from memory) and cleans the one that is
 //! overdue (`max.compaction.lag.ms`) or else has the largest dirty ratio at or above
 //! `min.cleanable.dirty.ratio`; with none due it sleeps `log_cleaner_backoff_ms`. The
@@ -64,6 +66,11 @@ impl Shard {
         while !self.stopping.get() {
             let now = Instant::now();
             skipped_until.retain(|_, until| *until > now);
+            for (tp, log) in self.logs_now() {
+                if let Err(error) = log.roll_if_compaction_overdue().await {
+                    tracing::warn!(%tp, %error, "rolling a segment past max.compaction.lag.ms");
+                }
+            }
             let candidate = self
                 .logs_now()
                 .into_iter()

@@ -444,6 +444,38 @@ impl<D: Disk> Log<D> {
         Some(out)
     }
 
+    /// Rolls the active segment of a compacted log whose oldest record is older than
+    /// `max.compaction.lag.ms`, as Kafka does: the active segment is never cleaned, so on a
+    /// quiet partition its records would otherwise wait for `segment.ms`. Returns whether it
+    /// rolled.
+    pub async fn roll_if_compaction_overdue(&self) -> Result<bool> {
+        let Some(compaction) = self.inner.config.borrow().compaction else {
+            return Ok(false);
+        };
+        if self.inner.replicated || compaction.max_compaction_lag_ms == i64::MAX {
+            return Ok(false);
+        }
+        let _permit = self.inner.placement.acquire(1).await;
+        let due = {
+            let state = self.inner.state.borrow();
+            let active = state.active();
+            // The first batch's timestamp, as `segment.ms` measures a segment's age.
+            let oldest_ms = active
+                .first_max_timestamp
+                .filter(|ts| ts.0 >= 0)
+                .map_or(active.created_ms, |ts| ts.0);
+            let age_ms = self.inner.clock.now_ms().saturating_sub(oldest_ms);
+            state.offline.is_none()
+                && !state.closed
+                && !active.is_empty()
+                && age_ms > compaction.max_compaction_lag_ms
+        };
+        if due {
+            self.roll().await?;
+        }
+        Ok(due)
+    }
+
     /// Cleans the log once if it is due (see the module documentation), with `map` (cleared
     /// first) as the key -> offset map. One cleaning at a time per log: the caller (the core's
     /// cleaner task) runs one at a time per core.

@@ -668,3 +668,55 @@ fn a_crash_at_any_poll_of_a_cleaning_leaves_the_old_log_or_a_valid_compaction() 
         "{outcomes:?}"
     );
 }
+
+#[test]
+fn max_compaction_lag_rolls_the_active_segment_and_makes_the_log_overdue() {
+    let mut h = Harness::new();
+    let lag_ms = 60_000;
+    let cfg = LogConfig {
+        compaction: Some(CompactionConfig {
+            max_compaction_lag_ms: lag_ms,
+            // A ratio no log reaches: only the lag makes it due.
+            min_cleanable_dirty_ratio: 1.0,
+            ..CompactionConfig::default()
+        }),
+        ..LogConfig::default()
+    };
+    let log = h.open(cfg).expect("open");
+    for i in 0..10u8 {
+        let ts = h.clock.0.get();
+        let batch = keyed_batch(&[(vec![b'k', i % 2], Some(vec![i; 100]))], ts, None);
+        h.run(log.append(batch, Wait::Durable)).expect("append");
+    }
+    // Everything is in the active segment (segment.bytes is 1 GiB): nothing to clean.
+    assert!(
+        !h.run(log.roll_if_compaction_overdue()).expect("roll"),
+        "not old enough yet"
+    );
+    assert!(log.dirtiness().is_none_or(|d| !d.due));
+    h.clock.0.set(h.clock.0.get() + lag_ms + 1);
+    assert!(
+        h.run(log.roll_if_compaction_overdue()).expect("roll"),
+        "past the lag"
+    );
+    assert_eq!(log.segment_count(), 2);
+    let dirtiness = log.dirtiness().expect("compacted");
+    assert!(dirtiness.overdue && dirtiness.due, "{dirtiness:?}");
+    let mut map = OffsetMap::with_budget(64 * 1024);
+    assert!(matches!(
+        compact(&mut h, &log, &mut map),
+        Compacted::Cleaned(_)
+    ));
+    let keys: Vec<Vec<u8>> = records_of(&mut h, &log)
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![vec![b'k', 0], vec![b'k', 1]],
+        "the latest of each key"
+    );
+    // An empty active segment is not rolled again.
+    h.clock.0.set(h.clock.0.get() + lag_ms + 1);
+    assert!(!h.run(log.roll_if_compaction_overdue()).expect("roll"));
+}
