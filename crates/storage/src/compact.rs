@@ -59,8 +59,8 @@ use crate::error::{Error, OfflineReason, Result};
 use crate::index::{IndexCheckpoint, SparseIndex};
 use crate::log::Log;
 use crate::segment::{
-    align_up, path_of, read_small_file, write_small_file, Segment, SegmentKey, INDEX_SUFFIX,
-    LOG_SUFFIX, TIME_INDEX_SUFFIX,
+    align_up, decode_offset_file, encode_offset_file, path_of, read_small_file, write_small_file,
+    Segment, SegmentKey, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
 
 /// Present once a cleaning swapped a segment: the log may have offset gaps (recovery then
@@ -223,24 +223,12 @@ impl PendingCompaction {
 }
 
 pub(crate) fn encode_checkpoint(offset: Offset) -> Vec<u8> {
-    let mut out = CHECKPOINT_MAGIC.to_vec();
-    out.extend_from_slice(&offset.0.to_be_bytes());
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
-    out
+    encode_offset_file(CHECKPOINT_MAGIC, offset)
 }
 
 /// A damaged checkpoint only costs a cleaning of already clean data: `None` then.
 pub(crate) fn decode_checkpoint(bytes: &[u8]) -> Option<Offset> {
-    if bytes.len() < 16 || &bytes[..4] != CHECKPOINT_MAGIC {
-        return None;
-    }
-    let crc = u32::from_be_bytes(bytes[12..16].try_into().ok()?);
-    (crc == crc32c::crc32c(&bytes[..12])).then(|| {
-        Offset(i64::from_be_bytes(
-            bytes[4..12].try_into().unwrap_or([0; 8]),
-        ))
-    })
+    decode_offset_file(CHECKPOINT_MAGIC, bytes)
 }
 
 pub(crate) fn marker_bytes() -> Vec<u8> {

@@ -23,8 +23,8 @@ use crate::log::{Log, State};
 use crate::producers::{last_sequence, BatchRange, ProducerStates};
 use crate::roll::RECYCLE_DIR;
 use crate::segment::{
-    path_of, read_small_file, write_small_file, Segment, SegmentKey, INDEX_SUFFIX, LOG_SUFFIX,
-    TIME_INDEX_SUFFIX,
+    decode_offset_file, encode_offset_file, path_of, read_small_file, write_small_file, Segment,
+    SegmentKey, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
 
 pub(crate) const LOG_START_FILE: &str = "log_start_offset";
@@ -32,23 +32,11 @@ pub(crate) const PRODUCER_SNAPSHOT_FILE: &str = "producer_state.snapshot";
 const LOG_START_MAGIC: &[u8; 4] = b"SHLS";
 
 pub(crate) fn encode_log_start(offset: Offset) -> Vec<u8> {
-    let mut out = LOG_START_MAGIC.to_vec();
-    out.extend_from_slice(&offset.0.to_be_bytes());
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
-    out
+    encode_offset_file(LOG_START_MAGIC, offset)
 }
 
 pub(crate) fn decode_log_start(bytes: &[u8]) -> Option<Offset> {
-    if bytes.len() < 16 || &bytes[..4] != LOG_START_MAGIC {
-        return None;
-    }
-    let crc = u32::from_be_bytes(bytes[12..16].try_into().ok()?);
-    (crc == crc32c::crc32c(&bytes[..12])).then(|| {
-        Offset(i64::from_be_bytes(
-            bytes[4..12].try_into().unwrap_or([0; 8]),
-        ))
-    })
+    decode_offset_file(LOG_START_MAGIC, bytes)
 }
 
 /// Whether every entry of `segment` is committed (always true in a plain log).

@@ -183,6 +183,29 @@ pub(crate) async fn write_small_file<D: Disk>(
     disk.sync_dir(dir).await
 }
 
+/// A small file holding one offset: `magic`, the offset (big-endian), CRC32C of both.
+pub(crate) fn encode_offset_file(magic: &[u8; 4], offset: Offset) -> Vec<u8> {
+    let mut out = magic.to_vec();
+    out.extend_from_slice(&offset.0.to_be_bytes());
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// The offset of a file written by [`encode_offset_file`] with `magic` (trailing padding
+/// ignored), or `None` if it is another file or damaged.
+pub(crate) fn decode_offset_file(magic: &[u8; 4], bytes: &[u8]) -> Option<Offset> {
+    if bytes.len() < 16 || &bytes[..4] != magic {
+        return None;
+    }
+    let crc = u32::from_be_bytes(bytes[12..16].try_into().ok()?);
+    (crc == crc32c::crc32c(&bytes[..12])).then(|| {
+        Offset(i64::from_be_bytes(
+            bytes[4..12].try_into().unwrap_or([0; 8]),
+        ))
+    })
+}
+
 /// Reads a whole small file, or `None` if it does not exist.
 pub(crate) async fn read_small_file<D: Disk>(
     disk: &D,
