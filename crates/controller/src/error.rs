@@ -69,6 +69,9 @@ pub enum ApplyError {
     },
     #[error("invalid record: {0}")]
     Invalid(Invalid),
+    /// A quota change its entity's quotas refuse (a bad value, the entity limit).
+    #[error("client quotas: {0}")]
+    Quota(shoal_quotas::Error),
     /// POLICY_VIOLATION or INVALID_PARTITIONS, by limit.
     #[error("limit exceeded: {0}")]
     Limit(Limit),

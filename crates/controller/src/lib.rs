@@ -40,8 +40,8 @@ pub use plan::{
     plan_delete_topic, plan_group_placement, plan_partition_leader,
 };
 pub use record::{
-    DecodeError, EncodeError, GroupAssignment, PartitionAssignment, Record, Registration, Replica,
-    RECORD_VERSION, RECORD_VERSION_MIN,
+    DecodeError, EncodeError, GroupAssignment, PartitionAssignment, QuotaOps, Record, Registration,
+    Replica, RECORD_VERSION, RECORD_VERSION_MIN,
 };
 pub use snapshot::SNAPSHOT_VERSION;
 

@@ -17,10 +17,12 @@ use thiserror::Error;
 use crate::ids;
 use crate::limits::RECORD_BYTES_MAX;
 
-/// The envelope version [`Record::encode`] writes. Version 2 added
+/// The newest envelope version [`Record::encode`] writes. Version 2 added
 /// [`Record::PartitionLeader`] and the leadership fields of [`PartitionAssignment`] (absent
-/// in version 1 records, which read as "no leader reported").
-pub const RECORD_VERSION: u16 = 2;
+/// in version 1 records, which read as "no leader reported"). Version 3 added
+/// [`Record::AlterClientQuotas`]; only that record is written as version 3 (every other one
+/// stays version 2), so a node of the version before reads every log that sets no quota.
+pub const RECORD_VERSION: u16 = 3;
 
 /// The oldest envelope version [`Record::decode`] reads.
 pub const RECORD_VERSION_MIN: u16 = 1;
@@ -84,6 +86,11 @@ pub enum Record {
     PlaceGroupPartitions {
         assignments: Vec<GroupAssignment>,
     },
+    /// Sets and removes quotas of one client quota entity (the server checked the ops).
+    AlterClientQuotas {
+        entity: shoal_quotas::QuotaEntity,
+        ops: QuotaOps,
+    },
     /// A replicated partition's Raft group elected `leader` in term `leader_epoch`, which
     /// counts `isr` in sync (the leader first). Reported by the leader itself; applied when
     /// the epoch is newer than the recorded one, or the same epoch with the same leader (an
@@ -99,6 +106,14 @@ pub enum Record {
         isr: Vec<NodeId>,
     },
 }
+
+/// The ops of an [`Record::AlterClientQuotas`]: (quota, new value or `None` to remove).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuotaOps(pub Vec<shoal_quotas::QuotaOp>);
+
+// Quota values are finite (validated before proposing; JSON cannot carry NaN), so equality
+// is total.
+impl Eq for QuotaOps {}
 
 /// What a broker says about itself when it registers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -188,9 +203,18 @@ pub enum DecodeError {
 }
 
 impl Record {
+    /// The envelope version this record is written in: the oldest that has it, so that a
+    /// node one version behind still reads every record it knows (all but the quota ones).
+    pub fn envelope_version(&self) -> u16 {
+        match self {
+            Record::AlterClientQuotas { .. } => 3,
+            _ => 2,
+        }
+    }
+
     /// The record as log entry bytes.
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
-        let mut bytes = RECORD_VERSION.to_le_bytes().to_vec();
+        let mut bytes = self.envelope_version().to_le_bytes().to_vec();
         // Writing JSON into a Vec fails only for maps with non-string keys; ours have none.
         serde_json::to_writer(&mut bytes, self).expect("records serialize to JSON");
         if bytes.len() > RECORD_BYTES_MAX {
@@ -288,7 +312,7 @@ mod tests {
             cores: 8,
         });
         let bytes = record.encode().expect("encodes");
-        assert_eq!(&bytes[..2], &RECORD_VERSION.to_le_bytes());
+        assert_eq!(&bytes[..2], &record.envelope_version().to_le_bytes());
         assert_eq!(Record::decode(&bytes).expect("decodes"), record);
     }
 
@@ -319,10 +343,11 @@ mod tests {
         }
         .encode()
         .expect("encodes");
-        future[..2].copy_from_slice(&3u16.to_le_bytes());
+        future[..2].copy_from_slice(&(RECORD_VERSION + 1).to_le_bytes());
         assert!(matches!(
             Record::decode(&future),
-            Err(DecodeError::UnsupportedVersion { found: 3, known: 2 })
+            Err(DecodeError::UnsupportedVersion { found, known })
+                if found == RECORD_VERSION + 1 && known == RECORD_VERSION
         ));
         // A version 1 record (no leadership fields) still reads, as "no leader reported".
         let mut old = 1u16.to_le_bytes().to_vec();

@@ -27,6 +27,9 @@ struct SnapshotV1 {
     topics: BTreeMap<String, Topic>,
     next_producer_id: i64,
     group_coordinators: Vec<Option<Replica>>,
+    /// Absent in snapshots written before quotas existed.
+    #[serde(default)]
+    client_quotas: shoal_quotas::QuotaConfigs,
 }
 
 impl ClusterState {
@@ -39,6 +42,7 @@ impl ClusterState {
             topics: self.topics.clone(),
             next_producer_id: self.next_producer_id,
             group_coordinators: self.group_coordinators.clone(),
+            client_quotas: self.client_quotas.clone(),
         };
         let mut bytes = SNAPSHOT_VERSION.to_le_bytes().to_vec();
         // Writing JSON into a Vec fails only for maps with non-string keys; ours have none.
@@ -87,6 +91,7 @@ impl ClusterState {
             topics: stored.topics,
             next_producer_id: stored.next_producer_id,
             group_coordinators: stored.group_coordinators,
+            client_quotas: stored.client_quotas,
         };
         state.check()?;
         Ok(state)

@@ -31,6 +31,8 @@ pub struct ClusterState {
     pub(crate) next_producer_id: i64,
     /// The coordinator of each group partition, by partition (`GROUP_PARTITIONS` long).
     pub(crate) group_coordinators: Vec<Option<Replica>>,
+    /// Client quotas (AlterClientQuotas).
+    pub(crate) client_quotas: shoal_quotas::QuotaConfigs,
 }
 
 /// A registered broker.
@@ -104,6 +106,7 @@ pub enum Applied {
     GroupPartitionsPlaced {
         partitions: Vec<u32>,
     },
+    ClientQuotasAltered,
     /// A replicated partition's reported leader, epoch or ISR changed.
     PartitionLeader {
         topic: String,
@@ -127,6 +130,7 @@ impl ClusterState {
             topics: BTreeMap::new(),
             next_producer_id: 0,
             group_coordinators: vec![None; GROUP_PARTITIONS as usize],
+            client_quotas: shoal_quotas::QuotaConfigs::default(),
         };
         debug_assert_eq!(state.check(), Ok(()));
         state
@@ -166,6 +170,11 @@ impl ClusterState {
                 self.allocate_producer_ids(*node, *count)
             }
             Record::PlaceGroupPartitions { assignments } => self.place_groups(assignments),
+            Record::AlterClientQuotas { entity, ops } => self
+                .client_quotas
+                .apply(entity, &ops.0)
+                .map(|()| Applied::ClientQuotasAltered)
+                .map_err(ApplyError::Quota),
             Record::PartitionLeader {
                 topic,
                 id,
@@ -211,6 +220,10 @@ impl ClusterState {
     /// Unfenced brokers, by node id.
     pub fn live_brokers(&self) -> impl Iterator<Item = &Broker> + '_ {
         self.brokers.values().filter(|broker| !broker.fenced)
+    }
+
+    pub fn client_quotas(&self) -> &shoal_quotas::QuotaConfigs {
+        &self.client_quotas
     }
 
     pub fn topics(&self) -> &BTreeMap<String, Topic> {

@@ -723,10 +723,58 @@ fn snapshot_round_trip_is_equal() {
         }
     )
     .is_ok());
+    assert!(apply_next(&mut state, &quota_record("c", Some(2048.0))).is_ok());
     let bytes = state.to_snapshot_bytes().expect("bounded");
     let restored = ClusterState::from_snapshot_bytes(&bytes).expect("valid");
     assert_eq!(restored, state);
+    assert!(!restored.client_quotas().is_empty());
     assert_eq!(restored.to_snapshot_bytes().expect("bounded"), bytes);
+}
+
+fn quota_record(client: &str, producer_byte_rate: Option<f64>) -> Record {
+    Record::AlterClientQuotas {
+        entity: shoal_quotas::QuotaEntity {
+            user: None,
+            client_id: Some(shoal_quotas::Name::Named(client.to_string())),
+        },
+        ops: crate::record::QuotaOps(vec![(
+            shoal_quotas::QuotaKind::ProduceBytes,
+            producer_byte_rate,
+        )]),
+    }
+}
+
+#[test]
+fn client_quotas_apply_in_log_order_and_bad_values_are_refused() {
+    let mut state = with_topic();
+    assert_eq!(
+        apply_next(&mut state, &quota_record("c", Some(1024.0))),
+        Ok(Applied::ClientQuotasAltered)
+    );
+    let resolved = state
+        .client_quotas()
+        .resolve(shoal_quotas::QuotaKind::ProduceBytes, "u", "c")
+        .expect("a quota applies");
+    assert_eq!(resolved.bound, 1024.0);
+    // A value the server would have refused, in a record: refused on apply too.
+    let bad = quota_record("c", Some(1.5));
+    let error = apply_next(&mut state.clone(), &bad).expect_err("not a whole byte rate");
+    refused(&mut state, &bad, error);
+    assert!(apply_next(&mut state, &quota_record("c", None)).is_ok());
+    assert!(state.client_quotas().is_empty());
+    // Only the quota record is written in the new envelope version.
+    let bytes = quota_record("c", Some(1.0)).encode().expect("small");
+    assert_eq!(u16::from_le_bytes([bytes[0], bytes[1]]), 3);
+    assert_eq!(
+        Record::decode(&bytes).expect("decodes"),
+        quota_record("c", Some(1.0))
+    );
+    let other = Record::DeleteTopic {
+        name: "t".into(),
+        id: [1; 16],
+    };
+    let bytes = other.encode().expect("small");
+    assert_eq!(u16::from_le_bytes([bytes[0], bytes[1]]), 2);
 }
 
 #[test]

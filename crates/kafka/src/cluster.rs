@@ -279,6 +279,16 @@ pub struct LogDirInfo {
     pub usable_bytes: Option<u64>,
 }
 
+/// What a Fetch response's bytes earned under its client's `consumer_byte_rate` quota.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FetchThrottle {
+    /// The throttle time for the response, in ms (0: none).
+    pub ms: i32,
+    /// Whether the data goes out: the bytes were counted. If not, the response goes out
+    /// empty with the throttle time (KIP-219).
+    pub send_data: bool,
+}
+
 pub trait Cluster {
     /// This broker.
     fn broker(&self) -> BrokerInfo;
@@ -307,6 +317,49 @@ pub trait Cluster {
     /// only between awaits.
     fn fetch_sessions(&self) -> Option<&std::cell::RefCell<crate::fetch_session::FetchSessions>> {
         None
+    }
+    /// The most bytes one Fetch of this client may return under its `consumer_byte_rate`
+    /// quota (Kafka's `getMaxValueInQuotaWindow`); `None`: no quota applies.
+    fn fetch_quota_bytes_max(&self, client_id: &str) -> Option<usize> {
+        let _ = client_id;
+        None
+    }
+    /// Counts a Fetch response of `bytes` against the client's `consumer_byte_rate` quota.
+    async fn fetch_throttle(&self, client_id: &str, bytes: usize) -> FetchThrottle {
+        let _ = (client_id, bytes);
+        FetchThrottle {
+            ms: 0,
+            send_data: true,
+        }
+    }
+    /// The quotas set on the entities `filter` matches (DescribeClientQuotas).
+    fn client_quotas(
+        &self,
+        filter: &shoal_quotas::Filter,
+    ) -> Vec<(
+        shoal_quotas::QuotaEntity,
+        Vec<(shoal_quotas::QuotaKind, f64)>,
+    )> {
+        let _ = filter;
+        Vec::new()
+    }
+    /// Changes quotas: each entry checked alone, and applied (persisted, on every core) unless
+    /// `validate_only` (AlterClientQuotas).
+    async fn alter_client_quotas(
+        &self,
+        entries: Vec<(shoal_quotas::QuotaEntity, Vec<shoal_quotas::QuotaOp>)>,
+        validate_only: bool,
+    ) -> Vec<Result<(), ApiError>> {
+        let _ = validate_only;
+        entries
+            .iter()
+            .map(|_| {
+                Err(ApiError::with_message(
+                    ResponseError::UnsupportedVersion,
+                    "client quotas are not served here",
+                ))
+            })
+            .collect()
     }
     /// In-sync replicas of a partition (1 on a single node), for `min.insync.replicas`.
     fn in_sync_replicas(&self, tp: &TopicPartition) -> i32 {

@@ -73,3 +73,16 @@ pub fn unanswered(owner: Owner, why: Unanswered) -> ApiError {
     };
     ApiError::with_message(code, format!("{what} {why}"))
 }
+
+/// Maps a refused quota entity, filter or value to its Kafka code: Kafka answers all of them
+/// INVALID_REQUEST with the reason (unknown entity types and keys included); a limit of this
+/// broker is a POLICY_VIOLATION, the code Kafka uses for changes a rule forbids.
+pub fn quota_error(error: &shoal_quotas::Error) -> ApiError {
+    let code = match error {
+        shoal_quotas::Error::Invalid(_) | shoal_quotas::Error::Unsupported(_) => {
+            ResponseError::InvalidRequest
+        }
+        shoal_quotas::Error::Limit(_) => ResponseError::PolicyViolation,
+    };
+    ApiError::with_message(code, error.to_string())
+}

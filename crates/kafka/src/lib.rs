@@ -13,6 +13,7 @@ pub mod error_map;
 pub mod fetch_session;
 pub mod handlers;
 pub mod records;
+pub mod throttle;
 pub mod topic_name;
 pub mod versions;
 
@@ -34,8 +35,15 @@ pub async fn handle<C: cluster::Cluster>(
             ResponseKind::Produce(handlers::produce::handle(cluster, body, version).await?)
         }
         RequestKind::Fetch(body) => {
-            ResponseKind::Fetch(handlers::fetch::handle(cluster, body, version).await)
+            let client_id = request.header.client_id.as_deref().unwrap_or("");
+            ResponseKind::Fetch(handlers::fetch::handle(cluster, body, version, client_id).await)
         }
+        RequestKind::DescribeClientQuotas(body) => ResponseKind::DescribeClientQuotas(
+            handlers::describe_client_quotas::handle(cluster, body, version).await,
+        ),
+        RequestKind::AlterClientQuotas(body) => ResponseKind::AlterClientQuotas(
+            handlers::alter_client_quotas::handle(cluster, body, version).await,
+        ),
         RequestKind::ListOffsets(body) => {
             ResponseKind::ListOffsets(handlers::list_offsets::handle(cluster, body, version).await)
         }

@@ -54,7 +54,7 @@ fn request(session_id: i32, epoch: i32, partitions: &[(i32, i64)], forget: &[i32
 }
 
 fn fetch(fake: &Fake, request: FetchRequest) -> FetchResponse {
-    run(handlers::fetch::handle(fake, request, 12))
+    run(handlers::fetch::handle(fake, request, 12, "test-client"))
 }
 
 /// (partition, high watermark, record bytes) of every partition answered.
@@ -203,6 +203,7 @@ fn old_versions_and_no_cache_are_sessionless() {
         &fake,
         request(0, 0, &[(0, 0)], &[]),
         6,
+        "test-client",
     ));
     assert_eq!(v6.session_id, 0);
     let plain = Fake::with_topic("t", 1, 1);
@@ -378,4 +379,59 @@ proptest! {
             }
         }
     }
+}
+
+/// A consumer over its quota (KIP-219): the response is empty with the throttle time, the
+/// incremental session is left as it was (the client learnt nothing, so the next fetch
+/// still returns the records), and a full fetch opens no session.
+#[test]
+fn a_throttled_fetch_is_empty_and_leaves_the_session_as_it_was() {
+    use shoal_kafka::cluster::FetchThrottle;
+    let fake = Fake::with_topic("t", 2, 1).with_sessions(10);
+    let full = fetch(&fake, request(0, 0, &[(0, 0), (1, 0)], &[]));
+    let id = full.session_id;
+    assert_ne!(id, 0);
+    fake.append_to("t", 1);
+    fake.fetch_throttle.set(Some(FetchThrottle {
+        ms: 700,
+        send_data: false,
+    }));
+    let throttled = fetch(&fake, request(id, 1, &[], &[]));
+    assert_eq!(throttled.throttle_time_ms, 700);
+    assert_eq!(throttled.session_id, id);
+    assert!(throttled.responses.is_empty(), "{throttled:?}");
+    // The handler counted the bytes it would have sent.
+    assert!(*fake.fetch_bytes_counted.borrow().last().expect("counted") > 0);
+
+    // Served on the next epoch: the records the throttled response held back arrive.
+    fake.fetch_throttle.set(Some(FetchThrottle {
+        ms: 50,
+        send_data: true,
+    }));
+    let served = fetch(&fake, request(id, 2, &[], &[]));
+    assert_eq!(served.error_code, 0);
+    assert_eq!(served.throttle_time_ms, 50);
+    // The session still reads from offset 0 (the client never moved): partition 1 comes
+    // with both batches and the high watermark the throttled answer did not tell.
+    let parts = answered(&served);
+    assert!(
+        parts
+            .iter()
+            .any(|&(p, hw, bytes)| p == 1 && hw == 4 && bytes > 0),
+        "{parts:?}"
+    );
+
+    // A throttled full fetch: no partitions, no session.
+    fake.fetch_throttle.set(Some(FetchThrottle {
+        ms: 300,
+        send_data: false,
+    }));
+    let sessions_before = fake.sessions.as_ref().map(|s| s.borrow().len());
+    let full_throttled = fetch(&fake, request(0, 0, &[(0, 0)], &[]));
+    assert_eq!(full_throttled.session_id, 0);
+    assert!(full_throttled.responses.is_empty());
+    assert_eq!(
+        fake.sessions.as_ref().map(|s| s.borrow().len()),
+        sessions_before
+    );
 }

@@ -31,13 +31,23 @@ fn fetch_with_min_bytes_zero_answers_at_once() {
     let fake = Fake::with_topic("t", 1, 2);
     // Nothing at offset 4 yet: min_bytes 0 still answers without waiting (Kafka responds at
     // once when fetch.min.bytes <= 0).
-    let response = run(handlers::fetch::handle(&fake, fetch(4, 0, 500), 12));
+    let response = run(handlers::fetch::handle(
+        &fake,
+        fetch(4, 0, 500),
+        12,
+        "test-client",
+    ));
     assert_eq!(fake.waits.get(), 0, "min_bytes 0 must not long-poll");
     let partition = &response.responses[0].partitions[0];
     assert_eq!((partition.error_code, partition.high_watermark), (0, 4));
     // min_bytes 1 with nothing there does wait (the fake's wait returns at once, so the
     // handler polls until max_wait_ms passes).
-    let _ = run(handlers::fetch::handle(&fake, fetch(4, 1, 20), 12));
+    let _ = run(handlers::fetch::handle(
+        &fake,
+        fetch(4, 1, 20),
+        12,
+        "test-client",
+    ));
     assert!(fake.waits.get() > 0, "min_bytes 1 long-polls");
 }
 
@@ -51,7 +61,12 @@ fn fetch_never_serves_data_above_the_high_watermark() {
         let appended = log.append(common::real_batch(0, 9000).to_vec());
         assert!(appended.is_ok());
     }
-    let response = run(handlers::fetch::handle(&fake, fetch(0, 0, 0), 12));
+    let response = run(handlers::fetch::handle(
+        &fake,
+        fetch(0, 0, 0),
+        12,
+        "test-client",
+    ));
     let partition = &response.responses[0].partitions[0];
     assert_eq!(partition.high_watermark, 4, "log end is 6, the watermark 4");
     assert_eq!(
@@ -283,7 +298,7 @@ fn fetch_fences_a_stale_or_future_leader_epoch() {
     let code = |current: i32| {
         let mut request = fetch(0, 0, 0);
         request.topics[0].partitions[0].current_leader_epoch = current;
-        let response = run(handlers::fetch::handle(&fake, request, 12));
+        let response = run(handlers::fetch::handle(&fake, request, 12, "test-client"));
         let partition = &response.responses[0].partitions[0];
         (partition.error_code, partition.high_watermark)
     };

@@ -238,6 +238,25 @@ pub fn sample_request(api_key: ApiKey, version: i16) -> RequestKind {
                         ]),
                 ]),
         ),
+        // Client quotas.
+        ApiKey::DescribeClientQuotas => RequestKind::DescribeClientQuotas(
+            DescribeClientQuotasRequest::default().with_components(vec![
+                describe_client_quotas_request::ComponentData::default()
+                    .with_entity_type(s("client-id"))
+                    .with_match_type(2),
+            ]),
+        ),
+        ApiKey::AlterClientQuotas => {
+            RequestKind::AlterClientQuotas(AlterClientQuotasRequest::default().with_entries(vec![
+                alter_client_quotas_request::EntryData::default()
+                    .with_entity(vec![alter_client_quotas_request::EntityData::default()
+                        .with_entity_type(s("client-id"))
+                        .with_entity_name(Some(s("c")))])
+                    .with_ops(vec![alter_client_quotas_request::OpData::default()
+                        .with_key(s("producer_byte_rate"))
+                        .with_value(1024.0)]),
+            ]))
+        }
         other => panic!("no sample request for {other:?}: add one"),
     }
 }
@@ -408,7 +427,12 @@ fn fetch_round_trips_data_and_errors() {
                     .with_topic(tn("missing"))
                     .with_partitions(vec![partition(0, 0)]),
             ]);
-        let response = run(handlers::fetch::handle(&fake, request, version));
+        let response = run(handlers::fetch::handle(
+            &fake,
+            request,
+            version,
+            "test-client",
+        ));
         let t = &response.responses[0].partitions;
         assert_eq!(t[0].error_code, 0);
         assert_eq!(t[0].high_watermark, 6);

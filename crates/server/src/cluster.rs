@@ -908,6 +908,7 @@ impl Driver {
             producer_ids_reserved_until: 0,
             node: me,
             brokers,
+            client_quotas: state.client_quotas().clone(),
         }
     }
 

@@ -220,6 +220,36 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// AlterClientQuotas on a cluster node: each entry checked against the applied state and
+    /// proposed as its own record (quotas change rarely; one entry's failure leaves the
+    /// others applied, as Kafka answers each entry alone).
+    pub(crate) async fn cluster_alter_client_quotas(
+        self: &Rc<Self>,
+        cluster: &ClusterHandle,
+        entries: Vec<(shoal_quotas::QuotaEntity, Vec<shoal_quotas::QuotaOp>)>,
+        validate_only: bool,
+    ) -> Vec<Result<(), ApiError>> {
+        let mut results = Vec::with_capacity(entries.len());
+        for (entity, ops) in entries {
+            let checked = cluster.state.borrow().client_quotas().check(&entity, &ops);
+            let outcome = match checked {
+                Err(error) => Err(shoal_kafka::error_map::quota_error(&error)),
+                Ok(()) if validate_only || ops.is_empty() => Ok(()),
+                Ok(()) => {
+                    let record = Record::AlterClientQuotas {
+                        entity,
+                        ops: shoal_controller::QuotaOps(ops),
+                    };
+                    propose_planned(cluster, Ok(record)).await
+                }
+            };
+            results.push(outcome);
+        }
+        results
+    }
+}
+
 /// Proposes a planned change and waits until it is applied here: the Kafka error of the plan
 /// (nothing proposed) or of the outcome.
 async fn propose_planned(
@@ -310,6 +340,7 @@ fn producer_ids_error(why: &str) -> ApiError {
 /// The Kafka code of a committed change that was refused when applied (it raced).
 pub(crate) fn apply_error(error: &ApplyError) -> ApiError {
     let code = match error {
+        ApplyError::Quota(error) => return shoal_kafka::error_map::quota_error(error),
         ApplyError::TopicExists { .. } => ResponseError::TopicAlreadyExists,
         ApplyError::UnknownTopic { .. } => ResponseError::UnknownTopicOrPartition,
         ApplyError::TopicIdMismatch { .. } => ResponseError::UnknownTopicId,

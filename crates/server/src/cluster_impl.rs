@@ -162,6 +162,72 @@ impl Cluster for ShardCluster {
         Some(&self.0.fetch_sessions)
     }
 
+    fn fetch_quota_bytes_max(&self, client_id: &str) -> Option<usize> {
+        let bound = self
+            .0
+            .quota_bound(shoal_quotas::QuotaKind::FetchBytes, client_id)?;
+        // At least one byte: a fetch always moves (KIP-74 returns a first batch whole).
+        Some((self.0.quota_window_max(bound) as usize).max(1))
+    }
+
+    async fn fetch_throttle(
+        &self,
+        client_id: &str,
+        bytes: usize,
+    ) -> shoal_kafka::cluster::FetchThrottle {
+        if !self.0.quotas_set() {
+            return shoal_kafka::cluster::FetchThrottle {
+                ms: 0,
+                send_data: true,
+            };
+        }
+        let throttle = self
+            .0
+            .quota_record(
+                shoal_quotas::QuotaKind::FetchBytes,
+                client_id,
+                bytes as f64,
+                crate::quotas::Recording::UnlessThrottled,
+            )
+            .await;
+        shoal_kafka::cluster::FetchThrottle {
+            ms: i32::try_from(throttle.ms).unwrap_or(i32::MAX),
+            send_data: throttle.counted,
+        }
+    }
+
+    fn client_quotas(
+        &self,
+        filter: &shoal_quotas::Filter,
+    ) -> Vec<(
+        shoal_quotas::QuotaEntity,
+        Vec<(shoal_quotas::QuotaKind, f64)>,
+    )> {
+        let snapshot = self.0.snapshot();
+        snapshot
+            .client_quotas
+            .iter()
+            .filter(|(entity, _)| filter.matches(entity))
+            .map(|(entity, values)| {
+                let values = values.iter().map(|(&kind, &value)| (kind, value)).collect();
+                (entity.clone(), values)
+            })
+            .collect()
+    }
+
+    async fn alter_client_quotas(
+        &self,
+        entries: Vec<(shoal_quotas::QuotaEntity, Vec<shoal_quotas::QuotaOp>)>,
+        validate_only: bool,
+    ) -> Vec<Result<(), ApiError>> {
+        self.change_metadata(entries.len(), move |shard| async move {
+            shard
+                .controller_alter_client_quotas(entries, validate_only)
+                .await
+        })
+        .await
+    }
+
     async fn create_topics(
         &self,
         topics: Vec<NewTopic>,

@@ -92,6 +92,13 @@ pub(crate) struct Config {
     /// Log compaction: disk bytes per second a core's cleaner reads and writes at most (Kafka's
     /// `log.cleaner.io.max.bytes.per.second`, split per core); 0: unpaced. Default 100 MiB/s.
     pub(crate) log_cleaner_io_bytes_per_second_max: u64,
+    /// Client quotas: samples of the rate window and the length of one (Kafka's
+    /// `quota.window.num`, `quota.window.size.seconds`).
+    pub(crate) quota_window_samples: usize,
+    pub(crate) quota_window_sample_ms: u64,
+    /// Client quotas: usage sensors a core keeps at once (one per quota-bound client and
+    /// kind); when full, the one unused longest goes.
+    pub(crate) quota_sensors_per_core_max: usize,
     /// The node's rack (Kafka `broker.rack`), reported in Metadata and used for placement.
     pub(crate) rack: Option<String>,
     /// Cluster settings; `None`: a one-node cluster, exactly as before clusters existed.
@@ -255,6 +262,9 @@ pub(crate) const KEYS: &[&str] = &[
     "log_cleaner_backoff_ms",
     "log_cleaner_dedupe_buffer_bytes",
     "log_cleaner_io_bytes_per_second_max",
+    "quota_window_samples",
+    "quota_window_sample_ms",
+    "quota_sensors_per_core_max",
     "rack",
     "rpc_addr",
     "advertised_rpc_addr",
@@ -346,6 +356,10 @@ impl Config {
             fetch_session_eviction_ms: parse("fetch_session_eviction_ms", None, "120000")?
                 .parse()?,
             log_cleaner_backoff_ms: parse("log_cleaner_backoff_ms", None, "15000")?.parse()?,
+            quota_window_samples: parse("quota_window_samples", None, "11")?.parse()?,
+            quota_window_sample_ms: parse("quota_window_sample_ms", None, "1000")?.parse()?,
+            quota_sensors_per_core_max: parse("quota_sensors_per_core_max", None, "10000")?
+                .parse()?,
             log_cleaner_dedupe_buffer_bytes: parse(
                 "log_cleaner_dedupe_buffer_bytes",
                 None,
@@ -376,6 +390,12 @@ impl Config {
             || config.connections_max == 0
         {
             anyhow::bail!("cores, default_partitions, default_replication_factor, requests_inflight_per_connection_max, requests_inflight_bytes_max and connections_max must be positive");
+        }
+        if config.quota_window_samples < 2
+            || config.quota_window_sample_ms == 0
+            || config.quota_sensors_per_core_max == 0
+        {
+            anyhow::bail!("quota_window_samples must be at least 2, quota_window_sample_ms and quota_sensors_per_core_max positive");
         }
         Ok(config)
     }

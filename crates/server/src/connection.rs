@@ -17,10 +17,23 @@
 //! Bad input closes this connection only, with a logged reason: an oversized or negative frame
 //! size, an unknown API key, an unsupported version (except ApiVersions, which gets the v0
 //! fallback answer), a body that does not decode.
+//!
+//! Client quotas (see `quotas.rs`): once any quota is set, each request's handler is timed
+//! (the time this core spent polling it: `request_percentage`) and a Produce counts its frame
+//! bytes (`producer_byte_rate`); Fetch counts its own bytes. The largest throttle time earned
+//! goes into the response's `throttle_time_ms`, and the connection is muted that long
+//! (KIP-219): the reader reads and dispatches nothing until then. A client on a version from
+//! before KIP-219 gets its response only once the throttle time has passed. Requests the
+//! reader had already taken before the mute (pipelined) still run: at most
+//! `requests_inflight_per_connection_max`.
 
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::{AsyncReadExt, AsyncWriteExt};
@@ -29,13 +42,53 @@ use glommio::task::JoinHandle;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use shoal_kafka::codec::{self, DecodeError};
 use shoal_kafka::handlers::api_versions;
+use shoal_kafka::throttle::{client_throttles, throttle_time_ms};
+use shoal_quotas::QuotaKind;
 
 use crate::cluster_impl::ShardCluster;
 use crate::shard::Shard;
 
-/// A response in the making: its API (for the fault switch) and its bytes, or nothing to send;
-/// and the request bytes it holds of the core's budget, given back once it is written.
-type Pending = (glommio::Task<Option<(ApiKey, BytesMut)>>, Held);
+/// A response in the making, and the request bytes it holds of the core's budget, given back
+/// once it is written.
+type Pending = (glommio::Task<Responded>, Held);
+
+/// A handled request.
+struct Responded {
+    /// For the fault switch.
+    api_key: ApiKey,
+    /// Nothing to send: acks=0, or a response that could not be encoded.
+    bytes: Option<BytesMut>,
+    /// The throttle time the response carries (0: none); the connection is muted that long.
+    throttle_ms: u64,
+    /// Whether the client waits the throttle time out by itself (KIP-219); if not, the
+    /// response is held back that long.
+    client_throttles: bool,
+}
+
+impl Responded {
+    fn unthrottled(api_key: ApiKey, bytes: Option<BytesMut>) -> Responded {
+        Responded {
+            api_key,
+            bytes,
+            throttle_ms: 0,
+            client_throttles: true,
+        }
+    }
+}
+
+/// Until when the connection reads and dispatches nothing (a throttled client).
+type Muted = Rc<Cell<Option<Instant>>>;
+
+async fn wait_unmuted(muted: &Muted) {
+    while let Some(until) = muted.get() {
+        let now = Instant::now();
+        if until <= now {
+            muted.set(None);
+            return;
+        }
+        glommio::timer::sleep(until - now).await;
+    }
+}
 
 /// Request bytes taken from the core's budget, given back (and uncounted) when dropped:
 /// after the response is written, or with the connection.
@@ -100,8 +153,11 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let cluster = ShardCluster(shard.clone());
     let metrics = shard.metrics.clone();
     let _ = metrics.connections.fetch_add(1, Ordering::Relaxed);
+    let muted: Muted = Rc::new(Cell::new(None));
+    let reader_muted = muted.clone();
     let reading: JoinHandle<()> = glommio::spawn_local(async move {
         loop {
+            wait_unmuted(&reader_muted).await;
             let read = read_frame(
                 &mut reader,
                 request_bytes_max,
@@ -116,15 +172,20 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 }
             };
             let (frame, held) = frame;
+            let frame_bytes = frame.len() + codec::FRAME_PREFIX_BYTES;
             let _ = cluster
                 .0
                 .metrics
                 .bytes_in
-                .fetch_add(frame.len() as u64 + 4, Ordering::Relaxed);
+                .fetch_add(frame_bytes as u64, Ordering::Relaxed);
+            // A mute that began while this frame was being read holds it back too.
+            wait_unmuted(&reader_muted).await;
             let task = match codec::decode_request(frame) {
                 Ok(request) => {
                     let cluster = cluster.clone();
-                    glommio::spawn_local(async move { respond(&cluster, request).await })
+                    glommio::spawn_local(
+                        async move { respond(&cluster, request, frame_bytes).await },
+                    )
                 }
                 Err(DecodeError::UnsupportedVersion {
                     api_key: ApiKey::ApiVersions,
@@ -133,10 +194,9 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 }) => {
                     let body = ResponseKind::ApiVersions(api_versions::unsupported_version());
                     let encoded =
-                        codec::encode_response(ApiKey::ApiVersions, 0, correlation_id, &body)
-                            .ok()
-                            .map(|bytes| (ApiKey::ApiVersions, bytes));
-                    glommio::spawn_local(async move { encoded })
+                        codec::encode_response(ApiKey::ApiVersions, 0, correlation_id, &body).ok();
+                    let responded = Responded::unthrottled(ApiKey::ApiVersions, encoded);
+                    glommio::spawn_local(async move { responded })
                 }
                 Err(error) => {
                     tracing::warn!(%peer, %error, "closing connection on a bad request");
@@ -151,7 +211,23 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     .detach();
     let mut produce_responses: u64 = 0;
     while let Some((task, held)) = pending.recv().await {
-        let Some((api_key, response)) = task.await else {
+        let responded = task.await;
+        if responded.throttle_ms > 0 {
+            let throttle = Duration::from_millis(responded.throttle_ms);
+            let until = Instant::now() + throttle;
+            muted.set(Some(muted.get().map_or(until, |u| u.max(until))));
+            let _ = metrics
+                .quota_throttled_responses
+                .fetch_add(1, Ordering::Relaxed);
+            let _ = metrics
+                .quota_throttle_ms
+                .fetch_add(responded.throttle_ms, Ordering::Relaxed);
+            if !responded.client_throttles && responded.bytes.is_some() {
+                glommio::timer::sleep(throttle).await;
+            }
+        }
+        let api_key = responded.api_key;
+        let Some(response) = responded.bytes else {
             drop(held);
             continue;
         };
@@ -180,21 +256,130 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn respond(cluster: &ShardCluster, request: codec::Request) -> Option<(ApiKey, BytesMut)> {
+async fn respond(cluster: &ShardCluster, request: codec::Request, frame_bytes: usize) -> Responded {
     let (api_key, version, correlation_id) = (
         request.api_key,
         request.version,
         request.header.correlation_id,
     );
     let started = Instant::now();
-    let body = shoal_kafka::handle(cluster, request).await;
+    let quota_client = cluster.0.quotas_set().then(|| {
+        request
+            .header
+            .client_id
+            .as_deref()
+            .unwrap_or("")
+            .to_string()
+    });
+    let (mut body, busy) = match &quota_client {
+        Some(_) => PollTimed::new(shoal_kafka::handle(cluster, request)).await,
+        None => (shoal_kafka::handle(cluster, request).await, Duration::ZERO),
+    };
     cluster.0.metrics.record_request(api_key as i16, started);
-    let body = body?;
-    match codec::encode_response(api_key, version, correlation_id, &body) {
-        Ok(bytes) => Some((api_key, bytes)),
-        Err(error) => {
-            tracing::error!(?api_key, version, %error, "cannot encode a response");
-            None
+    let throttle_ms = match &quota_client {
+        Some(client_id) => {
+            let used = Used {
+                api_key,
+                frame_bytes,
+                busy,
+            };
+            throttle(&cluster.0, client_id, used, body.as_mut()).await
+        }
+        None => 0,
+    };
+    let bytes = body.and_then(|body| {
+        match codec::encode_response(api_key, version, correlation_id, &body) {
+            Ok(bytes) => Some(bytes),
+            Err(error) => {
+                tracing::error!(?api_key, version, %error, "cannot encode a response");
+                None
+            }
+        }
+    });
+    Responded {
+        api_key,
+        bytes,
+        throttle_ms: u64::try_from(throttle_ms).unwrap_or(0),
+        client_throttles: client_throttles(api_key, version),
+    }
+}
+
+/// What a request used of a client's quotas.
+struct Used {
+    api_key: ApiKey,
+    frame_bytes: usize,
+    /// The time this core spent polling its handler.
+    busy: Duration,
+}
+
+/// Counts a handled request against its client's quotas and puts the largest throttle time
+/// earned (a Fetch's own included) into the response; returns it.
+async fn throttle(
+    shard: &Rc<Shard>,
+    client_id: &str,
+    used: Used,
+    mut body: Option<&mut ResponseKind>,
+) -> i32 {
+    let mut ms = body
+        .as_deref_mut()
+        .and_then(throttle_time_ms)
+        .map_or(0, |field| *field);
+    if used.api_key == ApiKey::Produce {
+        let counted = crate::quotas::Recording::Counted {
+            throttle_ms_max: None,
+        };
+        let bytes = used.frame_bytes as f64;
+        let earned = shard
+            .quota_record(QuotaKind::ProduceBytes, client_id, bytes, counted)
+            .await;
+        ms = ms.max(i32::try_from(earned.ms).unwrap_or(i32::MAX));
+    }
+    // Kafka counts thread time as percent-seconds: a second of one thread's time is 100.
+    let percent_seconds = used.busy.as_secs_f64() * 100.0;
+    let counted = crate::quotas::Recording::Counted {
+        // Kafka caps the request quota's throttle at one sample of the window.
+        throttle_ms_max: Some(shard.config.quota_window_sample_ms),
+    };
+    let earned = shard
+        .quota_record(
+            QuotaKind::RequestPercentage,
+            client_id,
+            percent_seconds,
+            counted,
+        )
+        .await;
+    ms = ms.max(i32::try_from(earned.ms).unwrap_or(i32::MAX));
+    if let Some(field) = body.and_then(throttle_time_ms) {
+        *field = ms;
+    }
+    ms
+}
+
+/// A future and the time spent polling it.
+struct PollTimed<F> {
+    inner: Pin<Box<F>>,
+    busy: Duration,
+}
+
+impl<F: Future> PollTimed<F> {
+    fn new(inner: F) -> PollTimed<F> {
+        PollTimed {
+            inner: Box::pin(inner),
+            busy: Duration::ZERO,
+        }
+    }
+}
+
+impl<F: Future> Future for PollTimed<F> {
+    type Output = (F::Output, Duration);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let started = Instant::now();
+        let polled = self.inner.as_mut().poll(cx);
+        self.busy += started.elapsed();
+        match polled {
+            Poll::Ready(output) => Poll::Ready((output, self.busy)),
+            Poll::Pending => Poll::Pending,
         }
     }
 }

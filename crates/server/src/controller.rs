@@ -71,7 +71,7 @@ pub(crate) fn topic_info(
 
 impl Shard {
     /// One metadata change at a time. The permit only fails once the broker is stopping.
-    async fn metadata_permit(&self) -> Result<glommio::sync::Permit<'_>, ApiError> {
+    pub(crate) async fn metadata_permit(&self) -> Result<glommio::sync::Permit<'_>, ApiError> {
         self.metadata_changes
             .acquire_permit(1)
             .await
@@ -334,7 +334,7 @@ impl Shard {
     }
 
     /// Persists the new version and publishes it to every core.
-    async fn commit(self: &Rc<Self>, mut next: Snapshot) -> Result<(), ApiError> {
+    pub(crate) async fn commit(self: &Rc<Self>, mut next: Snapshot) -> Result<(), ApiError> {
         next.version += 1;
         let mut persisted = self.persist(&next).await;
         if persisted.as_ref().is_err_and(is_disk_full) {
@@ -457,13 +457,13 @@ fn by_owner(snapshot: &Snapshot, meta: &TopicMeta) -> BTreeMap<usize, Vec<i32>> 
 }
 
 /// Every item of a change fails with `error` (the change could not start).
-fn fail_all<T>(count: usize, error: &ApiError) -> Vec<Result<T, ApiError>> {
+pub(crate) fn fail_all<T>(count: usize, error: &ApiError) -> Vec<Result<T, ApiError>> {
     (0..count).map(|_| Err(error.clone())).collect()
 }
 
 /// The outcomes of a change whose commit failed: what would have succeeded fails with the
 /// commit's error; items refused earlier keep their own error.
-fn fail_succeeded<T>(
+pub(crate) fn fail_succeeded<T>(
     outcomes: Vec<Result<T, ApiError>>,
     error: &ApiError,
 ) -> Vec<Result<T, ApiError>> {
@@ -487,7 +487,10 @@ impl Shard {
         let current = self.snapshot();
         next.version = current.version;
         next.producer_ids_reserved_until = current.producer_ids_reserved_until;
-        if next.topics == current.topics && next.brokers == current.brokers {
+        if next.topics == current.topics
+            && next.brokers == current.brokers
+            && next.client_quotas == current.client_quotas
+        {
             return;
         }
         let mut removed = Vec::new();

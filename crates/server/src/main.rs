@@ -19,6 +19,7 @@ mod health;
 mod mesh;
 mod metadata;
 mod metrics;
+mod quotas;
 mod replication;
 mod rpc_net;
 mod run;

@@ -29,6 +29,10 @@ pub(crate) struct Snapshot {
     /// only broker is this one).
     #[serde(default)]
     pub(crate) brokers: Vec<BrokerMeta>,
+    /// Client quotas (AlterClientQuotas), on every core: each resolves its clients' quotas
+    /// from its copy.
+    #[serde(default)]
+    pub(crate) client_quotas: shoal_quotas::QuotaConfigs,
 }
 
 /// A broker of the cluster, as the controller's metadata has it.
@@ -213,6 +217,7 @@ pub(crate) fn load_or_init(
                 cluster_id: cluster_id
                     .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string),
                 topics: BTreeMap::new(),
+                client_quotas: shoal_quotas::QuotaConfigs::default(),
             };
             persist(data_dir, &snapshot)?;
             snapshot

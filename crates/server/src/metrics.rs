@@ -106,6 +106,10 @@ pub(crate) struct CoreMetrics {
     pub(crate) log_cleaner_bytes_read: AtomicU64,
     pub(crate) log_cleaner_bytes_written: AtomicU64,
     pub(crate) log_cleaner_failures: AtomicU64,
+    /// Client quotas (`quotas.rs`): responses that carried a throttle time, and the sum of
+    /// those times (the connection was muted that long).
+    pub(crate) quota_throttled_responses: AtomicU64,
+    pub(crate) quota_throttle_ms: AtomicU64,
 }
 
 /// The `kind` label of `shoal_fetch_requests_total`, in the order of `CoreMetrics::fetches`.
@@ -136,6 +140,8 @@ impl CoreMetrics {
             log_cleaner_bytes_read: AtomicU64::new(0),
             log_cleaner_bytes_written: AtomicU64::new(0),
             log_cleaner_failures: AtomicU64::new(0),
+            quota_throttled_responses: AtomicU64::new(0),
+            quota_throttle_ms: AtomicU64::new(0),
         }
     }
 
@@ -179,7 +185,7 @@ type Series = (&'static str, &'static str, fn(&CoreMetrics) -> u64);
 /// Renders every core's metrics.
 pub(crate) fn render(cores: &[Arc<CoreMetrics>]) -> String {
     let mut out = String::new();
-    let gauges: [Series; 18] = [
+    let gauges: [Series; 20] = [
         ("shoal_bytes_in_total", "counter", |m| {
             m.bytes_in.load(Ordering::Relaxed)
         }),
@@ -218,6 +224,12 @@ pub(crate) fn render(cores: &[Arc<CoreMetrics>]) -> String {
         }),
         ("shoal_fetch_sessions_refused_total", "counter", |m| {
             m.fetch_sessions_refused.load(Ordering::Relaxed)
+        }),
+        ("shoal_quota_throttled_responses_total", "counter", |m| {
+            m.quota_throttled_responses.load(Ordering::Relaxed)
+        }),
+        ("shoal_quota_throttle_ms_total", "counter", |m| {
+            m.quota_throttle_ms.load(Ordering::Relaxed)
         }),
         ("shoal_log_cleanings_total", "counter", |m| {
             m.log_cleanings.load(Ordering::Relaxed)

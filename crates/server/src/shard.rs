@@ -88,6 +88,9 @@ pub(crate) struct Shard {
     pub(crate) rpc: RefCell<Option<Rc<crate::rpc_net::RpcNet>>>,
     /// The fetch sessions (KIP-227) of the connections this core serves.
     pub(crate) fetch_sessions: RefCell<shoal_kafka::fetch_session::FetchSessions>,
+    /// Client quotas: the usage this core counts (the tags `counting_core` gives it), from
+    /// requests served on any core (see `quotas.rs`).
+    pub(crate) quota_usage: RefCell<shoal_quotas::Usage>,
 }
 
 impl Shard {
@@ -117,6 +120,13 @@ impl Shard {
         );
         Shard {
             fetch_sessions: RefCell::new(fetch_sessions),
+            quota_usage: RefCell::new(shoal_quotas::Usage::new(
+                shoal_quotas::QuotaWindow {
+                    samples: config.quota_window_samples,
+                    sample_ms: config.quota_window_sample_ms,
+                },
+                config.quota_sensors_per_core_max,
+            )),
             next_producer_id: Cell::new(snapshot.producer_ids_reserved_until),
             producer_id_block: Cell::new((0, 0)),
             producer_id_blocks: glommio::sync::Semaphore::new(1),

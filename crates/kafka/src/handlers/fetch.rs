@@ -14,6 +14,14 @@
 //! changed. Without a session cache (`Cluster::fetch_sessions` gives none) every fetch is
 //! sessionless (session id 0: the client sends full requests). There are no transactions, so
 //! the last stable offset is the high watermark and `isolation_level` changes nothing.
+//!
+//! Client quotas (`consumer_byte_rate`, see shoal-quotas): the response is cut to what the
+//! quota allows at once, and its bytes are counted once the reads are done. A fetch that
+//! would go over the quota is answered empty with the throttle time (KIP-219), as Kafka does:
+//! its bytes do not count, an incremental session stays as it was (the client learnt nothing),
+//! and a full fetch opens no session (the client's next fetch is full again). On an idle
+//! quota window the data always goes out, with the throttle it earned: a first batch larger
+//! than the quota allows at once would otherwise never be served.
 
 use std::time::Instant;
 
@@ -38,7 +46,12 @@ const SESSIONS_VERSION_MIN: i16 = 7;
 
 type PartitionResult = Result<ReadBatches, ApiError>;
 
-pub async fn handle<C: Cluster>(cluster: &C, request: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle<C: Cluster>(
+    cluster: &C,
+    request: FetchRequest,
+    version: i16,
+    client_id: &str,
+) -> FetchResponse {
     let started = Instant::now();
     let max_wait_ms = u64::try_from(request.max_wait_ms)
         .unwrap_or(0)
@@ -49,7 +62,12 @@ pub async fn handle<C: Cluster>(cluster: &C, request: FetchRequest, version: i16
     } else {
         usize::MAX
     }
-    .min(FETCH_BYTES_MAX);
+    .min(FETCH_BYTES_MAX)
+    .min(
+        cluster
+            .fetch_quota_bytes_max(client_id)
+            .unwrap_or(usize::MAX),
+    );
     let requested: Vec<Requested> = request
         .topics
         .iter()
@@ -118,7 +136,21 @@ pub async fn handle<C: Cluster>(cluster: &C, request: FetchRequest, version: i16
     }
     let answered: Vec<(TopicPartition, PartitionResult)> =
         wanted.iter().map(|w| w.tp.clone()).zip(results).collect();
-    match plan {
+    let response_bytes: usize = answered
+        .iter()
+        .map(|(_, r)| r.as_ref().map_or(0, batch_bytes))
+        .sum();
+    let throttle = cluster.fetch_throttle(client_id, response_bytes).await;
+    if !throttle.send_data {
+        let session_id = match plan {
+            Plan::Incremental { session_id, .. } => session_id,
+            _ => SESSION_ID_NONE,
+        };
+        return FetchResponse::default()
+            .with_throttle_time_ms(throttle.ms)
+            .with_session_id(session_id);
+    }
+    let response = match plan {
         Plan::Error(_) | Plan::Sessionless => build_response(answered, SESSION_ID_NONE, version),
         Plan::Full => {
             let session_id = match cluster.fetch_sessions() {
@@ -162,7 +194,8 @@ pub async fn handle<C: Cluster>(cluster: &C, request: FetchRequest, version: i16
             }
             build_response(changed, session_id, version)
         }
-    }
+    };
+    response.with_throttle_time_ms(throttle.ms)
 }
 
 /// How this request is served: sessionless below v7 or without a session cache; else as the

@@ -1,12 +1,14 @@
 //! One module per Kafka API. Each exposes `handle`, which takes the decoded request and its
 //! version and returns the response body (or `None` where the protocol sends no response).
 
+pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;

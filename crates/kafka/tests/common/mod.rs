@@ -130,6 +130,10 @@ pub struct Fake {
     pub appends_in_flight_max: std::cell::Cell<usize>,
     /// Fetch sessions (KIP-227); `None`: every fetch is sessionless.
     pub sessions: Option<RefCell<shoal_kafka::fetch_session::FetchSessions>>,
+    /// What the next fetches' bytes earn under a consumer quota (`None`: no quota), and the
+    /// bytes the handler counted, by fetch.
+    pub fetch_throttle: std::cell::Cell<Option<shoal_kafka::cluster::FetchThrottle>>,
+    pub fetch_bytes_counted: RefCell<Vec<usize>>,
 }
 
 /// A future that is pending once (waking itself), then ready.
@@ -160,6 +164,8 @@ impl Fake {
             topics: RefCell::new(BTreeMap::new()),
             auto_create: false,
             sessions: None,
+            fetch_throttle: std::cell::Cell::new(None),
+            fetch_bytes_counted: RefCell::new(Vec::new()),
         }
     }
 
@@ -276,6 +282,21 @@ impl Cluster for Fake {
 
     fn fetch_sessions(&self) -> Option<&RefCell<shoal_kafka::fetch_session::FetchSessions>> {
         self.sessions.as_ref()
+    }
+
+    async fn fetch_throttle(
+        &self,
+        client_id: &str,
+        bytes: usize,
+    ) -> shoal_kafka::cluster::FetchThrottle {
+        assert_eq!(client_id, "test-client");
+        self.fetch_bytes_counted.borrow_mut().push(bytes);
+        self.fetch_throttle
+            .get()
+            .unwrap_or(shoal_kafka::cluster::FetchThrottle {
+                ms: 0,
+                send_data: true,
+            })
     }
 
     async fn create_topics(

@@ -36,6 +36,10 @@ import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
+import org.apache.kafka.common.quota.ClientQuotaAlteration;
+import org.apache.kafka.common.quota.ClientQuotaEntity;
+import org.apache.kafka.common.quota.ClientQuotaFilter;
+import org.apache.kafka.common.quota.ClientQuotaFilterComponent;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -203,6 +207,45 @@ class ClusterTest {
         waitFor("the node back and unfenced", Duration.ofSeconds(30), () -> unfenced(NODES.get(0)) == 4);
         try (Admin admin = admin(dead)) {
             assertTrue(admin.listTopics().names().get().contains("without-node-2"));
+        }
+    }
+
+    /**
+     * Client quotas are cluster metadata: set through the learner node, every node answers them
+     * (each enforces them for the clients it serves, as Kafka's brokers do). The AdminClient
+     * picks the node it asks, so each check waits until the answer is there.
+     */
+    @Test
+    void clientQuotasReachEveryNode() throws Exception {
+        ClientQuotaEntity entity = new ClientQuotaEntity(Map.of(ClientQuotaEntity.CLIENT_ID, "cluster-quota-client"));
+        try (Admin admin = admin(NODES.get(3))) {
+            admin.alterClientQuotas(List.of(new ClientQuotaAlteration(entity,
+                    List.of(new ClientQuotaAlteration.Op("producer_byte_rate", 65536.0))))).all().get();
+        }
+        ClientQuotaFilter exact = ClientQuotaFilter.containsOnly(
+                List.of(ClientQuotaFilterComponent.ofEntity(ClientQuotaEntity.CLIENT_ID, "cluster-quota-client")));
+        for (ShoalBroker node : List.of(NODES.get(0), NODES.get(1), NODES.get(3))) {
+            waitFor("the quota on node " + NODES.indexOf(node), Duration.ofSeconds(15), () -> {
+                try (Admin admin = admin(node)) {
+                    return Map.of(entity, Map.of("producer_byte_rate", 65536.0))
+                            .equals(admin.describeClientQuotas(exact).entities().get());
+                } catch (Exception e) {
+                    return false;
+                }
+            });
+        }
+        // The AdminClient sends the change to the controller and the describe to any node, whose
+        // metadata may lag by a heartbeat (as a KRaft broker's does): wait for it.
+        try (Admin admin = admin(NODES.get(1))) {
+            admin.alterClientQuotas(List.of(new ClientQuotaAlteration(entity,
+                    List.of(new ClientQuotaAlteration.Op("producer_byte_rate", null))))).all().get();
+            waitFor("the quota removed", Duration.ofSeconds(15), () -> {
+                try {
+                    return admin.describeClientQuotas(exact).entities().get().isEmpty();
+                } catch (Exception e) {
+                    return false;
+                }
+            });
         }
     }
 }
