@@ -28,11 +28,8 @@
 //! `requests_inflight_per_connection_max`.
 
 use std::cell::Cell;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -180,12 +177,16 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 .fetch_add(frame_bytes as u64, Ordering::Relaxed);
             // A mute that began while this frame was being read holds it back too.
             wait_unmuted(&reader_muted).await;
-            let task = match codec::decode_request(frame) {
+            let decode_started = Instant::now();
+            let decoded = codec::decode_request(frame);
+            let used = Used {
+                frame_bytes,
+                busy: decode_started.elapsed(),
+            };
+            let task = match decoded {
                 Ok(request) => {
                     let cluster = cluster.clone();
-                    glommio::spawn_local(
-                        async move { respond(&cluster, request, frame_bytes).await },
-                    )
+                    glommio::spawn_local(async move { respond(&cluster, request, used).await })
                 }
                 Err(DecodeError::UnsupportedVersion {
                     api_key: ApiKey::ApiVersions,
@@ -256,7 +257,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _ = metrics.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn respond(cluster: &ShardCluster, request: codec::Request, frame_bytes: usize) -> Responded {
+async fn respond(cluster: &ShardCluster, request: codec::Request, mut used: Used) -> Responded {
     let (api_key, version, correlation_id) = (
         request.api_key,
         request.version,
@@ -272,18 +273,14 @@ async fn respond(cluster: &ShardCluster, request: codec::Request, frame_bytes: u
             .to_string()
     });
     let (mut body, busy) = match &quota_client {
-        Some(_) => PollTimed::new(shoal_kafka::handle(cluster, request)).await,
+        Some(_) => crate::quotas::Timed::new(shoal_kafka::handle(cluster, request)).await,
         None => (shoal_kafka::handle(cluster, request).await, Duration::ZERO),
     };
     cluster.0.metrics.record_request(api_key as i16, started);
     let throttle_ms = match &quota_client {
         Some(client_id) => {
-            let used = Used {
-                api_key,
-                frame_bytes,
-                busy,
-            };
-            throttle(&cluster.0, client_id, used, body.as_mut()).await
+            used.busy += busy;
+            throttle(&cluster.0, client_id, api_key, &used, body.as_mut()).await
         }
         None => 0,
     };
@@ -306,9 +303,9 @@ async fn respond(cluster: &ShardCluster, request: codec::Request, frame_bytes: u
 
 /// What a request used of a client's quotas.
 struct Used {
-    api_key: ApiKey,
     frame_bytes: usize,
-    /// The time this core spent polling its handler.
+    /// Core time it took: decoding, and its handler's work on every core (`quotas::Timed`).
+    /// Encoding the response is not counted: the throttle time must be in it first.
     busy: Duration,
 }
 
@@ -317,14 +314,15 @@ struct Used {
 async fn throttle(
     shard: &Rc<Shard>,
     client_id: &str,
-    used: Used,
+    api_key: ApiKey,
+    used: &Used,
     mut body: Option<&mut ResponseKind>,
 ) -> i32 {
     let mut ms = body
         .as_deref_mut()
         .and_then(throttle_time_ms)
         .map_or(0, |field| *field);
-    if used.api_key == ApiKey::Produce {
+    if api_key == ApiKey::Produce {
         let counted = crate::quotas::Recording::Counted {
             throttle_ms_max: None,
         };
@@ -353,35 +351,6 @@ async fn throttle(
         *field = ms;
     }
     ms
-}
-
-/// A future and the time spent polling it.
-struct PollTimed<F> {
-    inner: Pin<Box<F>>,
-    busy: Duration,
-}
-
-impl<F: Future> PollTimed<F> {
-    fn new(inner: F) -> PollTimed<F> {
-        PollTimed {
-            inner: Box::pin(inner),
-            busy: Duration::ZERO,
-        }
-    }
-}
-
-impl<F: Future> Future for PollTimed<F> {
-    type Output = (F::Output, Duration);
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let started = Instant::now();
-        let polled = self.inner.as_mut().poll(cx);
-        self.busy += started.elapsed();
-        match polled {
-            Poll::Ready(output) => Poll::Ready((output, self.busy)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
 }
 
 /// Reads one frame, once the core's request budget has room for it (the permit holds that

@@ -47,8 +47,14 @@ pub(crate) enum ShardMsg {
         call: Call,
         job: Job,
     },
-    /// The answer to call `id` of the receiving core.
-    Reply { id: u64, answer: Answer },
+    /// The answer to call `id` of the receiving core, and the time the job took on its core
+    /// (measured only while client quotas are set: a request's `request_percentage` counts
+    /// the work it caused on every core).
+    Reply {
+        id: u64,
+        answer: Answer,
+        busy: std::time::Duration,
+    },
     /// Core `from` stopped waiting for its `Answer` call `id`: stop it.
     Cancel { from: usize, id: u64 },
 }

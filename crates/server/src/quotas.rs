@@ -16,9 +16,13 @@
 //! A counting core that does not answer in time throttles nothing: quotas protect the broker's
 //! capacity, they never block or fail a request.
 
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use shoal_kafka::cluster::ApiError;
 use shoal_kafka::error_map::quota_error;
@@ -43,6 +47,66 @@ pub(crate) enum Recording {
 fn now_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+thread_local! {
+    /// While a [`Timed`] future is being polled on this thread: the time of other cores'
+    /// work its calls brought back so far (see [`charge`]).
+    static CHARGED: Cell<Option<Duration>> = const { Cell::new(None) };
+}
+
+/// Adds work done elsewhere for the request being polled (the busy time of a cross-core job,
+/// or of a local detached one, just answered). Outside a timed poll it does nothing.
+pub(crate) fn charge(busy: Duration) {
+    CHARGED.with(|charged| {
+        if let Some(sum) = charged.get() {
+            charged.set(Some(sum + busy));
+        }
+    });
+}
+
+/// A future and the time spent on it: its own polls, plus what [`charge`] adds during them.
+/// This is a request's `request_percentage` usage: the core time it took, on every core.
+pub(crate) struct Timed<F> {
+    inner: Pin<Box<F>>,
+    busy: Duration,
+}
+
+impl<F: Future> Timed<F> {
+    pub(crate) fn new(inner: F) -> Timed<F> {
+        Timed {
+            inner: Box::pin(inner),
+            busy: Duration::ZERO,
+        }
+    }
+}
+
+impl<F: Future> Future for Timed<F> {
+    type Output = (F::Output, Duration);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let outer = CHARGED.with(|charged| charged.replace(Some(Duration::ZERO)));
+        let started = Instant::now();
+        let polled = self.inner.as_mut().poll(cx);
+        let own = started.elapsed();
+        let charged = CHARGED
+            .with(|charged| charged.replace(outer))
+            .unwrap_or_default();
+        self.busy += own + charged;
+        match polled {
+            Poll::Ready(output) => Poll::Ready((output, self.busy)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// `work` timed when `timed` (client quotas are set), else with a zero busy time.
+pub(crate) async fn timed_if<F: Future>(timed: bool, work: F) -> (F::Output, Duration) {
+    if timed {
+        Timed::new(work).await
+    } else {
+        (work.await, Duration::ZERO)
+    }
 }
 
 impl Shard {

@@ -52,7 +52,7 @@ pub(crate) struct Shard {
     /// Replies to other cores' calls.
     pub(crate) reply_senders: Senders<ShardMsg>,
     /// This core's calls to other cores waiting for their `Reply`, by call id.
-    calls_waiting: RefCell<HashMap<u64, oneshot::Sender<mesh::Answer>>>,
+    calls_waiting: RefCell<HashMap<u64, oneshot::Sender<(mesh::Answer, Duration)>>>,
     next_call_id: Cell<u64>,
     /// `Answer` jobs from other cores running here, by (core, call id): how to stop each.
     jobs_running: RefCell<HashMap<(usize, u64), oneshot::Sender<()>>>,
@@ -719,17 +719,21 @@ impl Shard {
                 Call::Complete => {
                     let (done, answer) = oneshot::channel();
                     let shard = self.clone();
+                    let timed = self.quotas_set();
                     glommio::spawn_local(async move {
-                        let _ = done.send(work(shard).await);
+                        let outcome = crate::quotas::timed_if(timed, work(shard)).await;
+                        let _ = done.send(outcome);
                     })
                     .detach();
-                    answer.await.map_err(|_| Unanswered::Dropped)
+                    let (answer, busy) = answer.await.map_err(|_| Unanswered::Dropped)?;
+                    crate::quotas::charge(busy);
+                    Ok(answer)
                 }
             };
         }
         let id = self.next_call_id.get();
         self.next_call_id.set(id + 1);
-        let (reply, answer) = oneshot::channel::<mesh::Answer>();
+        let (reply, answer) = oneshot::channel::<(mesh::Answer, Duration)>();
         let _ = self.calls_waiting.borrow_mut().insert(id, reply);
         // However this call ends, its entry goes; an `Answer` call still running elsewhere
         // is told to stop.
@@ -756,10 +760,11 @@ impl Shard {
         // Sending waits while the owner's channel is full (backpressure); that wait counts
         // against the timeout too.
         let timer = Box::pin(glommio::timer::sleep(Duration::from_millis(timeout_ms)));
-        let answer = match select(Box::pin(exchange), timer).await {
+        let (answer, busy) = match select(Box::pin(exchange), timer).await {
             Either::Left((answer, _)) => answer?,
             Either::Right(((), _)) => return Err(Unanswered::TimedOut),
         };
+        crate::quotas::charge(busy);
         answer.downcast::<T>().map(|answer| *answer).map_err(|_| {
             tracing::error!(core, "a reply of another type than the call's");
             Unanswered::Dropped
@@ -784,10 +789,10 @@ impl Shard {
             } => {
                 glommio::spawn_local(self.clone().run_job(from, id, call, job, permit)).detach();
             }
-            ShardMsg::Reply { id, answer } => {
+            ShardMsg::Reply { id, answer, busy } => {
                 let waiting = self.calls_waiting.borrow_mut().remove(&id);
                 if let Some(reply) = waiting {
-                    let _ = reply.send(answer);
+                    let _ = reply.send((answer, busy));
                 }
             }
             ShardMsg::Cancel { from, id } => {
@@ -808,12 +813,14 @@ impl Shard {
         job: mesh::Job,
         permit: Option<StaticPermit>,
     ) {
+        let timed = self.quotas_set();
         let answer = match call {
-            Call::Complete => Some(job(self.clone()).await),
+            Call::Complete => Some(crate::quotas::timed_if(timed, job(self.clone())).await),
             Call::Answer => {
                 let (stop, stopped) = oneshot::channel::<()>();
                 let _ = self.jobs_running.borrow_mut().insert((from, id), stop);
-                let outcome = select(job(self.clone()), stopped).await;
+                let running = Box::pin(crate::quotas::timed_if(timed, job(self.clone())));
+                let outcome = select(running, stopped).await;
                 let _ = self.jobs_running.borrow_mut().remove(&(from, id));
                 match outcome {
                     Either::Left((answer, _)) => Some(answer),
@@ -821,8 +828,8 @@ impl Shard {
                 }
             }
         };
-        if let Some(answer) = answer {
-            let reply = ShardMsg::Reply { id, answer };
+        if let Some((answer, busy)) = answer {
+            let reply = ShardMsg::Reply { id, answer, busy };
             if self.reply_senders.send_to(from, reply).await.is_err() {
                 tracing::debug!(core = from, "a core went away before its answer");
             }

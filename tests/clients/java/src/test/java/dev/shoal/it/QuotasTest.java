@@ -229,4 +229,41 @@ class QuotasTest extends ShoalTestBase {
             setQuota(client(id), "consumer_byte_rate", null);
         }
     }
+
+    /**
+     * request_percentage: a producer of tiny unbatched records spends more than 1% of a core on
+     * its requests, so it is told to wait (Produce v9 throttle_time_ms, in the producer's
+     * metrics) and the broker counts the throttled responses; a client without the quota is not.
+     */
+    @Test
+    void aBusyClientIsThrottledByItsRequestPercentage() throws Exception {
+        String busy = unique("quota-busy");
+        String idle = unique("quota-free");
+        String topic = createTopic(unique("quota-requests"), 1);
+        setQuota(client(busy), "request_percentage", 1.0);
+        try {
+            for (String id : List.of(busy, idle)) {
+                try (KafkaProducer<byte[], byte[]> p = producer(Map.of(
+                        ProducerConfig.CLIENT_ID_CONFIG, id,
+                        ProducerConfig.ACKS_CONFIG, "1",
+                        ProducerConfig.LINGER_MS_CONFIG, 0,
+                        ProducerConfig.MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION, 1))) {
+                    long until = System.nanoTime() + Duration.ofSeconds(4).toNanos();
+                    while (System.nanoTime() < until) {
+                        p.send(new ProducerRecord<>(topic, 0, null, new byte[1])).get();
+                    }
+                    double throttleMax = metric(p.metrics(), "producer-metrics", "produce-throttle-time-max");
+                    System.out.printf("request quota: client %s, throttle max %.0f ms%n", id, throttleMax);
+                    if (id.equals(busy)) {
+                        assertTrue(throttleMax > 0, "a client over 1% of a core was never throttled");
+                        assertTrue(throttleMax <= 1000, "the request quota's throttle is capped at one sample: " + throttleMax);
+                    } else {
+                        assertTrue(!(throttleMax > 0), "a client without a quota was throttled: " + throttleMax);
+                    }
+                }
+            }
+        } finally {
+            setQuota(client(busy), "request_percentage", null);
+        }
+    }
 }
