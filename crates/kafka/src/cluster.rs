@@ -319,7 +319,8 @@ pub trait Cluster {
         None
     }
     /// The most bytes one Fetch of this client may return under its `consumer_byte_rate`
-    /// quota (Kafka's `getMaxValueInQuotaWindow`); `None`: no quota applies.
+    /// quota (Kafka's `getMaxValueInQuotaWindow`; Shoal's is one sample's worth); `None`: no
+    /// quota applies.
     fn fetch_quota_bytes_max(&self, client_id: &str) -> Option<usize> {
         let _ = client_id;
         None

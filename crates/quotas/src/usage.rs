@@ -10,8 +10,8 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
+use crate::bucket::{Bucket, QuotaWindow};
 use crate::entity::{MetricTags, QuotaKind};
-use crate::rate::{QuotaWindow, Rate};
 
 /// A sensor unused this long is dropped (Kafka's `InactiveSensorExpirationTimeSeconds`).
 pub const SENSOR_IDLE_MS_MAX: u64 = 3_600_000;
@@ -26,7 +26,7 @@ pub fn counting_core(kind: QuotaKind, tags: &MetricTags, cores: usize) -> usize 
 }
 
 struct Sensor {
-    rate: Rate,
+    bucket: Bucket,
     used_ms: u64,
 }
 
@@ -64,7 +64,13 @@ impl Usage {
         self.sensors.len()
     }
 
-    fn sensor(&mut self, kind: QuotaKind, tags: &MetricTags, now_ms: u64) -> &mut Rate {
+    fn sensor(
+        &mut self,
+        kind: QuotaKind,
+        tags: &MetricTags,
+        bound: f64,
+        now_ms: u64,
+    ) -> &mut Bucket {
         let key = (kind, tags.clone());
         if !self.sensors.contains_key(&key) {
             self.sensors
@@ -83,16 +89,17 @@ impl Usage {
         assert!(self.sensors.len() < self.sensors_max || self.sensors.contains_key(&key));
         let window = self.window;
         let sensor = self.sensors.entry(key).or_insert_with(|| Sensor {
-            rate: Rate::new(window),
+            bucket: Bucket::new(window, bound, now_ms),
             used_ms: now_ms,
         });
         sensor.used_ms = now_ms;
-        &mut sensor.rate
+        &mut sensor.bucket
     }
 
     /// Records `value` against `bound` (per second) and returns the throttle it earned
     /// (Kafka's `recordAndGetThrottleTimeMs`). `throttle_ms_max` caps it (the request quota
-    /// caps at one sample, the byte quotas do not).
+    /// caps at one sample, the byte quotas do not) and then debt older than the window is
+    /// forgotten, as Kafka's samples leave its window.
     pub fn record(
         &mut self,
         kind: QuotaKind,
@@ -101,21 +108,23 @@ impl Usage {
         now_ms: u64,
         throttle_ms_max: Option<u64>,
     ) -> Throttle {
-        let rate = self.sensor(kind, tags, now_ms);
-        rate.record(value, now_ms);
-        let ms = rate.throttle_ms(bound, now_ms);
+        let bucket = self.sensor(kind, tags, bound, now_ms);
+        bucket.take(bound, value, now_ms);
+        if throttle_ms_max.is_some() {
+            bucket.forgive_old_debt(bound);
+        }
+        let ms = bucket.throttle_ms(bound, now_ms);
         Throttle {
             ms: throttle_ms_max.map_or(ms, |max| ms.min(max)),
             counted: true,
         }
     }
 
-    /// Records `value` only if it earns no throttle; otherwise leaves the usage as it was and
-    /// returns the throttle (a throttled Fetch sends no data, so its bytes do not count:
-    /// Kafka records and then "unrecords" them). On an idle window the value is always
-    /// counted (`Throttle::counted`), whatever it earns: a single record larger than the
-    /// quota allows at once (a Fetch's first batch is returned whole, KIP-74) would otherwise
-    /// be refused for ever.
+    /// Records `value` unless the client is still in debt; then leaves the usage as it was
+    /// and returns the time until it is not (a throttled Fetch sends no data, so its bytes do
+    /// not count, as Kafka "unrecords" them). A client not in debt always has its value
+    /// counted, whatever it earns: a single record larger than the quota allows at once (a
+    /// Fetch's first batch is returned whole, KIP-74) would otherwise be refused for ever.
     pub fn record_unless_throttled(
         &mut self,
         kind: QuotaKind,
@@ -123,15 +132,19 @@ impl Usage {
         (bound, value): (f64, f64),
         now_ms: u64,
     ) -> Throttle {
-        let rate = self.sensor(kind, tags, now_ms);
-        let idle = rate.is_idle(now_ms);
-        rate.record(value, now_ms);
-        let ms = rate.throttle_ms(bound, now_ms);
-        let counted = ms == 0 || idle;
-        if !counted {
-            rate.record(-value, now_ms);
+        let bucket = self.sensor(kind, tags, bound, now_ms);
+        let owed_ms = bucket.throttle_ms(bound, now_ms);
+        if owed_ms > 0 {
+            return Throttle {
+                ms: owed_ms,
+                counted: false,
+            };
         }
-        Throttle { ms, counted }
+        bucket.take(bound, value, now_ms);
+        Throttle {
+            ms: bucket.throttle_ms(bound, now_ms),
+            counted: true,
+        }
     }
 }
 
@@ -164,15 +177,15 @@ mod tests {
         let mut usage = Usage::new(QuotaWindow::default(), 8);
         let f = QuotaKind::FetchBytes;
         let t = tags("consumer");
-        let first = usage.record_unless_throttled(f, &t, (100.0, 100.0), 0);
-        assert_eq!((first.ms, first.counted), (0, true));
+        let first = usage.record_unless_throttled(f, &t, (100.0, 150.0), 0);
+        assert_eq!((first.ms, first.counted), (500, true));
         let throttled = usage.record_unless_throttled(f, &t, (100.0, 1000.0), 1);
-        assert!(throttled.ms > 0 && !throttled.counted);
-        // Only the first 100 bytes count: exactly at the bound.
-        assert_eq!(usage.record(f, &t, (100.0, 0.0), 2, None).ms, 0);
-        // On an idle window even a value over the bound is counted (and throttled after).
-        let big = usage.record_unless_throttled(f, &tags("other"), (100.0, 1000.0), 3);
-        assert!(big.counted && big.ms > 0);
+        assert_eq!((throttled.ms, throttled.counted), (499, false));
+        // Only the first 150 bytes count: the debt is paid at 500 ms.
+        assert_eq!(usage.record(f, &t, (100.0, 0.0), 500, None).ms, 0);
+        // Out of debt, even a value far over the burst is counted (and throttled after).
+        let big = usage.record_unless_throttled(f, &t, (100.0, 1000.0), 500);
+        assert_eq!((big.ms, big.counted), (10_000, true));
     }
 
     #[test]

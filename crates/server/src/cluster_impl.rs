@@ -167,7 +167,7 @@ impl Cluster for ShardCluster {
             .0
             .quota_bound(shoal_quotas::QuotaKind::FetchBytes, client_id)?;
         // At least one byte: a fetch always moves (KIP-74 returns a first batch whole).
-        Some((self.0.quota_window_max(bound) as usize).max(1))
+        Some((self.0.quota_fetch_bytes_max(bound) as usize).max(1))
     }
 
     async fn fetch_throttle(

@@ -92,8 +92,9 @@ pub(crate) struct Config {
     /// Log compaction: disk bytes per second a core's cleaner reads and writes at most (Kafka's
     /// `log.cleaner.io.max.bytes.per.second`, split per core); 0: unpaced. Default 100 MiB/s.
     pub(crate) log_cleaner_io_bytes_per_second_max: u64,
-    /// Client quotas: samples of the rate window and the length of one (Kafka's
-    /// `quota.window.num`, `quota.window.size.seconds`).
+    /// Client quotas (Kafka's `quota.window.num`, `quota.window.size.seconds`): a client's
+    /// token bucket holds one sample's worth of its bound, a request_percentage throttle is at
+    /// most one sample and forgets debt older than `samples` of them (shoal-quotas `bucket.rs`).
     pub(crate) quota_window_samples: usize,
     pub(crate) quota_window_sample_ms: u64,
     /// Client quotas: usage sensors a core keeps at once (one per quota-bound client and

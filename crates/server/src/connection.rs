@@ -19,8 +19,9 @@
 //! fallback answer), a body that does not decode.
 //!
 //! Client quotas (see `quotas.rs`): once any quota is set, each request's handler is timed
-//! (the time this core spent polling it: `request_percentage`) and a Produce counts its frame
-//! bytes (`producer_byte_rate`); Fetch counts its own bytes. The largest throttle time earned
+//! (`request_percentage`) and a Produce counts its frame bytes as the reader takes it
+//! (`producer_byte_rate`: the reader mutes itself at once when they earn a throttle); Fetch
+//! counts its own bytes. The largest throttle time earned
 //! goes into the response's `throttle_time_ms`, and the connection is muted that long
 //! (KIP-219): the reader reads and dispatches nothing until then. A client on a version from
 //! before KIP-219 gets its response only once the throttle time has passed. Requests the
@@ -179,10 +180,36 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             wait_unmuted(&reader_muted).await;
             let decode_started = Instant::now();
             let decoded = codec::decode_request(frame);
-            let used = Used {
-                frame_bytes,
+            let mut used = Used {
                 busy: decode_started.elapsed(),
+                produce_throttle_ms: 0,
             };
+            if let Ok(request) = &decoded {
+                if request.api_key == ApiKey::Produce && cluster.0.quotas_set() {
+                    // Counted as it is read, before the next frame is: a client that
+                    // pipelines its batches is muted at once, not after every batch it had
+                    // already sent was appended (Kafka reads one request at a time).
+                    let client_id = request.header.client_id.as_deref().unwrap_or("");
+                    let counted = crate::quotas::Recording::Counted {
+                        throttle_ms_max: None,
+                    };
+                    let earned = cluster
+                        .0
+                        .quota_record(
+                            QuotaKind::ProduceBytes,
+                            client_id,
+                            frame_bytes as f64,
+                            counted,
+                        )
+                        .await;
+                    if earned.ms > 0 {
+                        let until = Instant::now() + Duration::from_millis(earned.ms);
+                        let later = reader_muted.get().map_or(until, |u| u.max(until));
+                        reader_muted.set(Some(later));
+                    }
+                    used.produce_throttle_ms = i32::try_from(earned.ms).unwrap_or(i32::MAX);
+                }
+            }
             let task = match decoded {
                 Ok(request) => {
                     let cluster = cluster.clone();
@@ -303,7 +330,9 @@ async fn respond(cluster: &ShardCluster, request: codec::Request, mut used: Used
 
 /// What a request used of a client's quotas.
 struct Used {
-    frame_bytes: usize,
+    /// The throttle its bytes earned against `producer_byte_rate` (a Produce, counted by the
+    /// reader).
+    produce_throttle_ms: i32,
     /// Core time it took: decoding, and its handler's work on every core (`quotas::Timed`).
     /// Encoding the response is not counted: the throttle time must be in it first.
     busy: Duration,
@@ -323,14 +352,7 @@ async fn throttle(
         .and_then(throttle_time_ms)
         .map_or(0, |field| *field);
     if api_key == ApiKey::Produce {
-        let counted = crate::quotas::Recording::Counted {
-            throttle_ms_max: None,
-        };
-        let bytes = used.frame_bytes as f64;
-        let earned = shard
-            .quota_record(QuotaKind::ProduceBytes, client_id, bytes, counted)
-            .await;
-        ms = ms.max(i32::try_from(earned.ms).unwrap_or(i32::MAX));
+        ms = ms.max(used.produce_throttle_ms);
     }
     // Kafka counts thread time as percent-seconds: a second of one thread's time is 100.
     let percent_seconds = used.busy.as_secs_f64() * 100.0;

@@ -124,10 +124,10 @@ impl Shard {
             .map(|resolved| resolved.bound)
     }
 
-    /// The most bytes one request of `kind` may carry without being throttled on an idle
-    /// window.
-    pub(crate) fn quota_window_max(&self, bound: f64) -> f64 {
-        self.quota_usage.borrow().window().max_value(bound)
+    /// The most bytes one Fetch response carries under a byte-rate `bound` (one sample's
+    /// worth, see `QuotaWindow::burst`).
+    pub(crate) fn quota_fetch_bytes_max(&self, bound: f64) -> f64 {
+        self.quota_usage.borrow().window().burst(bound)
     }
 
     /// Counts `value` of `kind` for a client on its counting core; the throttle it earned

@@ -17,11 +17,11 @@
 //!
 //! Client quotas (`consumer_byte_rate`, see shoal-quotas): the response is cut to what the
 //! quota allows at once, and its bytes are counted once the reads are done. A fetch that
-//! would go over the quota is answered empty with the throttle time (KIP-219), as Kafka does:
-//! its bytes do not count, an incremental session stays as it was (the client learnt nothing),
-//! and a full fetch opens no session (the client's next fetch is full again). On an idle
-//! quota window the data always goes out, with the throttle it earned: a first batch larger
-//! than the quota allows at once would otherwise never be served.
+//! arrives while its client still owes throttle time is answered empty with that time (KIP-219),
+//! as Kafka does: its bytes do not count, an incremental session stays as it was (the client
+//! learnt nothing), and a full fetch opens no session (the client's next fetch is full again).
+//! A client that owes nothing always gets its data, with the throttle it earned: a first batch
+//! larger than the quota allows at once would otherwise never be served.
 
 use std::time::Instant;
 

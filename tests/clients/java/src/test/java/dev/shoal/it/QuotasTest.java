@@ -6,13 +6,13 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicLong;
 
 import org.apache.kafka.clients.consumer.ConsumerConfig;
-import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
@@ -33,7 +33,8 @@ import org.junit.jupiter.api.Test;
  * consumers held to their byte rates. Each test uses its own client ids and removes its quotas.
  *
  * The rate tests run {@code SHOAL_QUOTA_TEST_SECONDS} seconds each (default 20; the closing note
- * of the quota work quotes a 60 s run) and must land within 10% of the quota.
+ * of the quota work quotes a 60 s run) and must land within 10% of the quota after the first
+ * second (a new client may burst one second's worth), and over the whole run within that burst.
  */
 class QuotasTest extends ShoalTestBase {
 
@@ -166,6 +167,9 @@ class QuotasTest extends ShoalTestBase {
             AtomicLong acked = new AtomicLong();
             long started = System.nanoTime();
             long until = started + Duration.ofSeconds(RUN_SECONDS).toNanos();
+            long oneSecondIn = started + Duration.ofSeconds(1).toNanos();
+            long ackedAtOneSecond = -1;
+            long oneSecondAt = 0;
             int n = 0;
             while (System.nanoTime() < until) {
                 // send() blocks once the producer's buffer is full: the producer goes as fast as
@@ -175,15 +179,24 @@ class QuotasTest extends ShoalTestBase {
                         acked.addAndGet(1024);
                     }
                 });
+                if (ackedAtOneSecond < 0 && System.nanoTime() >= oneSecondIn) {
+                    oneSecondAt = System.nanoTime();
+                    ackedAtOneSecond = acked.get();
+                }
             }
-            double seconds = (System.nanoTime() - started) / 1e9;
-            double rate = acked.get() / seconds;
+            long ended = System.nanoTime();
+            double whole = acked.get() / ((ended - started) / 1e9);
+            // After the first second: the burst a new client may take at once (one second's
+            // worth) would move a 20 s figure by 5%.
+            double rate = (acked.get() - ackedAtOneSecond) / ((ended - oneSecondAt) / 1e9);
             double throttleMax = metric(p.metrics(), "producer-metrics", "produce-throttle-time-max");
-            System.out.printf("producer quota: %.0f B/s allowed, %.0f B/s acknowledged over %.1f s (%.3f), throttle max %.0f ms%n",
-                    RATE_BYTES_PER_S, rate, seconds, rate / RATE_BYTES_PER_S, throttleMax);
+            System.out.printf("producer quota: %.0f B/s allowed, %.0f B/s acknowledged after the first second (%.3f), %.3f over %d s, throttle max %.0f ms%n",
+                    RATE_BYTES_PER_S, rate, rate / RATE_BYTES_PER_S, whole / RATE_BYTES_PER_S, RUN_SECONDS, throttleMax);
             assertTrue(throttleMax > 0, "the producer was never told to wait");
             assertTrue(Math.abs(rate - RATE_BYTES_PER_S) / RATE_BYTES_PER_S <= 0.10,
                     String.format("%.0f B/s against a quota of %.0f B/s", rate, RATE_BYTES_PER_S));
+            assertTrue(whole <= RATE_BYTES_PER_S * (RUN_SECONDS + 2.5) / RUN_SECONDS,
+                    String.format("%.0f B/s over the whole run", whole));
             p.flush();
         } finally {
             setQuota(client(id), "producer_byte_rate", null);
@@ -208,23 +221,46 @@ class QuotasTest extends ShoalTestBase {
             TopicPartition tp = new TopicPartition(topic, 0);
             c.assign(List.of(tp));
             c.seekToBeginning(List.of(tp));
-            long bytes = 0;
+            // One chunk per Fetch response: {first poll s, last poll s, bytes consumed by its
+            // end}. Bytes are the consumer's own count of the record batches it fetched.
+            List<double[]> chunks = new ArrayList<>();
             long started = System.nanoTime();
             long until = started + Duration.ofSeconds(RUN_SECONDS).toNanos();
             while (System.nanoTime() < until) {
-                for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(100))) {
-                    bytes += r.serializedValueSize() + 70; // the record's share of its batch
+                if (c.poll(Duration.ofMillis(100)).isEmpty()) {
+                    continue;
+                }
+                double at = (System.nanoTime() - started) / 1e9;
+                double consumed = metric(c.metrics(), "consumer-fetch-manager-metrics", "bytes-consumed-total");
+                double[] last = chunks.isEmpty() ? null : chunks.get(chunks.size() - 1);
+                if (last != null && at - last[1] < 0.2) {
+                    last[1] = at;
+                    last[2] = consumed;
+                } else {
+                    chunks.add(new double[] {at, at, consumed});
                 }
             }
             double seconds = (System.nanoTime() - started) / 1e9;
-            double rate = bytes / seconds;
+            double consumed = metric(c.metrics(), "consumer-fetch-manager-metrics", "bytes-consumed-total");
+            double whole = consumed / seconds;
+            // Between Fetch responses after the first second: a response carries one second's
+            // worth, so the burst a new client may take and where the run starts and ends in
+            // the response cycle would each move a 20 s figure by 5%.
+            double from = chunks.isEmpty() ? 0 : chunks.get(0)[0] + 1.0;
+            List<double[]> steady = chunks.stream().filter(ch -> ch[0] >= from).toList();
+            assertTrue(steady.size() >= 3, "too few fetch responses to measure: " + steady.size());
+            double[] first = steady.get(0);
+            double[] end = steady.get(steady.size() - 1);
+            double rate = (end[2] - first[2]) / (end[0] - first[0]);
             double throttleMax = metric(c.metrics(), "consumer-fetch-manager-metrics", "fetch-throttle-time-max");
-            System.out.printf("consumer quota: %.0f B/s allowed, %.0f B/s consumed over %.1f s (%.3f), throttle max %.0f ms%n",
-                    RATE_BYTES_PER_S, rate, seconds, rate / RATE_BYTES_PER_S, throttleMax);
+            System.out.printf("consumer quota: %.0f B/s allowed, %.0f B/s consumed after the first second (%.3f), %.3f over %.1f s, throttle max %.0f ms%n",
+                    RATE_BYTES_PER_S, rate, rate / RATE_BYTES_PER_S, whole / RATE_BYTES_PER_S, seconds, throttleMax);
             assertTrue(throttleMax > 0, "the consumer was never told to wait");
             assertTrue(c.position(tp) * 1024 < fill, "the consumer read everything: the test proves nothing");
             assertTrue(Math.abs(rate - RATE_BYTES_PER_S) / RATE_BYTES_PER_S <= 0.10,
                     String.format("%.0f B/s against a quota of %.0f B/s", rate, RATE_BYTES_PER_S));
+            assertTrue(whole <= RATE_BYTES_PER_S * (RUN_SECONDS + 2.5) / RUN_SECONDS,
+                    String.format("%.0f B/s over the whole run", whole));
         } finally {
             setQuota(client(id), "consumer_byte_rate", null);
         }
