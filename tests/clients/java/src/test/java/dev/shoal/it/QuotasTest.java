@@ -32,13 +32,13 @@ import org.junit.jupiter.api.Test;
  * Client quotas (KIP-13/55/124) with the Java AdminClient, kafka-configs, and real producers and
  * consumers held to their byte rates. Each test uses its own client ids and removes its quotas.
  *
- * The rate tests run {@code SHOAL_QUOTA_TEST_SECONDS} seconds each (default 20; the closing note
+ * The rate tests run {@code SHOAL_QUOTA_TEST_SECONDS} seconds each (default 12; the closing note
  * of the quota work quotes a 60 s run) and must land within 10% of the quota after the first
  * second (a new client may burst one second's worth), and over the whole run within that burst.
  */
 class QuotasTest extends ShoalTestBase {
 
-    private static final int RUN_SECONDS = Integer.parseInt(System.getenv().getOrDefault("SHOAL_QUOTA_TEST_SECONDS", "20"));
+    private static final int RUN_SECONDS = Integer.parseInt(System.getenv().getOrDefault("SHOAL_QUOTA_TEST_SECONDS", "12"));
     private static final double RATE_BYTES_PER_S = 512 * 1024;
 
     private static ClientQuotaEntity client(String id) {
@@ -187,7 +187,7 @@ class QuotasTest extends ShoalTestBase {
             long ended = System.nanoTime();
             double whole = acked.get() / ((ended - started) / 1e9);
             // After the first second: the burst a new client may take at once (one second's
-            // worth) would move a 20 s figure by 5%.
+            // worth) would move a 12 s figure by 8%.
             double rate = (acked.get() - ackedAtOneSecond) / ((ended - oneSecondAt) / 1e9);
             double throttleMax = metric(p.metrics(), "producer-metrics", "produce-throttle-time-max");
             System.out.printf("producer quota: %.0f B/s allowed, %.0f B/s acknowledged after the first second (%.3f), %.3f over %d s, throttle max %.0f ms%n",
@@ -245,7 +245,7 @@ class QuotasTest extends ShoalTestBase {
             double whole = consumed / seconds;
             // Between Fetch responses after the first second: a response carries one second's
             // worth, so the burst a new client may take and where the run starts and ends in
-            // the response cycle would each move a 20 s figure by 5%.
+            // the response cycle would each move a 12 s figure by 8%.
             double from = chunks.isEmpty() ? 0 : chunks.get(0)[0] + 1.0;
             List<double[]> steady = chunks.stream().filter(ch -> ch[0] >= from).toList();
             assertTrue(steady.size() >= 3, "too few fetch responses to measure: " + steady.size());
