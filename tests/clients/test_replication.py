@@ -18,6 +18,11 @@ answered once a majority has the batch fdatasync'ed.
     offsets topic), twice: the coordinator that takes over on another node answers the last
     acknowledged commit.
 
+  * a compacted topic (cleanup.policy=compact) of replication factor 3: every replica's
+    cleaner runs (each node's metrics say so) and a consumer reads every key's latest value
+    from far fewer records; a follower that was down meanwhile catches up from the leader's
+    cleaned log, then leads after a kill -9 of the old leader and serves the latest values.
+
 Nodes run with two cores, so Raft traffic crosses the core mesh as well as the network.
 `SHOAL_REPLICATION_KILLS` sets the number of leader kills (default 6 here; 20 for the record
 in the issue's note).
@@ -29,6 +34,7 @@ import socket
 import struct
 import threading
 import time
+import urllib.request
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -63,6 +69,8 @@ def replicated_nodes(netns_cluster, tmp_path):
             "SHOAL_SEEDS": seeds,
             "SHOAL_RPC_ADDR": f"{c.addr(node_id + 1)}:{RPC_PORT}",
             "SHOAL_RACK": f"rack-{node_id}",
+            # The compaction test's cleaners look for due logs every 200 ms (default 15 s).
+            "SHOAL_LOG_CLEANER_BACKOFF_MS": "200",
         }
         procs[node_id] = netns.start_shoal(c, node_id + 1, SHOAL_BIN, str(data_dir(node_id)),
                                            port=9092, admin_port=ADMIN_PORT, cores=CORES,
@@ -487,3 +495,135 @@ def test_committed_offsets_survive_their_coordinators_node(replicated_nodes):
     # Nothing stale came back with the restarted nodes.
     assert committed_offset(bootstrap(c), "tracked", group) == 11
     print(f"coordinators killed, and who took over: {victims}")
+
+
+def node_metric(c, node, name):
+    """The sum of a metric's series on one node (0 while the node does not answer)."""
+    try:
+        body = urllib.request.urlopen(f"http://{c.addr(node + 1)}:{ADMIN_PORT}/metrics",
+                                      timeout=2).read().decode()
+    except OSError:
+        return 0.0
+    return sum(float(line.split()[-1]) for line in body.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def read_keyed(servers, topic, timeout=60):
+    """Every record of partition 0 from the log start to the high watermark: [(offset, key,
+    value)]."""
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": f"check-{time.time()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        tp = TopicPartition(topic, 0)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                low, high = consumer.get_watermark_offsets(tp, timeout=5)
+                break
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        consumer.assign([TopicPartition(topic, 0, low)])
+        out = []
+        while time.monotonic() < deadline:
+            for m in consumer.consume(500, timeout=1):
+                if m.error() is None:
+                    out.append((m.offset(), m.key(), m.value()))
+            if out and out[-1][0] + 1 >= high:
+                return out
+            if not out and low >= high:
+                return out
+        raise AssertionError(f"did not reach the high watermark {high} in {timeout}s")
+    finally:
+        consumer.close()
+
+
+def test_a_replicated_compacted_topic_is_cleaned_on_every_replica(replicated_nodes):
+    c, procs, start = replicated_nodes
+    topic = "changelog"
+    admin = AdminClient({"bootstrap.servers": bootstrap(c)})
+    futures = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3, config={
+        "cleanup.policy": "compact",
+        # Small segments, so that most of the data is in sealed segments (what a cleaning
+        # rewrites); the active one rolls within a second.
+        "segment.bytes": str(1024 * 1024),
+        "segment.ms": "1000",
+        "min.cleanable.dirty.ratio": "0.01",
+    })])
+    futures[topic].result(timeout=30)
+    leader, replicas, _ = wait_leader(admin, topic)
+    away = next(n for n in replicas if n != leader)
+    # A follower is away while everything is written and cleaned: it catches up later from
+    # the leader's cleaned log.
+    procs[away].kill()
+
+    keys, rounds, value_bytes = 40, 100, 2000
+    rng = random.Random(23)
+    produced = {}
+    p = Producer({"bootstrap.servers": bootstrap(c), "acks": "all", "enable.idempotence": True,
+                  "linger.ms": 5, "message.timeout.ms": 120000})
+    errors = []
+
+    def report(err, msg):
+        if err is not None:
+            errors.append(err)
+
+    def send(key, value):
+        produced.setdefault(key, []).append(value)
+        while True:
+            try:
+                p.produce(topic, key=key, value=value, partition=0, on_delivery=report)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+
+    for round_ in range(rounds):
+        for k in rng.sample(range(keys), keys // 2):
+            key = f"key-{k}".encode()
+            send(key, f"{key.decode()}:{round_}:".encode().ljust(value_bytes, b"."))
+    assert p.flush(60) == 0 and not errors, errors
+    produced_records = sum(len(v) for v in produced.values())
+    live = [n for n in replicas if n != away]
+
+    def cleaned_everywhere():
+        return all(node_metric(c, n, "shoal_log_cleanings_total") > 0 for n in live)
+
+    # Past segment.ms a further record rolls the active segment; the commit covers it.
+    deadline = time.monotonic() + 90
+    while not cleaned_everywhere():
+        assert time.monotonic() < deadline, "the live replicas did not all clean"
+        time.sleep(1.2)
+        send(b"roll", b"x")
+        assert p.flush(30) == 0 and not errors, errors
+
+    def check(records, why):
+        latest = {}
+        offsets = [o for o, _, _ in records]
+        assert offsets == sorted(set(offsets)), f"{why}: offsets out of order"
+        for offset, key, value in records:
+            assert key is not None and value in produced[key], f"{why}: {key} at {offset}"
+            latest[key] = value
+        for key, values in produced.items():
+            assert latest.get(key) == values[-1], f"{why}: {key} lost its latest value"
+        return latest
+
+    after = read_keyed(bootstrap(c, live), topic)
+    check(after, "after cleaning")
+    assert len(after) < produced_records / 2, (len(after), produced_records)
+
+    # The follower comes back and catches up from the cleaned log, then the old leader is
+    # killed: the follower (or the other one) leads and serves every key's latest value.
+    start(away)
+    wait_for("the returning follower in the ISR",
+             lambda: (partition_view(admin, topic) or (0, [], []))[2] == sorted(replicas),
+             timeout=60)
+    procs[leader].kill()
+    new_leader, _, _ = wait_leader(admin, topic, not_node=leader, timeout=60)
+    survivors = [n for n in replicas if n != leader]
+    again = read_keyed(bootstrap(c, survivors), topic)
+    check(again, f"after a kill -9 of leader {leader}, led by {new_leader}")
+    start(leader)
+    print(f"compacted RF3: produced {produced_records} records, {len(after)} after cleaning, "
+          f"{len(again)} on node {new_leader} after the failover")

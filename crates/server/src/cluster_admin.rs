@@ -105,10 +105,6 @@ impl Shard {
         } else {
             topic.replication_factor
         };
-        topic_config::refuse_replicated_compaction(
-            &topic.configs,
-            usize::try_from(replication_factor).unwrap_or(0),
-        )?;
         let record = plan_create_topic(
             &cluster.state.borrow(),
             &topic.name,
@@ -196,14 +192,11 @@ impl Shard {
         validate_only: bool,
     ) -> Result<(), ApiError> {
         refuse_hidden(name)?;
-        let (current, replication_factor) = cluster
+        let current = cluster
             .state
             .borrow()
             .topic(name)
-            .map(|t| {
-                let replicas = t.partitions.iter().map(|p| p.replicas.len()).max();
-                (t.configs.clone(), replicas.unwrap_or(0))
-            })
+            .map(|t| t.configs.clone())
             .ok_or_else(|| {
                 ApiError::with_message(
                     ResponseError::UnknownTopicOrPartition,
@@ -211,7 +204,6 @@ impl Shard {
                 )
             })?;
         let configs: BTreeMap<String, String> = topic_config::apply_change(&current, change)?;
-        topic_config::refuse_replicated_compaction(&configs, replication_factor)?;
         if validate_only || configs == current {
             return Ok(());
         }

@@ -545,25 +545,6 @@ fn compacts(configs: &BTreeMap<String, String>) -> bool {
         .any(|p| p == "compact")
 }
 
-/// Refuses compaction on a replicated topic (replication factor above 1), which storage
-/// cannot clean yet: its Raft indexes are batch ordinals and followers check offset
-/// continuity. Silently keeping every record would be a compaction that claims to work.
-pub(crate) fn refuse_replicated_compaction(
-    configs: &BTreeMap<String, String>,
-    replication_factor: usize,
-) -> Result<(), ApiError> {
-    if replication_factor > 1 && compacts(configs) {
-        return Err(ApiError::with_message(
-            ResponseError::InvalidConfig,
-            format!(
-                "cleanup.policy=compact is not supported yet for a replicated topic \
-                 (replication factor {replication_factor}): only topics with one replica are compacted"
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// A config's value on the topic, or its default.
 fn value<'a>(configs: &'a BTreeMap<String, String>, key: &str) -> &'a str {
     configs

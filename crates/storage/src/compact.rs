@@ -44,6 +44,15 @@
 //! A read in flight keeps reading the old file (its descriptor stays valid after the
 //! unlink). Afterwards offsets may have gaps: a read at an offset no batch holds any more
 //! returns the next batch, as Kafka's fetch does.
+//!
+//! ## Replicated logs
+//! The same cleaning, but every batch is kept (an emptied one as an empty batch with its base
+//! offset, last offset delta and term): a Raft index is a batch's ordinal in the log, so
+//! indexes, terms and offsets all stay where they were and no gap appears. Only segments
+//! wholly at or below the high watermark's index are cleaned (committed entries are never
+//! cut). The intent names the group's first index and the next segment's; the swap forgets
+//! the recent entries whose positions were in the replaced files, and the new sparse index
+//! records ordinals.
 
 use std::rc::Rc;
 
@@ -52,7 +61,7 @@ use shoal_compaction::{
 };
 use shoal_io::{Disk, DmaBuf, DmaFile, OpenMode};
 use shoal_model::constants::DMA_ALIGNMENT_BYTES;
-use shoal_model::{Offset, Term, TimestampMs};
+use shoal_model::{Offset, RaftIndex, Term, TimestampMs};
 
 use crate::batch;
 use crate::error::{Error, OfflineReason, Result};
@@ -75,6 +84,7 @@ pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
 
 const MARKER_MAGIC: &[u8; 4] = b"SHCM";
 const INTENT_MAGIC: &[u8; 4] = b"SHCI";
+const REPLICATED_INTENT_MAGIC: &[u8; 4] = b"SHCR";
 const CHECKPOINT_MAGIC: &[u8; 4] = b"SHCC";
 /// Bytes read from a segment per I/O during both passes.
 const READ_BYTES: usize = 1024 * 1024;
@@ -183,41 +193,69 @@ struct SealedView<F> {
     size_bytes: u64,
     next_offset: Offset,
     max_timestamp: Option<TimestampMs>,
+    /// Replicated logs: the Raft index of the first batch, and the batches stored.
+    first_index: Option<RaftIndex>,
+    batches: u64,
 }
 
-/// The swap intent: every segment named with a base in `[first, end)` is replaced by the
-/// cleaned file of the one at `first`.
+/// The swap intent: every segment named with a base in `[first, end)` (in a replicated log:
+/// with a first index in `[first_index, end_index)`, as segments of internal entries only
+/// share their base offset with the next one) is replaced by the cleaned file of the one at
+/// `first`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PendingCompaction {
     pub(crate) first: Offset,
     pub(crate) term: Term,
     pub(crate) end: Offset,
+    /// Replicated logs: the first index of the group's first segment and of the segment
+    /// after the group.
+    pub(crate) indexes: Option<(RaftIndex, RaftIndex)>,
 }
 
 impl PendingCompaction {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = INTENT_MAGIC.to_vec();
+        let magic = match self.indexes {
+            None => INTENT_MAGIC,
+            Some(_) => REPLICATED_INTENT_MAGIC,
+        };
+        let mut out = magic.to_vec();
         out.extend_from_slice(&self.first.0.to_be_bytes());
         out.extend_from_slice(&self.term.0.to_be_bytes());
         out.extend_from_slice(&self.end.0.to_be_bytes());
+        if let Some((first_index, end_index)) = self.indexes {
+            out.extend_from_slice(&first_index.0.to_be_bytes());
+            out.extend_from_slice(&end_index.0.to_be_bytes());
+        }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_be_bytes());
         out
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Option<PendingCompaction> {
-        const LEN: usize = 4 + 8 + 4 + 8;
-        if bytes.len() < LEN + 4 || &bytes[..4] != INTENT_MAGIC {
+        let replicated = match bytes.get(..4)? {
+            magic if magic == INTENT_MAGIC => false,
+            magic if magic == REPLICATED_INTENT_MAGIC => true,
+            _ => return None,
+        };
+        let len: usize = 4 + 8 + 4 + 8 + if replicated { 16 } else { 0 };
+        if bytes.len() < len + 4 {
             return None;
         }
-        let crc = u32::from_be_bytes(bytes[LEN..LEN + 4].try_into().ok()?);
-        if crc != crc32c::crc32c(&bytes[..LEN]) {
+        let crc = u32::from_be_bytes(bytes[len..len + 4].try_into().ok()?);
+        if crc != crc32c::crc32c(&bytes[..len]) {
             return None;
         }
+        let u64_at = |at: usize| bytes[at..at + 8].try_into().ok().map(u64::from_be_bytes);
+        let indexes = if replicated {
+            Some((RaftIndex(u64_at(24)?), RaftIndex(u64_at(32)?)))
+        } else {
+            None
+        };
         Some(PendingCompaction {
             first: Offset(i64::from_be_bytes(bytes[4..12].try_into().ok()?)),
             term: Term(i32::from_be_bytes(bytes[12..16].try_into().ok()?)),
             end: Offset(i64::from_be_bytes(bytes[16..24].try_into().ok()?)),
+            indexes,
         })
     }
 }
@@ -394,6 +432,8 @@ struct CleanedGroup<F> {
     size_bytes: u64,
     index: SparseIndex,
     max_timestamp: Option<TimestampMs>,
+    /// Batches written (in a replicated log, every batch of the group: one Raft entry each).
+    batches: u64,
 }
 
 impl<D: Disk> Log<D> {
@@ -401,9 +441,6 @@ impl<D: Disk> Log<D> {
     pub fn dirtiness(&self) -> Option<Dirtiness> {
         let config = self.inner.config.borrow();
         let compaction = config.compaction?;
-        if self.inner.replicated {
-            return None;
-        }
         let now_ms = self.inner.clock.now_ms();
         let state = self.inner.state.borrow();
         if state.offline.is_some() || state.closed {
@@ -472,12 +509,6 @@ impl<D: Disk> Log<D> {
         map: &mut OffsetMap,
         throttle: &impl Throttle,
     ) -> Result<Compacted> {
-        if self.inner.replicated {
-            return Err(Error::WrongMode {
-                op: "compact",
-                replicated: true,
-            });
-        }
         let Some(dirtiness) = self.dirtiness() else {
             return Ok(Compacted::NothingDue);
         };
@@ -667,25 +698,34 @@ impl<D: Disk> Log<D> {
         let mut writer = CleanedWriter::new(file);
         let mut index = SparseIndex::default();
         let mut max_timestamp: Option<TimestampMs> = None;
+        let mut batches = 0u64;
+        let replicated = self.inner.replicated;
         for segment in group {
             let mut reader = BatchReader::new(&*segment.file, segment.size_bytes);
             while let Some((pos, bytes)) = self.read_batch(&mut reader, segment, throttle).await? {
                 let header = batch::validate(&bytes).expect("the reader validated it");
-                let keep_if_empty = header.producer_id >= 0
-                    && self
-                        .inner
-                        .state
-                        .borrow()
-                        .producers
-                        .last_offset_of(header.producer_id)
-                        == Some(header.last_offset());
+                // In a replicated log every batch is a Raft entry whose index is its ordinal
+                // in the log: an emptied batch stays, empty, so that every index (and term)
+                // stays where Raft and the segment names put it.
+                let keep_if_empty = replicated
+                    || header.producer_id >= 0
+                        && self
+                            .inner
+                            .state
+                            .borrow()
+                            .producers
+                            .last_offset_of(header.producer_id)
+                            == Some(header.last_offset());
                 let (cleaned, batch_stats) = clean_batch(&bytes, map, rules, keep_if_empty)
                     .map_err(|e| self.cleaning_corrupt(segment, pos, &e))?;
                 stats.add(&batch_stats);
                 let out: &[u8] = match &cleaned {
                     Cleaned::Unchanged => &bytes,
                     Cleaned::Rewritten(rewritten) => rewritten,
-                    Cleaned::Removed => continue,
+                    Cleaned::Removed => {
+                        assert!(!replicated, "a replicated log keeps every batch");
+                        continue;
+                    }
                 };
                 let kept = batch::validate(out).expect("the cleaner writes valid batches");
                 assert_eq!(
@@ -695,11 +735,12 @@ impl<D: Disk> Log<D> {
                 );
                 index.observe(
                     kept.base_offset,
-                    None,
+                    replicated.then_some(batches),
                     writer.size_bytes,
                     Some(kept.max_timestamp),
                     config.index_interval_bytes,
                 );
+                batches += 1;
                 max_timestamp = max_timestamp.max(Some(kept.max_timestamp));
                 writer
                     .push(out, throttle)
@@ -711,11 +752,16 @@ impl<D: Disk> Log<D> {
             .finish(throttle)
             .await
             .map_err(|e| failed("sync cleaned segment", e))?;
+        if replicated {
+            let stored: u64 = group.iter().map(|s| s.batches).sum();
+            assert_eq!(batches, stored, "a replicated group keeps every batch");
+        }
         Ok(CleanedGroup {
             file,
             size_bytes,
             index,
             max_timestamp,
+            batches,
         })
     }
 
@@ -744,13 +790,13 @@ impl<D: Disk> Log<D> {
                 .segments
                 .range(group[group.len() - 1].key..)
                 .nth(1)
-                .map(|(key, _)| key.base);
+                .map(|(key, _)| *key);
             match (unchanged, after) {
                 (true, Some(end)) => Some(end),
                 _ => None,
             }
         };
-        let Some(end) = end else {
+        let Some(end_key) = end else {
             let _ = cleaned.file.close().await;
             self.drop_cleaned(&first.stem).await;
             return Ok(None);
@@ -774,10 +820,22 @@ impl<D: Disk> Log<D> {
             }
             self.inner.state.borrow_mut().compaction.marker_written = true;
         }
+        let end = end_key.base;
+        let indexes = first.first_index.map(|first_index| {
+            let end_index = RaftIndex(end_key.index);
+            let last = group[group.len() - 1];
+            assert_eq!(
+                last.first_index.map(|i| i.plus(last.batches)),
+                Some(end_index),
+                "the segment after the group starts at the index after it"
+            );
+            (first_index, end_index)
+        });
         let intent = PendingCompaction {
             first: first.base,
             term: first.term,
             end,
+            indexes,
         };
         if let Err(error) = write_small_file(
             &*self.inner.disk,
@@ -813,8 +871,12 @@ impl<D: Disk> Log<D> {
             let segment = Segment {
                 base: first.base,
                 term: first.term,
-                first_index: None,
-                batches: 0,
+                first_index: first.first_index,
+                batches: if first.first_index.is_some() {
+                    cleaned.batches
+                } else {
+                    0
+                },
                 file: Rc::new(cleaned.file),
                 index: cleaned.index.clone(),
                 size_bytes: cleaned.size_bytes,
@@ -826,6 +888,11 @@ impl<D: Disk> Log<D> {
             let previous = state.segments.insert(first.key, segment);
             assert!(previous.is_none(), "the group's segments were removed");
             state.stats.segments_deleted += group.len() as u64 - 1;
+            if let (Some(raft), Some((_, end_index))) = (state.raft.as_mut(), indexes) {
+                // Their positions were in the replaced files: reads of them go through the
+                // new sparse index instead.
+                raft.forget_recent_below(end_index.0);
+            }
             replaced
         };
         self.inner
@@ -835,7 +902,11 @@ impl<D: Disk> Log<D> {
             covered_bytes: cleaned.size_bytes,
             next_offset: group[group.len() - 1].next_offset,
             max_timestamp: cleaned.max_timestamp.unwrap_or(TimestampMs(-1)),
-            batches: 0,
+            batches: if indexes.is_some() {
+                cleaned.batches
+            } else {
+                0
+            },
         };
         if cleaned.size_bytes > 0 {
             self.write_index_files(&first.stem, &cleaned.index, checkpoint)
@@ -947,12 +1018,20 @@ pub(crate) async fn read_compaction_state<D: Disk>(
     })
 }
 
+/// The sealed segments a cleaning may read, oldest first. In a replicated log only those
+/// wholly at or below the high watermark's index: committed entries never change again (a
+/// suffix cut stops above the commit index), so cleaning them cannot race Raft.
 fn sealed_views<F: DmaFile>(state: &crate::log::State<F>) -> Vec<SealedView<F>> {
     let active = state.active().key();
+    let committed_next_index = state.raft.as_ref().map(|raft| raft.hw_index + 1);
     state
         .segments
         .iter()
         .filter(|(key, _)| **key != active)
+        .take_while(|(_, s)| match (committed_next_index, s.next_index()) {
+            (Some(committed_next), Some(next)) => next.0 <= committed_next,
+            _ => true,
+        })
         .map(|(key, s)| SealedView {
             key: *key,
             base: s.base,
@@ -962,6 +1041,8 @@ fn sealed_views<F: DmaFile>(state: &crate::log::State<F>) -> Vec<SealedView<F>> 
             size_bytes: s.size_bytes,
             next_offset: s.next_offset,
             max_timestamp: s.max_timestamp,
+            first_index: s.first_index,
+            batches: s.batches,
         })
         .collect()
 }
@@ -1024,16 +1105,20 @@ mod tests {
 
     #[test]
     fn intent_and_checkpoint_round_trip_and_refuse_damage() {
-        let intent = PendingCompaction {
-            first: Offset(7),
-            term: Term(3),
-            end: Offset(90),
-        };
-        let mut bytes = intent.encode();
-        bytes.resize(4096, 0); // as a small file reads back: padded
-        assert_eq!(PendingCompaction::decode(&bytes), Some(intent));
-        bytes[5] ^= 1;
-        assert_eq!(PendingCompaction::decode(&bytes), None);
+        for indexes in [None, Some((RaftIndex(12), RaftIndex(40)))] {
+            let intent = PendingCompaction {
+                first: Offset(7),
+                term: Term(3),
+                end: Offset(90),
+                indexes,
+            };
+            let mut bytes = intent.encode();
+            bytes.resize(4096, 0); // as a small file reads back: padded
+            assert_eq!(PendingCompaction::decode(&bytes), Some(intent));
+            // A flip in the offsets, or in the indexes of a replicated intent.
+            bytes[if indexes.is_some() { 30 } else { 5 }] ^= 1;
+            assert_eq!(PendingCompaction::decode(&bytes), None, "{indexes:?}");
+        }
         let mut checkpoint = encode_checkpoint(Offset(1234));
         assert_eq!(decode_checkpoint(&checkpoint), Some(Offset(1234)));
         checkpoint[6] ^= 1;

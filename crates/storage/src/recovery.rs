@@ -759,13 +759,18 @@ async fn finish_compaction<D: Disk>(
             let mut stems: Vec<SegmentName> = names
                 .iter()
                 .filter_map(|n| parse_log_name(n))
-                .filter(|name| name.base >= pending.first && name.base < pending.end)
+                .filter(|name| match (pending.indexes, name.index) {
+                    (Some((first, end)), Some(index)) => index >= first && index < end,
+                    (None, None) => name.base >= pending.first && name.base < pending.end,
+                    // A name of the other mode: `check_mode` refuses the directory.
+                    _ => false,
+                })
                 .collect();
             stems.sort_by_key(|name| name.key());
             let first = SegmentName {
                 base: pending.first,
                 term: pending.term,
-                index: None,
+                index: pending.indexes.map(|(first, _)| first),
             };
             if stems.first() != Some(&first) {
                 stems.insert(0, first);

@@ -174,6 +174,18 @@ impl RaftState {
         Some(found)
     }
 
+    /// Forgets the entries below `end` (a cleaning rewrote the segments holding them; they
+    /// are committed, so dropping them from the front keeps the rest contiguous).
+    pub(crate) fn forget_recent_below(&mut self, end: u64) {
+        assert!(
+            end <= self.hw_index + 1,
+            "only committed entries are cleaned"
+        );
+        while self.recent.front().is_some_and(|e| e.index < end) {
+            let _ = self.recent.pop_front();
+        }
+    }
+
     /// Drops the entries at or after `from` (a suffix cut).
     pub(crate) fn truncate(&mut self, from: u64) {
         assert!(from > self.commit_index, "committed entries are never cut");
@@ -661,7 +673,8 @@ impl<D: Disk> Log<D> {
             stem: segment.stem(),
             pos,
             end_bytes,
-            // Replicated logs are not compacted: an entry read never skips to the next segment.
+            // A cleaning keeps every batch of a replicated log: an entry read never skips to
+            // the next segment.
             next_base: None,
         };
         (plan, start_index, segment.term)

@@ -1,6 +1,8 @@
-//! Log compaction of a plain log on the simulated disk: what a cleaning keeps, what readers
-//! see after it (offset gaps), recovery with the compacted marker, failures before the
-//! commit point, and crashes (process and power) at every poll of a cleaning.
+//! Log compaction on the simulated disk: what a cleaning keeps, what readers see after it
+//! (offset gaps), recovery with the compacted marker, failures before the commit point, and
+//! crashes (process and power) at every poll of a cleaning. Replicated logs (the Raft log of a
+//! partition group) too: a cleaning there keeps every entry with its index, term and offsets
+//! (emptied batches stay), cleans only committed segments, and survives crashes the same way.
 
 mod common;
 
@@ -16,10 +18,10 @@ use kafka_protocol::records::{
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use shoal_model::Offset;
+use shoal_model::{Offset, RaftIndex, Term};
 use shoal_sim_disk::{CutMode, SimDisk};
 use shoal_storage::{
-    validate_batch, Compacted, CompactionConfig, Error, Log, LogConfig, OffsetMap, Wait,
+    validate_batch, Compacted, CompactionConfig, EntryKind, Error, Log, LogConfig, OffsetMap, Wait,
 };
 
 type TestLog = Log<SimDisk>;
@@ -562,6 +564,16 @@ impl<F: std::future::Future<Output = ()>> std::future::Future for PollBudget<F> 
 
 /// Runs a cleaning of `log` for at most `budget` polls; returns (polls used, finished).
 fn run_cleaning(h: &mut Harness, log: &TestLog, budget: usize) -> (usize, bool) {
+    run_cleaning_expecting(h, log, budget, true)
+}
+
+/// As [`run_cleaning`]; `must_clean`: the cleaning must find something to clean.
+fn run_cleaning_expecting(
+    h: &mut Harness,
+    log: &TestLog,
+    budget: usize,
+    must_clean: bool,
+) -> (usize, bool) {
     let done: Rc<RefCell<bool>> = Rc::default();
     let polls: Rc<RefCell<usize>> = Rc::default();
     let (task_log, out) = (log.clone(), done.clone());
@@ -569,7 +581,11 @@ fn run_cleaning(h: &mut Harness, log: &TestLog, budget: usize) -> (usize, bool) 
         inner: Box::pin(async move {
             let mut map = OffsetMap::with_budget(64 * 1024);
             let result = task_log.compact(&mut map, &()).await;
-            assert!(matches!(result, Ok(Compacted::Cleaned(_))), "{result:?}");
+            assert!(
+                matches!(result, Ok(Compacted::Cleaned(_)))
+                    || !must_clean && matches!(result, Ok(Compacted::NothingDue)),
+                "{result:?}"
+            );
             *out.borrow_mut() = true;
         }),
         polls: polls.clone(),
@@ -719,4 +735,302 @@ fn max_compaction_lag_rolls_the_active_segment_and_makes_the_log_overdue() {
     // An empty active segment is not rolled again.
     h.clock.0.set(h.clock.0.get() + lag_ms + 1);
     assert!(!h.run(log.roll_if_compaction_overdue()).expect("roll"));
+}
+
+// ---- replicated logs ------------------------------------------------------------------------
+
+/// A replicated log's entries as Raft sees them: (index, term, kind, base offset, next
+/// offset). A cleaning must leave this exactly as it was.
+type Shape = Vec<(u64, i32, EntryKind, i64, i64)>;
+
+fn shape_of(h: &mut Harness, log: &TestLog) -> Shape {
+    let (first, last) = (log.first_index(), log.last_index());
+    h.run(log.entries(first, last.plus(1), usize::MAX))
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            let header = validate_batch(&e.bytes).expect("a valid entry");
+            assert_eq!(header.term, e.term, "an entry keeps its term in its batch");
+            (
+                e.index.0,
+                e.term.0,
+                e.kind,
+                header.base_offset.0,
+                header.next_offset().0,
+            )
+        })
+        .collect()
+}
+
+/// A leader's log: term 1 and its empty entry, `batches` keyed batches over `keys` keys,
+/// a new term (and its empty entry) every 40 batches, each proposal committed.
+fn replicated_workload(
+    h: &mut Harness,
+    log: &TestLog,
+    rng: &mut StdRng,
+    batches: usize,
+    keys: std::ops::Range<u8>,
+) {
+    for i in 0..batches {
+        if i % 40 == 0 {
+            let term = Term(log.term_of(log.last_index()).map_or(0, |t| t.0) + 1);
+            h.run(log.set_term(term)).expect("term");
+            let _ = h
+                .run(log.propose_internal(b"", Wait::Durable))
+                .expect("empty entry");
+        }
+        let count = rng.gen_range(1..6);
+        let records: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..count)
+            .map(|_| {
+                let key = vec![b'k', rng.gen_range(keys.clone())];
+                let value =
+                    (!rng.gen_bool(0.1)).then(|| format!("v{}", rng.gen::<u32>()).into_bytes());
+                (key, value)
+            })
+            .collect();
+        let ts = h.clock.0.get();
+        h.clock.0.set(ts + 10);
+        let _ = h
+            .run(log.propose(keyed_batch(&records, ts, None), Wait::Durable))
+            .expect("propose");
+        let _ = h.run(log.advance_commit(log.last_index())).expect("commit");
+    }
+}
+
+fn replicated_config() -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 2048,
+        index_interval_bytes: 300,
+        compaction: Some(CompactionConfig::default()),
+        ..LogConfig::default()
+    }
+}
+
+/// Reopens a replicated log and commits what it holds (every entry was synced and committed
+/// before: a restarted node learns the commit index from its leader).
+fn reopen_replicated(h: &mut Harness, why: &str) -> TestLog {
+    let log = h
+        .open_replicated(replicated_config())
+        .unwrap_or_else(|e| panic!("{why}: recovery failed: {e}"));
+    let _ = h
+        .run(log.advance_commit(log.last_index()))
+        .expect("commit after open");
+    log
+}
+
+#[test]
+fn a_replicated_cleaning_keeps_every_entry_in_place_and_the_latest_record_of_every_key() {
+    // A cache of 0 bytes sends every entries() read to the disk.
+    for cache_bytes in [0, 1 << 20] {
+        let mut h = Harness::with_budgets(8 << 20, cache_bytes);
+        let log = h.open_replicated(replicated_config()).expect("open");
+        let mut rng = StdRng::seed_from_u64(11);
+        replicated_workload(&mut h, &log, &mut rng, 200, 0..12);
+        let shape = shape_of(&mut h, &log);
+        let before = records_of(&mut h, &log);
+        let segments = log.segment_count();
+        let mut map = OffsetMap::with_budget(64 * 1024);
+        let report = match compact(&mut h, &log, &mut map) {
+            Compacted::Cleaned(report) => report,
+            other => panic!("expected a cleaning, got {other:?}"),
+        };
+        assert!(report.bytes_after < report.bytes_before, "{report:?}");
+        assert!(log.segment_count() <= segments);
+        let after = records_of(&mut h, &log);
+        assert_compaction_of(&before, &after, "after the cleaning");
+        assert_clean_below(&before, &after, report.clean_up_to, "after the cleaning");
+        assert!(after.len() < before.len(), "something was cleaned");
+        assert_eq!(shape_of(&mut h, &log), shape, "every entry where it was");
+        for index in [RaftIndex(1), RaftIndex(2), log.last_index()] {
+            assert_eq!(
+                log.term_of(index),
+                Some(Term(shape[index.0 as usize - 1].1)),
+                "term of {index:?}"
+            );
+        }
+        // The log goes on: a new leader's proposals and a follower's catch-up read from the
+        // cleaned segments.
+        replicated_workload(&mut h, &log, &mut rng, 10, 0..12);
+        let grown = shape_of(&mut h, &log);
+        assert_eq!(&grown[..shape.len()], &shape[..]);
+        let expected = records_of(&mut h, &log);
+        let mut follower_h = Harness::with_budgets(8 << 20, cache_bytes);
+        let follower = follower_h
+            .open_replicated(replicated_config())
+            .expect("open follower");
+        let entries = h
+            .run(log.entries(RaftIndex(1), log.last_index().plus(1), usize::MAX))
+            .expect("entries");
+        let sent: Vec<(Term, Vec<u8>)> =
+            entries.iter().map(|e| (e.term, e.bytes.to_vec())).collect();
+        let _ = follower_h
+            .run(follower.append_entries(RaftIndex(1), sent, Wait::Durable))
+            .expect("a follower takes the cleaned entries");
+        let _ = follower_h
+            .run(follower.advance_commit(follower.last_index()))
+            .expect("commit");
+        assert_eq!(records_of(&mut follower_h, &follower), expected);
+        // And a restart reads it all back.
+        crash(&mut h, log, None);
+        let log = reopen_replicated(&mut h, "restart");
+        assert_eq!(shape_of(&mut h, &log), grown, "after a restart");
+        assert_eq!(records_of(&mut h, &log), expected, "after a restart");
+        // A second cleaning merges cleaned segments of one term into one (their names and
+        // ordinals change): every entry stays where it was.
+        replicated_workload(&mut h, &log, &mut rng, 200, 6..18);
+        let (shape, before) = (shape_of(&mut h, &log), records_of(&mut h, &log));
+        let segments = log.segment_count();
+        assert!(matches!(
+            compact(&mut h, &log, &mut map),
+            Compacted::Cleaned(_)
+        ));
+        assert!(log.segment_count() < segments, "cleaned segments merged");
+        assert_eq!(shape_of(&mut h, &log), shape, "after merging");
+        assert_compaction_of(&before, &records_of(&mut h, &log), "after merging");
+        crash(&mut h, log, None);
+        let log = reopen_replicated(&mut h, "restart after merging");
+        assert_eq!(shape_of(&mut h, &log), shape, "after merging and a restart");
+    }
+}
+
+#[test]
+fn a_replicated_cleaning_leaves_uncommitted_segments_alone() {
+    let mut h = Harness::new();
+    let log = h.open_replicated(replicated_config()).expect("open");
+    h.run(log.set_term(Term(1))).expect("term");
+    let _ = h
+        .run(log.propose_internal(b"", Wait::Durable))
+        .expect("empty entry");
+    // Sealed segments, all above the commit index: nothing may be cleaned.
+    for i in 0..60u8 {
+        let ts = h.clock.0.get();
+        let batch = keyed_batch(&[(vec![b'k', i % 3], Some(vec![i; 200]))], ts, None);
+        let _ = h.run(log.propose(batch, Wait::Durable)).expect("propose");
+    }
+    assert!(log.segment_count() > 3);
+    let mut map = OffsetMap::with_budget(64 * 1024);
+    assert!(
+        log.dirtiness().is_none_or(|d| !d.due),
+        "nothing committed yet"
+    );
+    assert!(matches!(
+        compact(&mut h, &log, &mut map),
+        Compacted::NothingDue
+    ));
+    // Half committed: only segments wholly at or below the commit index are cleaned.
+    let half = RaftIndex(log.last_index().0 / 2);
+    let _ = h.run(log.advance_commit(half)).expect("commit");
+    let shape = shape_of(&mut h, &log);
+    let above: Vec<_> = h
+        .run(log.entries(half.plus(1), log.last_index().plus(1), usize::MAX))
+        .expect("entries")
+        .iter()
+        .map(|e| e.bytes.to_vec())
+        .collect();
+    let report = match compact(&mut h, &log, &mut map) {
+        Compacted::Cleaned(report) => report,
+        other => panic!("expected a cleaning, got {other:?}"),
+    };
+    assert!(
+        report.clean_up_to <= log.offsets().high_watermark,
+        "{report:?}"
+    );
+    assert_eq!(shape_of(&mut h, &log), shape);
+    let above_after: Vec<_> = h
+        .run(log.entries(half.plus(1), log.last_index().plus(1), usize::MAX))
+        .expect("entries")
+        .iter()
+        .map(|e| e.bytes.to_vec())
+        .collect();
+    assert_eq!(
+        above_after, above,
+        "uncommitted entries are byte for byte as they were"
+    );
+}
+
+#[test]
+fn a_crash_at_any_poll_of_a_replicated_cleaning_leaves_every_entry_and_a_valid_log() {
+    let mut outcomes = [0usize; 3]; // unchanged, partly or wholly cleaned, returned
+    for seed in seeds() {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x7e11);
+        let batches = rng.gen_range(40..160);
+        let keys = rng.gen_range(3..30);
+        let prepare = |h: &mut Harness, log: &TestLog| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            replicated_workload(h, log, &mut rng, batches, 0..keys);
+            let (_, _) = run_cleaning_expecting(h, log, usize::MAX, false);
+            replicated_workload(h, log, &mut rng, batches, keys / 2..keys + keys / 2);
+        };
+        let total = {
+            let mut h = Harness::new();
+            let log = h.open_replicated(replicated_config()).expect("open");
+            prepare(&mut h, &log);
+            let (used, finished) = run_cleaning_expecting(&mut h, &log, usize::MAX, false);
+            assert!(finished, "seed {seed}");
+            used
+        };
+        let mut h = Harness::new();
+        let log = h.open_replicated(replicated_config()).expect("open");
+        prepare(&mut h, &log);
+        let shape = shape_of(&mut h, &log);
+        let before = records_of(&mut h, &log);
+        // Now and then the whole cleaning, else a crash somewhere inside it.
+        let budget = if rng.gen_bool(0.1) {
+            total
+        } else {
+            rng.gen_range(0..total.max(1))
+        };
+        let (_, finished) = run_cleaning_expecting(&mut h, &log, budget, false);
+        let cleaned_in_memory = records_of(&mut h, &log);
+        let mode = match rng.gen_range(0..3) {
+            0 => None,
+            1 => Some((seed, CutMode::TearLast)),
+            _ => Some((seed, CutMode::Adversarial)),
+        };
+        crash(&mut h, log, mode);
+        let why = format!("seed {seed}: {budget} of {total} polls, finished {finished}, {mode:?}");
+        let log = reopen_replicated(&mut h, &why);
+        assert_eq!(
+            shape_of(&mut h, &log),
+            shape,
+            "{why}: every entry where it was"
+        );
+        let after = records_of(&mut h, &log);
+        assert_compaction_of(&before, &after, &why);
+        if finished {
+            assert_eq!(
+                after, cleaned_in_memory,
+                "{why}: a returned cleaning is durable"
+            );
+        }
+        let leftovers: Vec<String> = files(&h)
+            .into_iter()
+            .filter(|n| n.ends_with(".cleaned") || n == "pending_compaction")
+            .collect();
+        assert!(leftovers.is_empty(), "{why}: {leftovers:?}");
+        outcomes[match (finished, after == before) {
+            (true, _) => 2,
+            (false, true) => 0,
+            (false, false) => 1,
+        }] += 1;
+        // The log goes on, and a later cleaning completes the job.
+        replicated_workload(&mut h, &log, &mut rng, 3, 0..keys);
+        let shape = shape_of(&mut h, &log);
+        let expected = records_of(&mut h, &log);
+        let mut map = OffsetMap::with_budget(64 * 1024);
+        let _ = h.run(log.compact(&mut map, &())).expect("a later cleaning");
+        assert_eq!(
+            shape_of(&mut h, &log),
+            shape,
+            "{why}: after a later cleaning"
+        );
+        assert_compaction_of(&expected, &records_of(&mut h, &log), &why);
+    }
+    println!(
+        "crashes during a replicated cleaning: {outcomes:?} (unchanged, partly cleaned, returned)"
+    );
+    assert!(
+        seeds().count() < 50 || outcomes.iter().all(|&n| n > 0),
+        "{outcomes:?}"
+    );
 }

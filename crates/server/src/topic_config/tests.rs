@@ -257,14 +257,6 @@ fn compaction_configs_reach_the_log_and_the_produce_rules() {
         .compaction
         .is_none());
     assert!(!super::produce_policy(&configs(&[])).compacted);
-    // Replicated topics are refused compaction, with the reason.
-    let compact = configs(&[("cleanup.policy", "compact")]);
-    assert!(super::refuse_replicated_compaction(&compact, 1).is_ok());
-    let refusal = super::refuse_replicated_compaction(&compact, 3).expect_err("replicated");
-    assert!(
-        format!("{refusal:?}").contains("replicated topic"),
-        "{refusal:?}"
-    );
 }
 
 #[test]
