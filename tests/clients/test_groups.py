@@ -10,7 +10,7 @@ import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from helpers import create_topic, unique_topic
+from helpers import create_topic, unique_topic, wait_for
 
 PARTITIONS = 6
 
@@ -247,9 +247,11 @@ def _dir_bytes(path):
 
 
 def test_groups_internal_log_stays_bounded_and_keeps_the_latest_commit(broker_factory, monkeypatch):
-    # A tiny compaction threshold: thousands of commits must not grow the internal log without
-    # bound, and the last commit must survive compaction and a restart.
-    monkeypatch.setenv("SHOAL_GROUP_LOG_COMPACT_BYTES", "65536")
+    # Tiny segments of the internal log and a cleaner that looks every 200 ms: thousands of
+    # commits must not grow the internal log without bound (the log cleaner compacts it on
+    # the records' keys), and the last commit must survive compaction and a restart.
+    monkeypatch.setenv("SHOAL_GROUP_LOG_SEGMENT_BYTES", "16384")
+    monkeypatch.setenv("SHOAL_LOG_CLEANER_BACKOFF_MS", "200")
     b = broker_factory().start()
     topic = unique_topic("compact")
     create_topic(b.bootstrap, topic, 1)
@@ -266,7 +268,8 @@ def test_groups_internal_log_stays_bounded_and_keeps_the_latest_commit(broker_fa
         time.sleep(0.5)
     size = _dir_bytes(internal)
     log = open(b.log_path).read()
-    assert "group partition compacted" in log, "compaction never ran"
+    assert any("log cleaned" in line and "__consumer_offsets" in line
+               for line in log.splitlines()), "the cleaner never compacted the group log"
     b.kill9()
     b.restart()
     c = make_consumer(b.bootstrap, group)
@@ -274,6 +277,58 @@ def test_groups_internal_log_stays_bounded_and_keeps_the_latest_commit(broker_fa
     c.close()
     assert committed[0].offset == commits, f"committed offset after compaction + restart: {committed[0].offset}"
     assert size <= 400_000, f"internal log holds {size} bytes after {commits} commits"
+
+
+def test_groups_keyless_logs_of_an_older_broker_are_rewritten_with_keys_and_lose_nothing(
+        broker_factory, monkeypatch):
+    # A data directory as a broker before keyed group records left it (the test switch writes
+    # that format): on the upgrade, each group partition is rewritten with keyed records before
+    # the cleaner may touch it (it drops keyless records), so every commit survives the upgrade,
+    # cleanings and a kill -9.
+    monkeypatch.setenv("SHOAL_TEST_WRITE_KEYLESS_GROUP_RECORDS", "1")
+    monkeypatch.setenv("SHOAL_GROUP_LOG_SEGMENT_BYTES", "16384")
+    monkeypatch.setenv("SHOAL_LOG_CLEANER_BACKOFF_MS", "200")
+    b = broker_factory().start()
+    topic = unique_topic("upgrade")
+    create_topic(b.bootstrap, topic, 2)
+    groups = {unique_topic(f"g-upgrade-{i}"): 100 + i for i in range(6)}
+    for group, last in groups.items():
+        c = make_consumer(b.bootstrap, group)
+        for offset in range(1, last + 1, 10):
+            c.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+        c.commit(offsets=[TopicPartition(topic, 0, last), TopicPartition(topic, 1, 7)],
+                 asynchronous=False)
+        c.close()
+    b.kill9()
+
+    def committed(group):
+        c = make_consumer(b.bootstrap, group)
+        try:
+            got = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=20)
+            return [tp.offset for tp in got]
+        finally:
+            c.close()
+
+    monkeypatch.delenv("SHOAL_TEST_WRITE_KEYLESS_GROUP_RECORDS")
+    b.restart()
+    log = open(b.log_path).read()
+    assert "group partition rewritten with keyed records" in log, "no rewrite at the upgrade"
+    for group, last in groups.items():
+        assert committed(group) == [last, 7], f"{group} after the upgrade"
+    # Thousands of commits more make the cleaner compact the (now keyed) group logs.
+    busy = next(iter(groups))
+    c = make_consumer(b.bootstrap, busy)
+    for offset in range(1, 2001):
+        c.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+    c.close()
+    groups[busy] = 2000
+    wait_for(lambda: any("log cleaned" in line and "__consumer_offsets" in line
+                         for line in open(b.log_path).read().splitlines()),
+             timeout=30, what="a cleaning of a group log")
+    b.kill9()
+    b.restart()
+    for group, last in groups.items():
+        assert committed(group) == [last, 7], f"{group} after cleanings and a kill -9"
 
 
 def test_groups_kafka_python_consumers_share_partitions(broker):

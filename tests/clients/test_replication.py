@@ -69,8 +69,11 @@ def replicated_nodes(netns_cluster, tmp_path):
             "SHOAL_SEEDS": seeds,
             "SHOAL_RPC_ADDR": f"{c.addr(node_id + 1)}:{RPC_PORT}",
             "SHOAL_RACK": f"rack-{node_id}",
-            # The compaction test's cleaners look for due logs every 200 ms (default 15 s).
+            # The compaction tests' cleaners look for due logs every 200 ms (default 15 s),
+            # and the offsets topic has 1 MiB segments (the least a topic may have), so its
+            # partitions get cleaned.
             "SHOAL_LOG_CLEANER_BACKOFF_MS": "200",
+            "SHOAL_GROUP_LOG_SEGMENT_BYTES": str(1 << 20),
         }
         procs[node_id] = netns.start_shoal(c, node_id + 1, SHOAL_BIN, str(data_dir(node_id)),
                                            port=9092, admin_port=ADMIN_PORT, cores=CORES,
@@ -472,13 +475,31 @@ def commit(servers, topic, group, offset):
 
 
 def test_committed_offsets_survive_their_coordinators_node(replicated_nodes):
-    """Group offsets are replicated (partition of the internal offsets topic, RF 3): kill -9
-    the coordinator's node, and the coordinator that takes over (another node) answers every
-    commit it acknowledged; twice, the first victim restarted in between."""
+    """Group offsets are replicated (partition of the internal offsets topic, RF 3, compacted
+    on the records' keys): after enough commits for every replica to clean its log of the
+    group's partition, kill -9 the coordinator's node, and the coordinator that takes over
+    (another node) answers every commit it acknowledged; twice, the first victim restarted in
+    between."""
     c, procs, start = replicated_nodes
     admin = create_replicated(c, "tracked")
     wait_leader(admin, "tracked")
     group = "moves"
+    commit(bootstrap(c), "tracked", group, 1)
+    # Enough commits (about 230 bytes each in the log) to seal 1 MiB segments of the group's
+    # partition: asynchronous ones, pipelined, then a synchronous one.
+    consumer = Consumer({"bootstrap.servers": bootstrap(c), "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        for offset in range(2, 12000):
+            consumer.commit(offsets=[TopicPartition("tracked", 0, offset)], asynchronous=True)
+            if offset % 100 == 0:
+                consumer.poll(0)
+        consumer.commit(offsets=[TopicPartition("tracked", 0, 12000)], asynchronous=False)
+    finally:
+        consumer.close()
+    wait_for("a cleaning of the offsets topic on every node",
+             lambda: all(node_metric(c, n, "shoal_log_cleanings_total") > 0 for n in range(3)),
+             timeout=60)
     commit(bootstrap(c), "tracked", group, 7)
     assert committed_offset(bootstrap(c), "tracked", group) == 7
     victims = []

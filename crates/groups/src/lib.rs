@@ -335,13 +335,106 @@ impl Record {
         }
     }
 
+    /// The record as a value alone: the format of logs written before records had keys
+    /// (still read at replay, see [`Record::from_key_value`]).
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("records serialise")
     }
 
+    /// A record of the keyless format.
     pub fn decode(bytes: &[u8]) -> Option<Record> {
         serde_json::from_slice(bytes).ok()
     }
+
+    /// The Kafka record key it is stored under, in Kafka's `__consumer_offsets` key format:
+    /// an offset commit's (version 1: group, topic, partition) or a group's (version 2:
+    /// group). The log is compacted on it: the latest record of a key is the one replay
+    /// keeps, so compaction keeps what replay needs.
+    pub fn key(&self) -> Vec<u8> {
+        match self {
+            Record::Offset { group, tp, .. } | Record::OffsetTombstone { group, tp } => {
+                let mut out = OFFSET_KEY_VERSION.to_be_bytes().to_vec();
+                put_key_string(&mut out, group);
+                put_key_string(&mut out, &tp.topic);
+                out.extend_from_slice(&tp.partition.to_be_bytes());
+                out
+            }
+            Record::Group(GroupSnapshot { group, .. }) | Record::GroupTombstone { group } => {
+                let mut out = GROUP_KEY_VERSION.to_be_bytes().to_vec();
+                put_key_string(&mut out, group);
+                out
+            }
+        }
+    }
+
+    /// The record's value under [`Record::key`]: the record itself, or `None` (a Kafka
+    /// tombstone, which compaction drops after `delete.retention.ms`) for a tombstone.
+    pub fn value(&self) -> Option<Vec<u8>> {
+        match self {
+            Record::OffsetTombstone { .. } | Record::GroupTombstone { .. } => None,
+            Record::Offset { .. } | Record::Group(_) => Some(self.encode()),
+        }
+    }
+
+    /// The record stored under `key` with `value` (`None`: a tombstone). `None` when the
+    /// key does not decode or the value is not the key's record.
+    pub fn from_key_value(key: &[u8], value: Option<&[u8]>) -> Option<Record> {
+        let version = i16::from_be_bytes(key.get(..2)?.try_into().ok()?);
+        let mut rest = &key[2..];
+        let group = take_key_string(&mut rest)?;
+        let record = match (version, value) {
+            (OFFSET_KEY_VERSION, _) => {
+                let topic = take_key_string(&mut rest)?;
+                let partition = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+                rest = &rest[4..];
+                let tp = Tp { topic, partition };
+                match value {
+                    None => Record::OffsetTombstone { group, tp },
+                    Some(bytes) => Record::decode(bytes)?,
+                }
+            }
+            (GROUP_KEY_VERSION, None) => Record::GroupTombstone { group },
+            (GROUP_KEY_VERSION, Some(bytes)) => Record::decode(bytes)?,
+            _ => return None,
+        };
+        // The value must be the key's own record (a tombstone's value is its key).
+        (rest.is_empty() && record.key() == key).then_some(record)
+    }
+}
+
+/// Kafka's key versions in `__consumer_offsets`: 0 and 1 are offset commits, 2 group metadata.
+const OFFSET_KEY_VERSION: i16 = 1;
+const GROUP_KEY_VERSION: i16 = 2;
+
+/// A Kafka STRING (int16 length). A longer one (a flexible request's compact string may
+/// carry up to 2^31 bytes) cannot be a Kafka key: it is written as length -1 and a u32
+/// length, which only this decoder reads.
+fn put_key_string(out: &mut Vec<u8>, s: &str) {
+    match i16::try_from(s.len()) {
+        Ok(len) => out.extend_from_slice(&len.to_be_bytes()),
+        Err(_) => {
+            out.extend_from_slice(&(-1i16).to_be_bytes());
+            let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+    }
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn take_key_string(rest: &mut &[u8]) -> Option<String> {
+    let short = i16::from_be_bytes(rest.get(..2)?.try_into().ok()?);
+    let (len, at): (usize, usize) = match short {
+        -1 => (
+            usize::try_from(u32::from_be_bytes(rest.get(2..6)?.try_into().ok()?)).ok()?,
+            6,
+        ),
+        len => (usize::try_from(len).ok()?, 2),
+    };
+    let s = std::str::from_utf8(rest.get(at..at.checked_add(len)?)?)
+        .ok()?
+        .to_string();
+    *rest = &rest[at + len..];
+    Some(s)
 }
 
 /// A group's membership as of its last stable generation (or of becoming empty).

@@ -485,3 +485,59 @@ fn unload_drops_only_refused_groups_and_fails_their_waiters() {
     assert_eq!(fetched[0].1.as_ref().map(|o| o.offset), Some(5));
     assert!(c.list().iter().all(|g| g.group_id != GROUP));
 }
+
+#[test]
+fn records_round_trip_through_their_kafka_key_and_value() {
+    let tp = Tp {
+        topic: "orders".into(),
+        partition: 7,
+    };
+    let offset = CommittedOffset {
+        offset: 42,
+        leader_epoch: 3,
+        metadata: Some("m".into()),
+        commit_ms: 1_000,
+        expire_ms: None,
+    };
+    let long = "g".repeat(40_000);
+    let records = [
+        Record::Offset {
+            group: "g1".into(),
+            tp: tp.clone(),
+            offset,
+        },
+        Record::OffsetTombstone {
+            group: "g1".into(),
+            tp: tp.clone(),
+        },
+        Record::GroupTombstone { group: "g1".into() },
+        Record::GroupTombstone { group: long },
+    ];
+    for record in &records {
+        let (key, value) = (record.key(), record.value());
+        assert_eq!(
+            Record::from_key_value(&key, value.as_deref()).as_ref(),
+            Some(record)
+        );
+    }
+    // Kafka's layout: version 1, group, topic, partition.
+    let key = records[0].key();
+    assert_eq!(&key[..4], &[0, 1, 0, 2]);
+    assert_eq!(&key[4..6], b"g1");
+    assert_eq!(&key[key.len() - 4..], &7i32.to_be_bytes());
+    // An offset and its tombstone share the key; the group's differs.
+    assert_eq!(records[0].key(), records[1].key());
+    assert_ne!(records[0].key(), records[2].key());
+    // A value that is not the key's record, a damaged key: refused.
+    let other = Record::Offset {
+        group: "g2".into(),
+        tp,
+        offset: match &records[0] {
+            Record::Offset { offset, .. } => offset.clone(),
+            _ => unreachable!(),
+        },
+    };
+    assert!(Record::from_key_value(&key, other.value().as_deref()).is_none());
+    assert!(Record::from_key_value(&key[..5], None).is_none());
+    assert!(Record::from_key_value(&[0, 9, 0, 0], None).is_none());
+}

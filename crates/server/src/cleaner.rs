@@ -56,6 +56,19 @@ impl CompactionThrottle for Pace {
 }
 
 impl Shard {
+    /// The logs this core's cleaner looks at: its partitions' (a cluster's replicated
+    /// `__consumer_offsets` partitions among them) and a one-node broker's group logs.
+    fn cleaner_logs(
+        &self,
+    ) -> Vec<(
+        TopicPartition,
+        shoal_storage::Log<crate::metrics::MeteredDisk>,
+    )> {
+        let mut logs = self.logs_now();
+        logs.extend(crate::groups::cleanable_logs());
+        logs
+    }
+
     /// The cleaner task of this core (see the module documentation). Runs until the broker
     /// stops.
     pub(crate) async fn log_cleaner(self: Rc<Self>) {
@@ -66,13 +79,13 @@ impl Shard {
         while !self.stopping.get() {
             let now = Instant::now();
             skipped_until.retain(|_, until| *until > now);
-            for (tp, log) in self.logs_now() {
+            for (tp, log) in self.cleaner_logs() {
                 if let Err(error) = log.roll_if_compaction_overdue().await {
                     tracing::warn!(%tp, %error, "rolling a segment past max.compaction.lag.ms");
                 }
             }
             let candidate = self
-                .logs_now()
+                .cleaner_logs()
                 .into_iter()
                 .filter(|(tp, _)| !skipped_until.contains_key(tp))
                 .filter_map(|(tp, log)| {

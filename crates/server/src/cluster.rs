@@ -564,8 +564,23 @@ impl Driver {
             if state.topic(OFFSETS_TOPIC).is_some() || state.live_brokers().count() < replicas {
                 return;
             }
-            // Offsets expire by the group rules (offsets.retention.minutes), never by age.
-            let configs = [("retention.ms".to_string(), "-1".to_string())].into();
+            // Offsets expire by the group rules (offsets.retention.minutes), never by age;
+            // the log is compacted on the records' keys, as Kafka's `__consumer_offsets` is.
+            // A cluster whose offsets topic was created before this keeps its configs (and
+            // its keyless records, which compaction would drop).
+            let configs = [
+                ("retention.ms".to_string(), "-1".to_string()),
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                (
+                    "segment.bytes".to_string(),
+                    // At least what any topic's segment.bytes must be (1 MiB): a stored
+                    // config that does not validate is replaced by the defaults.
+                    crate::groups::group_log_segment_bytes()
+                        .max(1 << 20)
+                        .to_string(),
+                ),
+            ]
+            .into();
             shoal_controller::plan_create_topic(
                 &state,
                 OFFSETS_TOPIC,

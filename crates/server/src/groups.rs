@@ -4,9 +4,15 @@
 //! GROUP_PARTITIONS`, Kafka's rule); partition `p` lives on core `p % cores`, so every core
 //! owns a fixed set of groups and requests for a group are routed to its core
 //! (`ShardMsg::Group`). Each partition is a durable internal log
-//! (`<data_dir>/__consumer_offsets/<p>`, fsync mode) of `shoal_groups::Record`s; at startup the
-//! core replays its partitions (latest record per key wins) into its `Coordinator`. Offset
-//! commits are acknowledged only after their records are synced.
+//! (`<data_dir>/__consumer_offsets/<p>`, fsync mode) of `shoal_groups::Record`s, each under its
+//! Kafka key (an offset commit's: group, topic, partition; a group's: group; a tombstone has a
+//! null value); at startup the core replays its partitions (latest record per key wins) into
+//! its `Coordinator`. Offset commits are acknowledged only after their records are synced.
+//! The logs are compacted on those keys by the core's log cleaner, as Kafka compacts
+//! `__consumer_offsets`, so they stay about a segment (`SHOAL_GROUP_LOG_SEGMENT_BYTES`, 16 MiB)
+//! above their live state. A log written before records had keys is rewritten at startup
+//! (live state appended with keys, everything before it deleted) before the cleaner may see
+//! it, since a cleaning drops keyless records.
 //!
 //! In a cluster the group partitions are replicated instead: partition `p` is partition `p`
 //! of the internal topic [`OFFSETS_TOPIC`], which the controller leader creates (replication
@@ -74,8 +80,24 @@ struct Groups {
     disk: std::sync::Arc<crate::disk_guard::DiskGuard>,
     /// How the group logs are configured (to reopen one).
     config: LogConfig,
-    /// Offset commits appended but not yet applied to `coordinator` (compaction waits for 0).
+    /// Offset commits appended but not yet applied to `coordinator` (a rewrite waits for 0).
     commits_in_flight: std::cell::Cell<usize>,
+    /// A one-node broker's group partitions that still hold keyless records (their rewrite
+    /// failed at startup): the log cleaner leaves them alone, as it would drop those records.
+    not_cleanable: RefCell<std::collections::BTreeSet<u32>>,
+}
+
+/// A one-node broker's group partition logs of this core that its log cleaner may compact.
+pub(crate) fn cleanable_logs() -> Vec<(TopicPartition, Log<GlommioDisk>)> {
+    let Some(groups) = groups() else {
+        return Vec::new();
+    };
+    let skip = groups.not_cleanable.borrow().clone();
+    let logs = groups.logs.borrow();
+    logs.iter()
+        .filter(|(partition, _)| !skip.contains(partition))
+        .map(|(partition, log)| (offsets_tp(*partition), log.clone()))
+        .collect()
 }
 
 /// A replicated group partition this core leads.
@@ -89,19 +111,21 @@ enum Loaded {
 
 /// How often group logs that went offline on a full disk are reopened (in timer ticks).
 const REOPEN_EVERY_TICKS: u64 = 5;
-/// How often the internal logs are checked for compaction (in timer ticks).
-const COMPACT_EVERY_TICKS: u64 = 50;
-/// An internal partition log larger than this is compacted: the live state is appended as
-/// one batch and everything before it is deleted (`SHOAL_GROUP_LOG_COMPACT_BYTES` overrides).
-const COMPACT_BYTES_DEFAULT: u64 = 64 << 20;
+/// The segment size of the internal group logs: they are compacted on their records' keys
+/// by the core's log cleaner (as any `cleanup.policy=compact` topic), which rewrites sealed
+/// segments only, so a log holds about this much besides its live state
+/// (`SHOAL_GROUP_LOG_SEGMENT_BYTES` overrides, for tests; Kafka's
+/// `offsets.topic.segment.bytes` is 100 MiB).
+const SEGMENT_BYTES_DEFAULT: u64 = 16 << 20;
 
-fn compact_bytes() -> u64 {
+pub(crate) fn group_log_segment_bytes() -> u64 {
     static BYTES: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *BYTES.get_or_init(|| {
-        std::env::var("SHOAL_GROUP_LOG_COMPACT_BYTES")
+        std::env::var("SHOAL_GROUP_LOG_SEGMENT_BYTES")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(COMPACT_BYTES_DEFAULT)
+            .unwrap_or(SEGMENT_BYTES_DEFAULT)
+            .max(16 << 10)
     })
 }
 
@@ -166,13 +190,16 @@ pub(crate) async fn start(shard: Rc<Shard>) {
     let config = LogConfig {
         // Offsets expire by the group rules, never by segment age.
         retention_ms: None,
-        // Small segments, so compaction can delete what the live state superseded.
-        segment_bytes_max: (compact_bytes() / 4).max(64 << 10),
+        segment_bytes_max: group_log_segment_bytes(),
+        // Kafka's `__consumer_offsets` is `cleanup.policy=compact`: the latest record of
+        // each key (an offset commit's, a group's) is what replay keeps.
+        compaction: (!write_keyless_records()).then(shoal_storage::CompactionConfig::default),
         ..LogConfig::default()
     };
     // A cluster node's group partitions are replicas of the offsets topic, opened with the
     // other partitions and loaded when they lead (`follow_leadership`).
     let plain = (0..GROUP_PARTITIONS).filter(|_| !replicated);
+    let mut keyless = Vec::new();
     for partition in plain.filter(|p| *p as usize % shard.cores == shard.id) {
         let dir = partition_dir(&shard, partition);
         let log = match Log::open(shard.ctx.clone(), dir, config.clone()).await {
@@ -188,9 +215,12 @@ pub(crate) async fn start(shard: Rc<Shard>) {
         tracing::info!(
             core = shard.id,
             partition,
-            records = replayed,
+            records = replayed.records,
             "group partition loaded"
         );
+        if replayed.keyless && !write_keyless_records() {
+            keyless.push(partition);
+        }
         let _ = logs.insert(partition, log);
     }
     let groups = Rc::new(Groups {
@@ -201,7 +231,15 @@ pub(crate) async fn start(shard: Rc<Shard>) {
         disk: shard.disk.clone(),
         config: config.clone(),
         commits_in_flight: std::cell::Cell::new(0),
+        not_cleanable: RefCell::new(Default::default()),
     });
+    // Before anything can clean them: logs written before records had keys are rewritten
+    // with keys, else the cleaner would drop their keyless records.
+    for partition in keyless {
+        if !rewrite_with_keys(&groups, partition).await {
+            let _ = groups.not_cleanable.borrow_mut().insert(partition);
+        }
+    }
     GROUPS.with(|g| *g.borrow_mut() = Some(groups.clone()));
     glommio::spawn_local(timers(shard, groups)).detach();
 }
@@ -242,10 +280,18 @@ async fn reopen_after_disk_full(shard: &Shard, groups: &Groups) {
     }
 }
 
-async fn replay(log: &Log<GlommioDisk>, coordinator: &mut Coordinator) -> usize {
+/// What a replay found.
+struct Replayed {
+    records: usize,
+    /// Records without a key (written before the group logs were keyed and compacted).
+    keyless: bool,
+}
+
+async fn replay(log: &Log<GlommioDisk>, coordinator: &mut Coordinator) -> Replayed {
     let now = now_ms();
     let mut offset = log.offsets().log_start;
     let mut count = 0;
+    let mut keyless = false;
     loop {
         let read = match log.read(offset, REPLAY_READ_BYTES).await {
             Ok(read) => read,
@@ -268,9 +314,21 @@ async fn replay(log: &Log<GlommioDisk>, coordinator: &mut Coordinator) -> usize 
                 continue;
             };
             for record in records.records {
-                if let Some(record) = record.value.as_deref().and_then(Record::decode) {
-                    coordinator.replay(record, now);
-                    count += 1;
+                let decoded = match record.key.as_deref() {
+                    Some(key) => Record::from_key_value(key, record.value.as_deref()),
+                    None => {
+                        keyless = true;
+                        record.value.as_deref().and_then(Record::decode)
+                    }
+                };
+                match decoded {
+                    Some(record) => {
+                        coordinator.replay(record, now);
+                        count += 1;
+                    }
+                    None => {
+                        tracing::warn!(offset = record.offset, "undecodable group record skipped")
+                    }
                 }
             }
         }
@@ -278,7 +336,10 @@ async fn replay(log: &Log<GlommioDisk>, coordinator: &mut Coordinator) -> usize 
             break;
         }
     }
-    count
+    Replayed {
+        records: count,
+        keyless,
+    }
 }
 
 async fn timers(shard: Rc<Shard>, groups: Rc<Groups>) {
@@ -300,9 +361,6 @@ async fn timers(shard: Rc<Shard>, groups: Rc<Groups>) {
         }
         if shard.config.cluster.is_some() {
             follow_leadership(&groups);
-        }
-        if tick.is_multiple_of(COMPACT_EVERY_TICKS) {
-            compact(&groups).await;
         }
         if tick.is_multiple_of(REOPEN_EVERY_TICKS) {
             reopen_after_disk_full(&shard, &groups).await;
@@ -373,7 +431,7 @@ async fn load(groups: Rc<Groups>, partition: u32, term: u64) {
         glommio::timer::sleep(Duration::from_millis(LOAD_POLL_MS)).await;
     };
     let mut replayed = Coordinator::new(groups.coordinator.borrow().config().clone());
-    let records = replay(&log, &mut replayed).await;
+    let records = replay(&log, &mut replayed).await.records;
     if !still(&groups) {
         return;
     }
@@ -407,57 +465,81 @@ fn ready_for(groups: &Groups, group_id: &str) -> Result<(), ResponseError> {
     }
 }
 
-/// Keeps the internal logs bounded (latest record per key wins on replay, so the live state
-/// supersedes everything before it). The snapshot is taken and appended without an await in
-/// between, so every change made after it lands after it in the log; commits that are appended
-/// but not yet applied to the state would be missing from the snapshot, so compaction waits
-/// until there are none.
-async fn compact(groups: &Groups) {
-    // Only a one-node broker's plain logs: a replicated partition's prefix cannot be deleted
-    // on one replica without a snapshot to send a follower that needs it (not built yet).
-    let logs: Vec<(u32, Log<GlommioDisk>)> = groups
-        .logs
+/// Rewrites a one-node broker's group partition whose log holds keyless records (written
+/// before the logs were keyed): the partition's live state is appended as keyed records and
+/// everything before it is deleted, so the log cleaner (which drops keyless records) loses
+/// nothing. The state is taken and appended without an await in between; runs at startup,
+/// before any request. Returns whether the log is keyed now.
+async fn rewrite_with_keys(groups: &Groups, partition: u32) -> bool {
+    let Some(log) = groups.logs.borrow().get(&partition).cloned() else {
+        return false;
+    };
+    assert_eq!(groups.commits_in_flight.get(), 0, "runs before any request");
+    let records: Vec<Record> = groups
+        .coordinator
         .borrow()
-        .iter()
-        .map(|(p, l)| (*p, l.clone()))
+        .snapshot_records()
+        .into_iter()
+        .filter(|record| partition_of(record.group()) == partition)
         .collect();
-    for (partition, log) in logs {
-        if log.size_bytes() < compact_bytes() || groups.commits_in_flight.get() > 0 {
-            continue;
-        }
-        let values: Vec<Vec<u8>> = groups
-            .coordinator
-            .borrow()
-            .snapshot_records()
-            .into_iter()
-            .filter(|record| partition_of(record.group()) == partition)
-            .map(|record| record.encode())
-            .collect();
-        let start = if values.is_empty() {
-            log.offsets().log_end
-        } else {
-            let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-            match log
-                .append(shoal_storage::build_batch(&refs, now_ms()), Wait::Durable)
-                .await
-            {
-                Ok(appended) => appended.base_offset,
-                Err(error) => {
-                    tracing::warn!(partition, %error, "compacting a group partition");
-                    continue;
-                }
+    let start = if records.is_empty() {
+        log.offsets().log_end
+    } else {
+        match log
+            .append(keyed_batch(&records, now_ms()), Wait::Durable)
+            .await
+        {
+            Ok(appended) => appended.base_offset,
+            Err(error) => {
+                tracing::warn!(partition, %error, "rewriting a group partition with keys");
+                return false;
             }
-        };
-        match log.delete_records(start).await {
-            Ok(_) => tracing::info!(
+        }
+    };
+    match log.delete_records(start).await {
+        Ok(_) => {
+            tracing::info!(
                 partition,
-                records = values.len(),
-                bytes = log.size_bytes(),
-                "group partition compacted"
-            ),
-            Err(error) => tracing::warn!(partition, %error, "compacting a group partition"),
+                records = records.len(),
+                "group partition rewritten with keyed records"
+            );
+            true
+        }
+        Err(error) => {
+            tracing::warn!(partition, %error, "rewriting a group partition with keys");
+            false
         }
     }
+}
+
+/// Test-only switch: `SHOAL_TEST_WRITE_KEYLESS_GROUP_RECORDS=1` writes the group logs as the
+/// broker did before they were keyed (each record a keyless value; the logs not compacted),
+/// so a test can make the data directory an upgrade starts from.
+fn write_keyless_records() -> bool {
+    static KEYLESS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KEYLESS.get_or_init(|| {
+        let on = std::env::var("SHOAL_TEST_WRITE_KEYLESS_GROUP_RECORDS").is_ok_and(|v| v == "1");
+        if on {
+            tracing::warn!("test switch: group records are written without keys");
+        }
+        on
+    })
+}
+
+/// One batch of records under their Kafka keys (a tombstone's value is null).
+fn keyed_batch(records: &[Record], now_ms: i64) -> Vec<u8> {
+    if write_keyless_records() {
+        let values: Vec<Vec<u8>> = records.iter().map(Record::encode).collect();
+        let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        return shoal_storage::build_batch(&refs, now_ms);
+    }
+    let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+        records.iter().map(|r| (r.key(), r.value())).collect();
+    let refs: Vec<(&[u8], Option<&[u8]>)> = encoded
+        .iter()
+        .map(|(key, value)| (key.as_slice(), value.as_deref()))
+        .collect();
+    shoal_storage::build_keyed_batch(&refs, now_ms)
 }
 
 /// Appends records to their group partitions and waits until they are durable.
@@ -465,20 +547,19 @@ async fn persist(groups: &Groups, records: Vec<Record>) -> Result<(), ResponseEr
     if records.is_empty() {
         return Ok(());
     }
-    let mut by_partition: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
-    for record in &records {
+    let mut by_partition: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
+    for record in records {
         by_partition
             .entry(partition_of(record.group()))
             .or_default()
-            .push(record.encode());
+            .push(record);
     }
     let now = now_ms();
     if groups.shard.config.cluster.is_some() {
         let appends = by_partition
             .into_iter()
-            .map(|(partition, values)| async move {
-                let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-                let batch = shoal_storage::build_batch(&values, now);
+            .map(|(partition, records)| async move {
+                let batch = keyed_batch(&records, now);
                 let tp = offsets_tp(partition);
                 // acks=all: acknowledged once a majority of the partition's replicas synced it.
                 let appended = groups.shard.local_append(&tp, batch, Acks::All).await;
@@ -501,12 +582,11 @@ async fn persist(groups: &Groups, records: Vec<Record>) -> Result<(), ResponseEr
     }
     let appends: Vec<_> = by_partition
         .into_iter()
-        .map(|(partition, values)| {
+        .map(|(partition, records)| {
             let log = groups.logs.borrow().get(&partition).cloned();
             async move {
                 let log = log.ok_or(ResponseError::CoordinatorNotAvailable)?;
-                let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-                let batch = shoal_storage::build_batch(&values, now);
+                let batch = keyed_batch(&records, now);
                 let appended = log.append(batch, Wait::Durable).await;
                 if let Err(shoal_storage::Error::Offline(reason)) = &appended {
                     if reason.kind == shoal_storage::OfflineKind::DiskFull {

@@ -251,8 +251,8 @@ pub fn stamp(batch: &mut [u8], base_offset: Offset, term: Term) {
 }
 
 /// Builds a valid v2 batch of uncompressed records with the given values, all stamped
-/// `base_timestamp_ms`. Used by tests, benchmarks and the crash-test writer; the broker never
-/// builds batches.
+/// `base_timestamp_ms`. Used by tests, benchmarks and the crash-test writer; the broker
+/// builds batches only for its internal logs ([`build_keyed`]).
 pub fn build(values: &[&[u8]], base_timestamp_ms: i64) -> Vec<u8> {
     let timed: Vec<(&[u8], i64)> = values.iter().map(|v| (*v, base_timestamp_ms)).collect();
     build_timed(&timed)
@@ -270,18 +270,55 @@ pub fn build_idempotent(values: &[&[u8]], producer_id: i64, epoch: i16, sequence
 }
 
 fn build_full(records_in: &[(&[u8], i64)], producer_id: i64, epoch: i16, sequence: i32) -> Vec<u8> {
+    let keyed: Vec<KeyedRecord<'_>> = records_in
+        .iter()
+        .map(|(value, ts)| (None, Some(*value), *ts))
+        .collect();
+    build_records(&keyed, producer_id, epoch, sequence)
+}
+
+/// A record to build: key, value (`None`: null, a tombstone) and timestamp.
+type KeyedRecord<'a> = (Option<&'a [u8]>, Option<&'a [u8]>, i64);
+
+/// Builds a valid v2 batch of keyed records (`None` value: a tombstone), all stamped
+/// `timestamp_ms`: the internal group logs, which are compacted on their keys.
+pub fn build_keyed(records_in: &[(&[u8], Option<&[u8]>)], timestamp_ms: i64) -> Vec<u8> {
+    let keyed: Vec<KeyedRecord<'_>> = records_in
+        .iter()
+        .map(|(key, value)| (Some(*key), *value, timestamp_ms))
+        .collect();
+    build_records(&keyed, -1, -1, -1)
+}
+
+fn build_records(
+    records_in: &[KeyedRecord<'_>],
+    producer_id: i64,
+    epoch: i16,
+    sequence: i32,
+) -> Vec<u8> {
     assert!(!records_in.is_empty());
-    let base_ts = records_in.iter().map(|r| r.1).min().unwrap_or(0);
-    let max_ts = records_in.iter().map(|r| r.1).max().unwrap_or(0);
+    let base_ts = records_in.iter().map(|r| r.2).min().unwrap_or(0);
+    let max_ts = records_in.iter().map(|r| r.2).max().unwrap_or(0);
     let mut records = Vec::new();
-    for (index, (value, ts)) in records_in.iter().enumerate() {
+    for (index, (key, value, ts)) in records_in.iter().enumerate() {
         let mut record = Vec::new();
         record.push(0u8); // Record attributes.
         put_varint(&mut record, ts - base_ts);
         put_varint(&mut record, index as i64); // Offset delta.
-        put_varint(&mut record, -1); // Null key.
-        put_varint(&mut record, value.len() as i64);
-        record.extend_from_slice(value);
+        match key {
+            Some(key) => {
+                put_varint(&mut record, key.len() as i64);
+                record.extend_from_slice(key);
+            }
+            None => put_varint(&mut record, -1),
+        }
+        match value {
+            Some(value) => {
+                put_varint(&mut record, value.len() as i64);
+                record.extend_from_slice(value);
+            }
+            None => put_varint(&mut record, -1),
+        }
         put_varint(&mut record, 0); // No headers.
         put_varint(&mut records, record.len() as i64);
         records.extend_from_slice(&record);

@@ -81,8 +81,9 @@ pub mod bench_internals {
 
 pub use batch::{
     body as batch_body, build as build_batch, build_idempotent as build_idempotent_batch,
-    build_internal as build_internal_batch, build_timed as build_timed_batch, stamp as stamp_batch,
-    validate as validate_batch, BatchDefect, BatchHeader,
+    build_internal as build_internal_batch, build_keyed as build_keyed_batch,
+    build_timed as build_timed_batch, stamp as stamp_batch, validate as validate_batch,
+    BatchDefect, BatchHeader,
 };
 pub use cache::BatchCache;
 pub use compact::{
