@@ -172,12 +172,15 @@ def test_a_compacted_topic_keeps_the_latest_value_of_every_key(cleaning_broker):
     for key in deleted:
         assert latest.get(key) is None, f"{key} still has a value"
 
-    # Through a kill -9 and a restart the cleaned log is read back the same.
+    # Through a kill -9 and a restart the cleaned log is read back: the same records, or
+    # fewer if the cleaner ran again between the read above and the kill (a tombstone's
+    # horizon may have passed meanwhile), never one it had removed.
     broker.kill9()
     broker.restart()
     again = read_all(broker.bootstrap, topic)
-    assert again == after, "the cleaned log changed across a kill -9"
-    check(again, "after kill -9")
+    assert set(again) <= set(after), "a record the cleaning removed came back after a kill -9"
+    live = lambda values: {k: v for k, v in values.items() if v is not None}  # noqa: E731
+    assert live(check(again, "after kill -9")) == live(latest)
 
 
 def test_compaction_is_refused_on_an_unknown_policy_and_reported_by_describe_configs(cleaning_broker):
