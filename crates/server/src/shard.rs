@@ -194,8 +194,18 @@ impl Shard {
         let config = match topic_config::log_config(&configs) {
             Ok(config) => config,
             Err(error) => {
-                tracing::error!(%topic, ?error, "stored topic config is invalid; using defaults");
-                shoal_storage::LogConfig::default()
+                // A config stored by another version may not validate here. The storage
+                // defaults would delete by age (a week), which for a topic set to keep its
+                // data (retention.ms=-1, compaction) loses it: nothing is deleted or
+                // cleaned until the config is fixed.
+                tracing::error!(%topic, ?error,
+                    "stored topic config is invalid; nothing of the topic is deleted or cleaned until it is fixed");
+                shoal_storage::LogConfig {
+                    retention_ms: None,
+                    retention_bytes: None,
+                    compaction: None,
+                    ..shoal_storage::LogConfig::default()
+                }
             }
         };
         for &partition in partitions {
