@@ -111,7 +111,10 @@ def test_a_broker_that_is_not_a_seed_joins_serves_and_rejoins(four_nodes):
         placed, brokers = wait_for(c, f"wide in node {node}'s Metadata",
                                    lambda: metadata(c, node, "wide"))
         assert brokers == [0, 1, 2, 3], brokers
-        assert sorted(set(placed.values())) == [0, 1, 2, 3], placed  # the learner hosts some
+        # The learner leads some. Not necessarily every node: new partitions go to the nodes
+        # leading the fewest, which counts the offsets topic's 16 partitions, placed on the
+        # three seeds alone when it was created before the learner registered.
+        assert BROKER in placed.values() and set(placed.values()) <= set(everyone), placed
     acked = produce_all(c, via=BROKER, name="wide", partitions=8, count=160)
     assert len(acked) == 160
     got, committed = consume_group(c, via=BROKER, name="wide", group="via-broker", want=160)
