@@ -50,8 +50,23 @@ pytestmark = pytest.mark.timeout(300)
 CORES = 2
 
 
+# Tests whose nodes' cleaners look for due logs every 200 ms (default 15 s) and whose offsets
+# topic has 1 MiB segments (the least a topic may have), so that compacted partitions get
+# cleaned within the test; the other tests run the nodes as configured by default.
+CLEANING_ENV = {
+    "SHOAL_LOG_CLEANER_BACKOFF_MS": "200",
+    "SHOAL_GROUP_LOG_SEGMENT_BYTES": str(1 << 20),
+}
+cleaning = pytest.mark.parametrize("node_env", [CLEANING_ENV], ids=["cleaning"])
+
+
 @pytest.fixture
-def replicated_nodes(netns_cluster, tmp_path):
+def node_env():
+    return {}
+
+
+@pytest.fixture
+def replicated_nodes(netns_cluster, tmp_path, node_env):
     _require_binary()
     c = netns_cluster(3)
     _CLUSTER.append(c)
@@ -69,11 +84,7 @@ def replicated_nodes(netns_cluster, tmp_path):
             "SHOAL_SEEDS": seeds,
             "SHOAL_RPC_ADDR": f"{c.addr(node_id + 1)}:{RPC_PORT}",
             "SHOAL_RACK": f"rack-{node_id}",
-            # The compaction tests' cleaners look for due logs every 200 ms (default 15 s),
-            # and the offsets topic has 1 MiB segments (the least a topic may have), so its
-            # partitions get cleaned.
-            "SHOAL_LOG_CLEANER_BACKOFF_MS": "200",
-            "SHOAL_GROUP_LOG_SEGMENT_BYTES": str(1 << 20),
+            **node_env,
         }
         procs[node_id] = netns.start_shoal(c, node_id + 1, SHOAL_BIN, str(data_dir(node_id)),
                                            port=9092, admin_port=ADMIN_PORT, cores=CORES,
@@ -474,6 +485,7 @@ def commit(servers, topic, group, offset):
         consumer.close()
 
 
+@cleaning
 def test_committed_offsets_survive_their_coordinators_node(replicated_nodes):
     """Group offsets are replicated (partition of the internal offsets topic, RF 3, compacted
     on the records' keys): after enough commits for every replica to clean its log of the
@@ -560,6 +572,7 @@ def read_keyed(servers, topic, timeout=60):
         consumer.close()
 
 
+@cleaning
 def test_a_replicated_compacted_topic_is_cleaned_on_every_replica(replicated_nodes):
     c, procs, start = replicated_nodes
     topic = "changelog"
