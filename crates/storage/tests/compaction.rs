@@ -610,6 +610,46 @@ fn prepare(h: &mut Harness, log: &TestLog, seed: u64, batches: usize, keys: u8) 
     workload_over(h, log, &mut rng, batches, keys / 2..keys + keys / 2);
 }
 
+/// How a crash test's crash ends: the process only, or a power cut tearing the last write, or
+/// an adversarial one.
+fn crash_mode(rng: &mut StdRng, seed: u64) -> Option<(u64, CutMode)> {
+    match rng.gen_range(0..3) {
+        0 => None,
+        1 => Some((seed, CutMode::TearLast)),
+        _ => Some((seed, CutMode::Adversarial)),
+    }
+}
+
+/// What recovery from a crash during a cleaning must leave: a valid compaction of `before`,
+/// the cleaning's own result if it had returned (`finished`), and no cleaned file or intent.
+/// Returns the outcome's slot: 0 unchanged, 1 partly or wholly cleaned, 2 returned.
+fn recovered_outcome(
+    h: &Harness,
+    before: &[Rec],
+    after: &[Rec],
+    cleaned_in_memory: &[Rec],
+    finished: bool,
+    why: &str,
+) -> usize {
+    assert_compaction_of(before, after, why);
+    if finished {
+        assert_eq!(
+            after, cleaned_in_memory,
+            "{why}: a returned cleaning is durable"
+        );
+    }
+    let leftovers: Vec<String> = files(h)
+        .into_iter()
+        .filter(|n| n.ends_with(".cleaned") || n == "pending_compaction")
+        .collect();
+    assert!(leftovers.is_empty(), "{why}: {leftovers:?}");
+    match (finished, after == before) {
+        (true, _) => 2,
+        (false, true) => 0,
+        (false, false) => 1,
+    }
+}
+
 #[test]
 fn a_crash_at_any_poll_of_a_cleaning_leaves_the_old_log_or_a_valid_compaction() {
     let mut outcomes = [0usize; 3]; // unchanged, partly or wholly cleaned, returned
@@ -633,34 +673,14 @@ fn a_crash_at_any_poll_of_a_cleaning_leaves_the_old_log_or_a_valid_compaction() 
         let budget = rng.gen_range(0..=total);
         let (_, finished) = run_cleaning(&mut h, &log, budget);
         let cleaned_in_memory = records_of(&mut h, &log);
-        let mode = match rng.gen_range(0..3) {
-            0 => None,
-            1 => Some((seed, CutMode::TearLast)),
-            _ => Some((seed, CutMode::Adversarial)),
-        };
+        let mode = crash_mode(&mut rng, seed);
         crash(&mut h, log, mode);
         let why = format!("seed {seed}: {budget} of {total} polls, finished {finished}, {mode:?}");
         let log = h
             .open(config())
             .unwrap_or_else(|e| panic!("{why}: recovery failed: {e}"));
         let after = records_of(&mut h, &log);
-        assert_compaction_of(&before, &after, &why);
-        if finished {
-            assert_eq!(
-                after, cleaned_in_memory,
-                "{why}: a returned cleaning is durable"
-            );
-        }
-        let leftovers: Vec<String> = files(&h)
-            .into_iter()
-            .filter(|n| n.ends_with(".cleaned") || n == "pending_compaction")
-            .collect();
-        assert!(leftovers.is_empty(), "{why}: {leftovers:?}");
-        outcomes[match (finished, after == before) {
-            (true, _) => 2,
-            (false, true) => 0,
-            (false, false) => 1,
-        }] += 1;
+        outcomes[recovered_outcome(&h, &before, &after, &cleaned_in_memory, finished, &why)] += 1;
         // The log goes on, and another power cut changes nothing synced.
         workload(&mut h, &log, &mut rng, 3, keys);
         let expected = records_of(&mut h, &log);
@@ -982,11 +1002,7 @@ fn a_crash_at_any_poll_of_a_replicated_cleaning_leaves_every_entry_and_a_valid_l
         };
         let (_, finished) = run_cleaning_expecting(&mut h, &log, budget, false);
         let cleaned_in_memory = records_of(&mut h, &log);
-        let mode = match rng.gen_range(0..3) {
-            0 => None,
-            1 => Some((seed, CutMode::TearLast)),
-            _ => Some((seed, CutMode::Adversarial)),
-        };
+        let mode = crash_mode(&mut rng, seed);
         crash(&mut h, log, mode);
         let why = format!("seed {seed}: {budget} of {total} polls, finished {finished}, {mode:?}");
         let log = reopen_replicated(&mut h, &why);
@@ -996,23 +1012,7 @@ fn a_crash_at_any_poll_of_a_replicated_cleaning_leaves_every_entry_and_a_valid_l
             "{why}: every entry where it was"
         );
         let after = records_of(&mut h, &log);
-        assert_compaction_of(&before, &after, &why);
-        if finished {
-            assert_eq!(
-                after, cleaned_in_memory,
-                "{why}: a returned cleaning is durable"
-            );
-        }
-        let leftovers: Vec<String> = files(&h)
-            .into_iter()
-            .filter(|n| n.ends_with(".cleaned") || n == "pending_compaction")
-            .collect();
-        assert!(leftovers.is_empty(), "{why}: {leftovers:?}");
-        outcomes[match (finished, after == before) {
-            (true, _) => 2,
-            (false, true) => 0,
-            (false, false) => 1,
-        }] += 1;
+        outcomes[recovered_outcome(&h, &before, &after, &cleaned_in_memory, finished, &why)] += 1;
         // The log goes on, and a later cleaning completes the job.
         replicated_workload(&mut h, &log, &mut rng, 3, 0..keys);
         let shape = shape_of(&mut h, &log);
