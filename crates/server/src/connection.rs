@@ -77,6 +77,12 @@ impl Responded {
 /// Until when the connection reads and dispatches nothing (a throttled client).
 type Muted = Rc<Cell<Option<Instant>>>;
 
+/// Mutes the connection for `ms` from now, unless it already is for longer.
+fn mute_for(muted: &Muted, ms: u64) {
+    let until = Instant::now() + Duration::from_millis(ms);
+    muted.set(Some(muted.get().map_or(until, |u| u.max(until))));
+}
+
 async fn wait_unmuted(muted: &Muted) {
     while let Some(until) = muted.get() {
         let now = Instant::now();
@@ -203,9 +209,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                         )
                         .await;
                     if earned.ms > 0 {
-                        let until = Instant::now() + Duration::from_millis(earned.ms);
-                        let later = reader_muted.get().map_or(until, |u| u.max(until));
-                        reader_muted.set(Some(later));
+                        mute_for(&reader_muted, earned.ms);
                     }
                     used.produce_throttle_ms = i32::try_from(earned.ms).unwrap_or(i32::MAX);
                 }
@@ -241,9 +245,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     while let Some((task, held)) = pending.recv().await {
         let responded = task.await;
         if responded.throttle_ms > 0 {
-            let throttle = Duration::from_millis(responded.throttle_ms);
-            let until = Instant::now() + throttle;
-            muted.set(Some(muted.get().map_or(until, |u| u.max(until))));
+            mute_for(&muted, responded.throttle_ms);
             let _ = metrics
                 .quota_throttled_responses
                 .fetch_add(1, Ordering::Relaxed);
@@ -251,7 +253,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                 .quota_throttle_ms
                 .fetch_add(responded.throttle_ms, Ordering::Relaxed);
             if !responded.client_throttles && responded.bytes.is_some() {
-                glommio::timer::sleep(throttle).await;
+                glommio::timer::sleep(Duration::from_millis(responded.throttle_ms)).await;
             }
         }
         let api_key = responded.api_key;
