@@ -432,7 +432,8 @@ struct CleanedGroup<F> {
     size_bytes: u64,
     index: SparseIndex,
     max_timestamp: Option<TimestampMs>,
-    /// Batches written (in a replicated log, every batch of the group: one Raft entry each).
+    /// Replicated logs: the batches written, every batch of the group (one Raft entry each);
+    /// 0 in a plain log, which counts no batches (as `Segment::batches`).
     batches: u64,
 }
 
@@ -761,7 +762,7 @@ impl<D: Disk> Log<D> {
             size_bytes,
             index,
             max_timestamp,
-            batches,
+            batches: if replicated { batches } else { 0 },
         })
     }
 
@@ -872,11 +873,7 @@ impl<D: Disk> Log<D> {
                 base: first.base,
                 term: first.term,
                 first_index: first.first_index,
-                batches: if first.first_index.is_some() {
-                    cleaned.batches
-                } else {
-                    0
-                },
+                batches: cleaned.batches,
                 file: Rc::new(cleaned.file),
                 index: cleaned.index.clone(),
                 size_bytes: cleaned.size_bytes,
@@ -902,11 +899,7 @@ impl<D: Disk> Log<D> {
             covered_bytes: cleaned.size_bytes,
             next_offset: group[group.len() - 1].next_offset,
             max_timestamp: cleaned.max_timestamp.unwrap_or(TimestampMs(-1)),
-            batches: if indexes.is_some() {
-                cleaned.batches
-            } else {
-                0
-            },
+            batches: cleaned.batches,
         };
         if cleaned.size_bytes > 0 {
             self.write_index_files(&first.stem, &cleaned.index, checkpoint)
