@@ -202,21 +202,25 @@ def value_of(raw):
     return int(raw.split(b":", 1)[0])
 
 
+def watermarks(consumer, tp, deadline):
+    """(low, high) of `tp`, asked again while no broker answers (a node may be down), until
+    `deadline`."""
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=5)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def read_all(servers, topic, partition=0, timeout=60):
     """Every record of the partition up to its high watermark: [(offset, value)]."""
     consumer = Consumer({"bootstrap.servers": servers, "group.id": f"check-{time.time()}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
-        tp = TopicPartition(topic, partition)
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                _, high = consumer.get_watermark_offsets(tp, timeout=5)
-                break
-            except KafkaException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        _, high = watermarks(consumer, TopicPartition(topic, partition), deadline)
         consumer.assign([TopicPartition(topic, partition, 0)])
         out = []
         while (not out or out[-1][0] < high - 1) and time.monotonic() < deadline:
@@ -547,16 +551,8 @@ def read_keyed(servers, topic, timeout=60):
     consumer = Consumer({"bootstrap.servers": servers, "group.id": f"check-{time.time()}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
-        tp = TopicPartition(topic, 0)
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                low, high = consumer.get_watermark_offsets(tp, timeout=5)
-                break
-            except KafkaException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        low, high = watermarks(consumer, TopicPartition(topic, 0), deadline)
         consumer.assign([TopicPartition(topic, 0, low)])
         out = []
         while time.monotonic() < deadline:
